@@ -5,6 +5,9 @@
 # %% ../nbs/01_scan.ipynb 2
 from __future__ import annotations
 import json, math, os, queue, tempfile, threading, time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -43,13 +46,12 @@ class _Bins:
         self.step = torch.where(inside, step, torch.tensor(math.inf)).to(device)
         inf = torch.tensor([math.inf])
         self.up = torch.cat([lad, inf]).to(device)          # step j, +inf past the top
-        self.down = torch.cat([-inf, lad]).to(device)       # step j-1, -inf below the bottom
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         "For each x >= 0 (no NaN): the number of ladder steps t with t < x, as int32."
         p = x.view(torch.int32) >> 16
         i = self.below.index_select(0, p)
-        return i.add_((x > self.step.index_select(0, p)).to(torch.int32))
+        return i.add_(x > self.step.index_select(0, p))
 
 _BINS = {}
 def _bins(device) -> _Bins:
@@ -62,21 +64,17 @@ _INT_VIEW = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.floa
              torch.float8_e4m3fn: torch.int8, torch.float8_e5m2: torch.int8}
 
 def _changed_pairs(b: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "The fp32 values (base, tuned) of the entries that changed under `exact` (bits differ; ±0 and identical NaNs unchanged)."
-    if b.dtype == t.dtype and b.dtype in _INT_VIEW or not (b.dtype.is_floating_point or t.dtype.is_floating_point):
+    "The fp32 values (base, tuned) of the entries whose stored bits differ (values, for different dtypes); ±0 pairs still included."
+    if b.dtype == t.dtype:
         bi, ti = (b.view(_INT_VIEW[b.dtype]), t.view(_INT_VIEW[t.dtype])) if b.dtype in _INT_VIEW else (b, t)
         if bi.is_cuda: idx = (bi != ti).nonzero().squeeze(1)
         else: idx = torch.from_numpy(np.flatnonzero(bi.numpy() != ti.numpy()))
-        bc, tc = b.index_select(0, idx).float(), t.index_select(0, idx).float()
-        if b.dtype in _INT_VIEW:
-            keep = bc != tc                                  # bits differ but values equal: only +0 vs -0
-            if not bool(keep.all()): bc, tc = bc[keep], tc[keep]
-        return bc, tc
+        return b.index_select(0, idx).float(), t.index_select(0, idx).float()
     bf, tf = b.float(), t.float()                            # different dtypes: compare upcast values
     chg = (bf != tf) & ~(bf.isnan() & tf.isnan())
     return bf[chg], tf[chg]
 
-# %% ../nbs/01_scan.ipynb 12
+# %% ../nbs/01_scan.ipynb 13
 _NBINS = len(LADDER) + 1
 
 def _chunk_stats(b: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -84,23 +82,28 @@ def _chunk_stats(b: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
     bins = _bins(b.device)
     bc, tc = _changed_pairs(b, t)
     d = (tc - bc).abs_()
-    bad = ~torch.isfinite(d)
-    nbad = bad.sum()
-    d_fin = d.masked_fill(bad, 0.0)
-    d = d.masked_fill(bad, math.inf)                         # non-finite: changed at every threshold
+    nbad = 0
+    if d.numel() and not bool(d.min() > 0):                  # ±0 pairs: same number, different bits -> unchanged
+        keep = d != 0
+        bc, tc, d = bc[keep], tc[keep], d[keep]
+    dmax = d.max() if d.numel() else torch.zeros((), device=d.device)
+    if not bool(dmax.isfinite()):                            # a NaN or inf appeared or vanished: changed at every threshold
+        bad = ~torch.isfinite(d)
+        nbad = int(bad.sum())
+        d, d_fin, dmax = d.masked_fill(bad, math.inf), d.masked_fill(bad, 0.0), torch.tensor(math.inf, device=d.device)
+    else: d_fin = d
     m = torch.maximum(bc.abs_(), tc.abs_())
-    i_abs = bins(d)
-    i_rel = bins((d / m).masked_fill_(bad, math.inf))
-    i_rel.add_((d > bins.up.index_select(0, i_rel) * m).to(torch.int32))     # exact product form |Δ| > η·m
-    i_rel.sub_((d <= bins.down.index_select(0, i_rel) * m).to(torch.int32))
-    i_rel.masked_fill_(bad, len(LADDER))
-    return dict(changed=torch.tensor(d.numel()), nonfinite=nbad,
-                abs_hist=torch.bincount(i_abs, minlength=_NBINS), rel_hist=torch.bincount(i_rel, minlength=_NBINS),
-                delta_sq=d_fin.double().square().sum() if d.numel() else torch.zeros((), dtype=torch.float64),
-                base_sq=torch.linalg.vector_norm(b.float() if not b.dtype.is_floating_point else b, dtype=torch.float32).double().square(),
-                max_abs_delta=d.max() if d.numel() else torch.zeros(()))
+    r = (d / m).mul_(1 - 2**-21)
+    if nbad: r.masked_fill_(bad, math.inf)
+    i_rel = bins(r)
+    i_rel.add_(d > bins.up.index_select(0, i_rel) * m)      # exact product form |Δ| > η·m
+    if nbad: i_rel.masked_fill_(bad, len(LADDER))
+    bf = b.float()
+    return dict(changed=torch.tensor(d.numel()), nonfinite=torch.tensor(nbad),
+                abs_hist=torch.bincount(bins(d), minlength=_NBINS), rel_hist=torch.bincount(i_rel, minlength=_NBINS),
+                delta_sq=torch.dot(d_fin, d_fin).double(), base_sq=torch.dot(bf, bf).double(), max_abs_delta=dmax)
 
-# %% ../nbs/01_scan.ipynb 16
+# %% ../nbs/01_scan.ipynb 17
 class PairError(RlsubError):
     "Two checkpoints that cannot be compared, naming the tensor."
 
@@ -153,7 +156,7 @@ def pair_tensors(base: Checkpoint, tuned: Checkpoint) -> list[_Item]:
             else: items.append(_Item(n, None, n, 'tuned only', 'only in tuned: not compared'))
     return items
 
-# %% ../nbs/01_scan.ipynb 18
+# %% ../nbs/01_scan.ipynb 19
 def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: _Item, chunk: int, bufs):
     "Yield (base_chunk, tuned_chunk) flat tensors covering the compared block of item `it`."
     bi, ti = base[it.base], tuned[it.tuned]
@@ -179,22 +182,34 @@ def _ring(n: int, nbytes: int, pin: bool):
     while True:
         yield pairs[i % n]; i += 1
 
+def _result(item):
+    k, fut = item
+    return k, fut.result()
+
 def _prefetch(gen, depth: int):
-    "Run generator `gen` in a background thread, at most `depth` items ahead; re-raise its errors here."
-    q, done = queue.Queue(maxsize=depth), object()
+    "Run generator `gen` in a background thread, at most `depth` items ahead; re-raise its errors here, and stop it if we stop early."
+    q, done, stop = queue.Queue(maxsize=max(depth, 1)), object(), threading.Event()
+    def put(x):
+        while not stop.is_set():
+            try: q.put(x, timeout=0.1); return True
+            except queue.Full: pass
+        return False
     def work():
         try:
-            for x in gen: q.put(x)
-            q.put(done)
-        except BaseException as e: q.put(e)
-    threading.Thread(target=work, daemon=True).start()
-    while True:
-        x = q.get()
-        if x is done: return
-        if isinstance(x, BaseException): raise x
-        yield x
+            for x in gen:
+                if not put(x): return
+            put(done)
+        except BaseException as e: put(e)
+    th = threading.Thread(target=work, daemon=True)
+    th.start()
+    try:
+        while (x := q.get()) is not done:
+            if isinstance(x, BaseException): raise x
+            yield x
+    finally:
+        stop.set(); th.join()
 
-# %% ../nbs/01_scan.ipynb 20
+# %% ../nbs/01_scan.ipynb 21
 class Sparsity(float):
     "A sparsity (fraction of entries unchanged) that remembers the rule and the ladder step it was answered at."
     def __new__(cls, value, rule, threshold, requested=None):
@@ -211,7 +226,7 @@ def _label(rule, threshold, requested=None) -> str:
     s = f"{rule}: {op} > {threshold:g}"
     return s if requested is None or requested == threshold else f"{s}, the ladder step below {requested:g}"
 
-# %% ../nbs/01_scan.ipynb 21
+# %% ../nbs/01_scan.ipynb 22
 _BY = {None: None, 'layer': ['layer'], 'kind': ['kind'], 'name': ['name'], 'status': ['status']}
 _COLUMNS = ['name', 'layer', 'kind', 'status', 'note', 'shape_base', 'shape_tuned', 'dtype_base', 'dtype_tuned',
             'numel', 'changed', 'nonfinite', 'delta_norm', 'base_norm', 'max_abs_delta']
@@ -267,7 +282,7 @@ class DeltaReport:
         n = self.numel
         return pd.DataFrame({r: 1 - self._above[r].sum(0) / n for r in ('abs', 'rel')}, index=pd.Index(LADDER, name='threshold'))
 
-# %% ../nbs/01_scan.ipynb 23
+# %% ../nbs/01_scan.ipynb 24
 _FORMAT = 'rlsub.DeltaReport'
 
 def _jsonable(v):
@@ -288,7 +303,7 @@ def _write_atomic(path: Path, data: bytes):
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
 
-# %% ../nbs/01_scan.ipynb 24
+# %% ../nbs/01_scan.ipynb 25
 def _report_save(self, path):
     "Write the report to `path` (JSON; gzip when it ends in .gz), atomically."
     import gzip
@@ -325,7 +340,7 @@ def _table(rows: list[dict]) -> pd.DataFrame:
 DeltaReport.save = _report_save
 DeltaReport.load = classmethod(_report_load)
 
-# %% ../nbs/01_scan.ipynb 26
+# %% ../nbs/01_scan.ipynb 27
 def _pct(x): return f"{x:.2%}" if x == x else '—'
 
 def _headline(self, rule='exact', threshold=None) -> pd.DataFrame:
@@ -355,6 +370,8 @@ def _summary(self, rule='exact', threshold=None, by=('kind', 'layer')) -> str:
         g = self.sparsity(threshold, rule, by=b)
         if len(g) > 1 or b == 'kind':
             shown = g.assign(sparsity=g.sparsity.map(_pct), density=g.density.map(_pct))
+            shown.columns.name = None
+            if 'layer' in shown.index.names: shown = shown.rename(index=lambda v: '—' if v is pd.NA else v, level='layer' if shown.index.nlevels > 1 else None)
             out += ['', f"by {b} ({g.columns.name})", shown.to_string()]
     att = self.attention()
     if len(att):
@@ -366,7 +383,7 @@ def _repr(self) -> str: return self.summary(by=('kind',))
 
 DeltaReport.headline, DeltaReport.attention, DeltaReport.summary, DeltaReport.__repr__ = _headline, _attention, _summary, _repr
 
-# %% ../nbs/01_scan.ipynb 28
+# %% ../nbs/01_scan.ipynb 29
 def resolve_device(device: str | torch.device = 'auto') -> torch.device:
     "`auto` -> CUDA when available, else CPU; refuse CUDA clearly when there is none."
     if str(device) == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -376,56 +393,84 @@ def resolve_device(device: str | torch.device = 'auto') -> torch.device:
     if dev.type not in ('cpu', 'cuda'): raise RlsubError(f"device {device!r} is not supported; use auto, cpu or cuda")
     return dev
 
-# %% ../nbs/01_scan.ipynb 29
+# %% ../nbs/01_scan.ipynb 31
+@contextmanager
+def _intraop_threads(n: int | None):
+    "Temporarily set PyTorch's intra-op thread count (None: leave it)."
+    before = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(before)
+
+def _merge(acc: dict | None, s: dict) -> dict:
+    "Add one chunk's stats into a tensor's running totals."
+    if acc is None: return s
+    return {k: torch.maximum(acc[k], v) if k == 'max_abs_delta' else acc[k] + v for k, v in s.items()}
+
+def _count(b_ck: Checkpoint, t_ck: Checkpoint, compared: list[_Item], dev, chunk_size, prefetch, workers, progress) -> list[dict]:
+    "Stream every compared tensor of the pair once; return its accumulated stats, in order."
+    from tqdm.auto import tqdm
+    total = sum(b_ck[it.base].nbytes + t_ck[it.tuned].nbytes for it in compared)
+    itemsize = max([b_ck[it.base].dtype.itemsize for it in compared] + [t_ck[it.tuned].dtype.itemsize for it in compared] + [1])
+    bufs = _ring(prefetch + workers + 3, chunk_size * itemsize, pin=dev.type == 'cuda')   # every buffer that can be in flight, plus one
+    def chunks():
+        for k, it in enumerate(compared):
+            for b, t in _aligned_chunks(b_ck, t_ck, it, chunk_size, bufs): yield k, b, t
+    acc, pending = [None] * len(compared), deque()
+    with tqdm(total=total, unit='B', unit_scale=True, desc='scan', disable=not progress, leave=False) as bar, \
+         ThreadPoolExecutor(workers) as pool, _intraop_threads(1 if dev.type == 'cpu' and workers > 1 else None):
+        for k, b, t in _prefetch(chunks(), prefetch):
+            pending.append((k, pool.submit(_chunk_stats, b.to(dev), t.to(dev))))
+            bar.update(b.numel() * b.element_size() + t.numel() * t.element_size())
+            while len(pending) > workers or (pending and pending[0][1].done()):
+                k0, fut = pending.popleft(); acc[k0] = _merge(acc[k0], fut.result())
+        for k0, fut in pending: acc[k0] = _merge(acc[k0], fut.result())
+    return acc
+
+# %% ../nbs/01_scan.ipynb 32
+def _row(it: _Item, b_ck: Checkpoint, t_ck: Checkpoint, a: dict | None) -> tuple[dict, np.ndarray, np.ndarray]:
+    "The report row and the two histograms of one item."
+    bi, ti = (b_ck[it.base] if it.base else None), (t_ck[it.tuned] if it.tuned else None)
+    layer, kind = parse_name(it.name)
+    row = dict(name=it.name, layer=layer, kind=kind, status=it.status, note=it.note,
+               shape_base=bi.shape if bi else None, shape_tuned=ti.shape if ti else None,
+               dtype_base=str(bi.dtype)[6:] if bi else None, dtype_tuned=str(ti.dtype)[6:] if ti else None,
+               numel=_prod(map(min, bi.shape, ti.shape)) if bi and ti else 0,
+               changed=0, nonfinite=0, delta_norm=0.0, base_norm=0.0, max_abs_delta=0.0)
+    if a is None: return row, np.zeros(_NBINS, dtype=np.int64), np.zeros(_NBINS, dtype=np.int64)
+    row.update(changed=int(a['changed']), nonfinite=int(a['nonfinite']), delta_norm=math.sqrt(float(a['delta_sq'])),
+               base_norm=math.sqrt(float(a['base_sq'])), max_abs_delta=float(a['max_abs_delta']))
+    return row, a['abs_hist'].cpu().numpy(), a['rel_hist'].cpu().numpy()
+
+def _source(src, ck: Checkpoint) -> str: return str(src) if isinstance(src, (str, os.PathLike)) else ck.source
+
+# %% ../nbs/01_scan.ipynb 33
 def scan_pair(base, tuned, device: str = 'auto',
               progress: bool = True,        # a tqdm bar over bytes read (notebook widget or terminal)
-              chunk_size: int = 2**22,      # entries per side per read: bounds memory whatever the tensor or model size
-              prefetch: int = 2,            # chunks read ahead in a background thread while the current one is counted
+              chunk_size: int = 2**20,      # entries per side per read: bounds memory whatever the tensor or model size
+              prefetch: int = 2,            # chunks read ahead in a background thread while earlier ones are counted
+              workers: int | None = None,   # chunks counted at once; None: one per core (up to 2) on CPU, 1 on CUDA
               revision: str | None = None,  # hub revision, for hub ids
               ) -> DeltaReport:
     "Stream the pair `base`, `tuned` (paths, hub ids, state dicts, models or `Checkpoint`s) once into a `DeltaReport`."
-    from tqdm.auto import tqdm
     dev = resolve_device(device)
     if not (isinstance(chunk_size, int) and chunk_size > 0): raise RlsubError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    workers = workers or (1 if dev.type == 'cuda' else min(2, os.cpu_count() or 1))
     start = time.perf_counter()
-    b_ck, t_ck = open_checkpoint(base, revision), open_checkpoint(tuned, revision)
+    b_ck = open_checkpoint(base, revision)
     try:
-        items = pair_tensors(b_ck, t_ck)
-        compared = [it for it in items if it.base and it.tuned]
-        total = sum(b_ck[it.base].nbytes + t_ck[it.tuned].nbytes for it in compared)
-        itemsize = max([b_ck[it.base].dtype.itemsize for it in compared] + [t_ck[it.tuned].dtype.itemsize for it in compared] + [1])
-        bufs = _ring(prefetch + 2, chunk_size * itemsize, pin=dev.type == 'cuda')
-        def chunks():
-            for k, it in enumerate(compared):
-                for b, t in _aligned_chunks(b_ck, t_ck, it, chunk_size, bufs): yield k, b, t
-        acc = [None] * len(compared)
-        with tqdm(total=total, unit='B', unit_scale=True, desc='scan', disable=not progress, leave=False) as bar:
-            for k, b, t in _prefetch(chunks(), prefetch):
-                bar.update(b.numel() * b.element_size() + t.numel() * t.element_size())
-                s = _chunk_stats(b.to(dev), t.to(dev))
-                if acc[k] is None: acc[k] = s
-                else:
-                    for key, v in s.items(): acc[k][key] = torch.maximum(acc[k][key], v) if key == 'max_abs_delta' else acc[k][key] + v
-        rows, ah, rh, done = [], [], [], {id(it): a for it, a in zip(compared, acc)}
-        for it in items:
-            a = done.get(id(it))
-            bi, ti = (b_ck[it.base] if it.base else None), (t_ck[it.tuned] if it.tuned else None)
-            layer, kind = parse_name(it.name)
-            n = _prod(map(min, bi.shape, ti.shape)) if a is not None or (bi and ti) else 0
-            row = dict(name=it.name, layer=layer, kind=kind, status=it.status, note=it.note,
-                       shape_base=bi.shape if bi else None, shape_tuned=ti.shape if ti else None,
-                       dtype_base=str(bi.dtype)[6:] if bi else None, dtype_tuned=str(ti.dtype)[6:] if ti else None,
-                       numel=n, changed=0, nonfinite=0, delta_norm=0.0, base_norm=0.0, max_abs_delta=0.0)
-            h_abs = h_rel = np.zeros(_NBINS, dtype=np.int64)
-            if a is not None:
-                row.update(changed=int(a['changed']), nonfinite=int(a['nonfinite']), delta_norm=math.sqrt(float(a['delta_sq'])),
-                           base_norm=math.sqrt(float(a['base_sq'])), max_abs_delta=float(a['max_abs_delta']))
-                h_abs, h_rel = a['abs_hist'].cpu().numpy(), a['rel_hist'].cpu().numpy()
-            rows.append(row); ah.append(h_abs); rh.append(h_rel)
+        t_ck = open_checkpoint(tuned, revision)
+        try:
+            items = pair_tensors(b_ck, t_ck)
+            compared = [it for it in items if it.base and it.tuned]
+            acc = dict(zip(map(id, compared), _count(b_ck, t_ck, compared, dev, chunk_size, prefetch, workers, progress)))
+            rows, ah, rh = zip(*[_row(it, b_ck, t_ck, acc.get(id(it))) for it in items]) if items else ((), (), ())
+            meta = dict(base=_source(base, b_ck), tuned=_source(tuned, t_ck))
+        finally:
+            if t_ck is not tuned: t_ck.close()
     finally:
-        if not isinstance(base, Checkpoint): b_ck.close()
-        if not isinstance(tuned, Checkpoint): t_ck.close()
+        if b_ck is not base: b_ck.close()
     from rlsub import __version__
-    meta = dict(base=str(base) if isinstance(base, (str, os.PathLike)) else b_ck.source, tuned=str(tuned) if isinstance(tuned, (str, os.PathLike)) else t_ck.source,
-                device=str(dev), chunk_size=chunk_size, seconds=round(time.perf_counter() - start, 3), rlsub=__version__)
-    return DeltaReport(_table(rows), np.stack(ah) if ah else np.zeros((0, _NBINS)), np.stack(rh) if rh else np.zeros((0, _NBINS)), meta)
+    meta.update(device=str(dev), chunk_size=chunk_size, seconds=round(time.perf_counter() - start, 3), rlsub=__version__)
+    empty = np.zeros((0, _NBINS), dtype=np.int64)
+    return DeltaReport(_table(list(rows)), np.stack(ah) if ah else empty, np.stack(rh) if rh else empty, meta)
