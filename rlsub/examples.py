@@ -52,10 +52,14 @@ def plant_changes(base: torch.Tensor, density: float, max_ulps: int = 16, genera
     chosen = torch.rand(base.shape, generator=generator) < density
     steps = 2 ** torch.randint(0, int(math.log2(max_ulps)) + 1, base.shape, generator=generator)
     signs = torch.randint(0, 2, base.shape, generator=generator) * 2 - 1
-    bits = base.view(_INT_VIEW[base.dtype]).long() + chosen * steps * signs
-    return bits.to(_INT_VIEW[base.dtype]).view(base.dtype)
+    ity = _INT_VIEW[base.dtype]
+    bits = base.view(ity).long()
+    inf_bits = torch.tensor(math.inf, dtype=base.dtype).view(ity).item()
+    mag, bump = bits & torch.iinfo(ity).max, chosen * steps * signs                # magnitude bits: the sign cleared
+    bump = torch.where((mag + bump < 0) | (mag + bump >= inf_bits), -bump, bump)   # never cross zero into NaN patterns, nor reach inf
+    return (bits + bump).to(ity).view(base.dtype)
 
-# %% ../nbs/00a_examples.ipynb 14
+# %% ../nbs/00a_examples.ipynb 16
 def _base_values(name: str, shape, dtype, g: torch.Generator) -> torch.Tensor:
     if parse_name(name)[1] == 'norm' and name.endswith('weight'): return torch.ones(shape, dtype=dtype)
     return (torch.randn(shape, generator=g) * 0.02).to(dtype)
@@ -70,7 +74,7 @@ def _shard_plan(layout: dict, itemsize: int, shard_size: int | None) -> list[lis
         cur.append(n); size += nb
     return shards + [cur] if cur else shards
 
-# %% ../nbs/00a_examples.ipynb 15
+# %% ../nbs/00a_examples.ipynb 17
 def _shard_name(i: int, n: int) -> str:
     return 'model.safetensors' if n == 1 else f'model-{i + 1:05d}-of-{n:05d}.safetensors'
 

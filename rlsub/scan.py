@@ -376,7 +376,9 @@ def _summary(self, rule='exact', threshold=None, by=('kind', 'layer')) -> str:
     att = self.attention()
     if len(att):
         out += ['', f"{len(att)} tensor{'s' * (len(att) > 1)} with a note:"]
-        out += [f"  {r.name}: {r.status}; {r.note}" + (f"; {r.nonfinite:,} non-finite changes" if r.nonfinite else '') for r in att.itertuples()]
+        for r in att.itertuples():
+            parts = [r.status, r.note] + ([f"{r.nonfinite:,} changes involve NaN or inf"] if r.nonfinite else [])
+            out.append(f"  {r.name}: " + '; '.join(p for p in parts if p))
     return '\n'.join(out)
 
 def _repr(self) -> str: return self.summary(by=('kind',))

@@ -1,0 +1,24 @@
+"Shared fixtures: tiny checkpoint pairs built once per session from transformers configs."
+import os, pytest, torch
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')        # the suite never touches the network
+os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: minutes of CPU; run with -m slow')
+
+
+@pytest.fixture(scope='session')
+def pairs(tmp_path_factory):
+    "Planted pairs in every layout the scan must handle: {(family, dtype, sharded): (folder, planted DataFrame)}."
+    from rlsub.examples import make_pair, tiny_config
+    root = tmp_path_factory.mktemp('pairs')
+    out = {}
+    for family, dtype, sharded in [('llama', torch.bfloat16, False), ('llama', torch.bfloat16, True), ('qwen2', torch.float16, True),
+                                   ('qwen3', torch.float32, False), ('gpt2', torch.bfloat16, False), ('phi', torch.float32, True)]:
+        d = root / f'{family}-{str(dtype)[6:]}-{"sharded" if sharded else "single"}'
+        planted = make_pair(d, tiny_config(family, tie_word_embeddings=False), dtype=dtype, density=0.3, max_ulps=64,
+                            seed=len(out), shard_size=30_000 if sharded else None)
+        out[family, dtype, sharded] = d, planted
+    return out

@@ -1,0 +1,97 @@
+"The `rlsub` command as a user runs it: a subprocess, its exit code, its stderr, and what it leaves on disk."
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from safetensors.torch import save_file
+
+RLSUB = [sys.executable, '-c', 'import sys; from rlsub.cli import main; sys.exit(main())']
+
+
+def rlsub(*args, cwd=None):
+    return subprocess.run(RLSUB + [str(a) for a in args], capture_output=True, text=True, cwd=cwd,
+                          env=dict(os.environ, HF_HUB_OFFLINE='1'))
+
+
+@pytest.fixture(scope='module')
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp('cli')
+    r = rlsub('example', d / 'pair', '--layers', 2, '--hidden', 32)
+    assert r.returncode == 0, r.stderr
+    return d / 'pair'
+
+
+def test_scan_prints_and_writes(pair, tmp_path):
+    r = rlsub('scan', pair / 'base', pair / 'tuned', '-o', tmp_path / 'report.json', '--no-progress')
+    assert r.returncode == 0, r.stderr
+    for part in ('exact', 'abs', 'rel', 'by kind', 'by layer'): assert part in r.stdout
+    doc = json.loads((tmp_path / 'report.json').read_text())
+    assert doc['format'] == 'rlsub.DeltaReport' and len(doc['tensors']) == 21
+    s = rlsub('show', tmp_path / 'report.json', '--rule', 'rel', '--threshold', '1e-3', '--by', 'layer+kind')
+    assert s.returncode == 0 and 'rel: |Δ|/max(|w|,|ŵ|) > 0.001' in s.stdout
+
+
+def corrupt_copies(pair: Path, tmp: Path) -> dict:
+    "Folders and files a user might point at by mistake."
+    out = {'missing path': tmp / 'does-not-exist', 'no weights': tmp / 'empty'}
+    out['no weights'].mkdir()
+    raw = (pair / 'base' / 'model.safetensors').read_bytes()
+    (tmp / 'trunc').mkdir(); (tmp / 'trunc' / 'model.safetensors').write_bytes(raw[: len(raw) // 2])
+    out['truncated safetensors'] = tmp / 'trunc'
+    (tmp / 'garbage.safetensors').write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{not json at all')
+    out['corrupt header'] = tmp / 'garbage.safetensors'
+    (tmp / 'huge-header.safetensors').write_bytes(b'\xff' * 8 + b'{}')
+    out['absurd header length'] = tmp / 'huge-header.safetensors'
+
+    class Evil:
+        def __reduce__(self): return (os.system, ('echo pwned',))
+    (tmp / 'evil').mkdir(); torch.save({'w': Evil()}, tmp / 'evil' / 'pytorch_model.bin')
+    out['pickle refused by weights_only'] = tmp / 'evil'
+    (tmp / 'idx').mkdir(); (tmp / 'idx' / 'model.safetensors.index.json').write_text('{"weight_map": {"w": "model-00001-of-00002.safetensors"}}')
+    out['index naming a missing shard'] = tmp / 'idx'
+    return out
+
+
+@pytest.mark.parametrize('what', ['missing path', 'no weights', 'truncated safetensors', 'corrupt header', 'absurd header length',
+                                  'pickle refused by weights_only', 'index naming a missing shard'])
+@pytest.mark.parametrize('side', ['base', 'tuned'])
+def test_bad_checkpoints_get_one_line(pair, tmp_path, what, side):
+    bad = corrupt_copies(pair, tmp_path)[what]
+    args = (bad, pair / 'tuned') if side == 'base' else (pair / 'base', bad)
+    r = rlsub('scan', *args, '-o', tmp_path / 'out.json', '--no-progress')
+    assert r.returncode == 2, (what, r.stdout, r.stderr)
+    assert r.stderr.count('\n') == 1 and r.stderr.startswith('rlsub: error: ') and 'Traceback' not in r.stderr, r.stderr
+    assert 'pwned' not in r.stdout + r.stderr
+    assert not (tmp_path / 'out.json').exists() and not list(tmp_path.glob('.out.json*'))
+
+
+@pytest.mark.parametrize('args, says', [
+    (['--rule', 'fuzzy'], 'invalid choice'),
+    (['--rule', 'abs', '--threshold', '-1e-5'], '>= 0'),
+    (['--rule', 'rel', '--threshold', 'nan'], '>= 0'),
+    (['--rule', 'abs', '--threshold', 'lots'], 'invalid float'),
+    (['--threshold', '1e-5'], 'takes no --threshold'),
+    (['--by', 'colour'], 'not a grouping'),
+    (['--device', 'tpu'], 'device'),
+])
+def test_bad_options_get_one_line(pair, tmp_path, args, says):
+    r = rlsub('scan', pair / 'base', pair / 'tuned', '-o', tmp_path / 'out.json', '--no-progress', *args)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and says in r.stderr, r.stderr
+    assert not (tmp_path / 'out.json').exists()
+
+
+def test_show_refuses_what_is_not_a_report(pair, tmp_path):
+    (tmp_path / 'x.json').write_text('[1, 2]')
+    for f in (tmp_path / 'x.json', pair / 'base' / 'model.safetensors', tmp_path / 'absent.json'):
+        r = rlsub('show', f)
+        assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
+
+
+def test_cuda_refused_clearly_without_a_gpu(pair):
+    if torch.cuda.is_available(): pytest.skip('a GPU is present')
+    r = rlsub('scan', pair / 'base', pair / 'tuned', '--device', 'cuda', '--no-progress')
+    assert r.returncode == 2 and 'no CUDA GPU' in r.stderr
+
+
+def test_example_refuses_to_overwrite(pair):
+    r = rlsub('example', pair)
+    assert r.returncode == 2 and 'already exists' in r.stderr
