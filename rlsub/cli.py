@@ -86,10 +86,20 @@ def _example(args):
     print(f"next: rlsub scan {out/'base'} {out/'tuned'} -o report.json")
 
 # %% ../nbs/90_cli.ipynb 8
+def _glue_negative_numbers(argv: list[str]) -> list[str]:
+    "argparse takes '-1e-5' after an option for another option; glue such numbers to their option (`--threshold=-1e-5`) so the real problem is reported."
+    out = []
+    for a in argv:
+        try: is_num = a.startswith('-') and (float(a) or True)
+        except ValueError: is_num = False
+        if is_num and out and out[-1].startswith('--') and '=' not in out[-1]: out[-1] = f'{out[-1]}={a}'
+        else: out.append(a)
+    return out
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `rlsub` command; returns the exit code (2 for bad input, with one line on stderr)."
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(_glue_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
         {'scan': _scan, 'show': _show, 'example': _example}[args.cmd](args)
     except RlsubError as e:
         print(f"rlsub: error: {e}", file=sys.stderr); return 2
