@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_checkpoints.ipynb 2
 from __future__ import annotations
-import json, os, re, struct
+import json, mmap, os, re, struct
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
@@ -113,8 +113,9 @@ def parse_name(name: str) -> tuple[int | None, str]:
 
 # %% ../nbs/00_checkpoints.ipynb 26
 class _SafetensorsReader:
-    "Reads byte ranges of `.safetensors` files with `preadv`; one descriptor per file, opened on first use."
-    def __init__(self): self._fds = {}
+    "Reads byte ranges of `.safetensors` files: copies with `preadv`, or zero-copy views of a private mapping."
+    def __init__(self): self._fds, self._maps = {}, {}
+
     def read(self, info: TensorInfo, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
         isz = info.dtype.itemsize
         nbytes = (stop - start) * isz
@@ -124,9 +125,32 @@ class _SafetensorsReader:
             if fd is None: fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
             _pread_into(fd, buf, info.offset + start * isz)
         return buf.view(info.dtype)
+
+    def _map(self, file: str) -> mmap.mmap:
+        if file not in self._maps:
+            with open(file, 'rb') as f: self._maps[file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        return self._maps[file]
+
+    def view(self, info: TensorInfo, start: int, stop: int) -> torch.Tensor:
+        isz = info.dtype.itemsize
+        if stop <= start: return torch.empty(0, dtype=info.dtype)
+        return torch.frombuffer(self._map(info.file), dtype=torch.uint8, count=(stop - start) * isz, offset=info.offset + start * isz).view(info.dtype)
+
+    def release(self, info: TensorInfo, start: int, stop: int):
+        "Drop the mapped pages of entries start:stop from this process (the file and the page cache are untouched)."
+        if stop <= start or info.file not in self._maps: return
+        isz, page = info.dtype.itemsize, mmap.PAGESIZE
+        a = (info.offset + start * isz) // page * page
+        b = -(-(info.offset + stop * isz) // page) * page
+        mm = self._maps[info.file]
+        mm.madvise(mmap.MADV_DONTNEED, a, min(b, len(mm)) - a)
+
     def close(self):
         for fd in self._fds.values(): os.close(fd)
-        self._fds = {}
+        for mm in self._maps.values():
+            try: mm.close()
+            except BufferError: pass          # a tensor still views it; it is unmapped when that tensor goes
+        self._fds, self._maps = {}, {}
 
 class _MemoryReader:
     "Serves tensors already in memory (a state dict, or `torch.load(mmap=True)` of a `.bin` file)."
@@ -135,6 +159,8 @@ class _MemoryReader:
         t = self.tensors[info.name].detach()
         flat = t.reshape(-1) if t.is_contiguous() else t.contiguous().reshape(-1)
         return flat[start:stop]
+    view = read
+    def release(self, info, start, stop): pass
     def close(self): pass
 
 # %% ../nbs/00_checkpoints.ipynb 27
@@ -161,6 +187,16 @@ class Checkpoint:
         stop = info.numel if stop is None else min(stop, info.numel)
         if not 0 <= start <= stop: raise IndexError(f"{name}: slice {start}:{stop} outside its {info.numel} entries")
         return self.reader.read(info, start, stop, out)
+
+    def view(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        "Entries `start:stop` of `name` without copying where the format allows (a private mapping); `release` them when done."
+        info = self._info(name)
+        return self.reader.view(info, start, info.numel if stop is None else min(stop, info.numel))
+
+    def release(self, name: str, start: int = 0, stop: int | None = None):
+        "Let go of the memory behind a `view` of entries `start:stop` of `name`."
+        info = self._info(name)
+        self.reader.release(info, start, info.numel if stop is None else min(stop, info.numel))
 
     def tensor(self, name: str) -> torch.Tensor:
         "The whole tensor `name`, in its shape and stored dtype."

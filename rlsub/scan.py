@@ -8,6 +8,7 @@ import json, math, os, queue, tempfile, threading, time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -34,29 +35,23 @@ def snap(threshold: float) -> tuple[int, float]:
 
 # %% ../nbs/01_scan.ipynb 8
 class _Bins:
-    "Per-device lookup tables that bin non-negative fp32 values against `LADDER` exactly."
-    def __init__(self, device):
-        lad = torch.tensor(LADDER, dtype=torch.float32)
-        p = torch.arange(0x8000, dtype=torch.int32)
-        lo, hi = (p << 16).view(torch.float32), ((p + 1) << 16).view(torch.float32)
-        below = torch.searchsorted(lad, lo)                # steps strictly below each range
-        step = lad[below.clamp(max=len(lad) - 1)]
-        inside = (below < len(lad)) & (step >= lo) & (step < hi)
-        self.below = below.to(torch.int32).to(device)
-        self.step = torch.where(inside, step, torch.tensor(math.inf)).to(device)
-        inf = torch.tensor([math.inf])
-        self.up = torch.cat([lad, inf]).to(device)          # step j, +inf past the top
+    "Bins non-negative fp32 values exactly against sorted `steps` (at least 25 % apart): the number of steps t with t < x."
+    def __init__(self, steps: torch.Tensor, device):
+        lo = (torch.arange(0x8000, dtype=torch.int32) << 16).view(torch.float32)   # where each 16-bit range starts
+        self.below = torch.searchsorted(steps, lo).to(torch.int32).to(device)      # steps below each range
+        self.steps = torch.cat([steps, torch.tensor([math.inf])]).to(device)       # +inf past the top
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        "For each x >= 0 (no NaN): the number of ladder steps t with t < x, as int32."
-        p = x.view(torch.int32) >> 16
-        i = self.below.index_select(0, p)
-        return i.add_(x > self.step.index_select(0, p))
+        i = self.below.index_select(0, x.view(torch.int32) >> 16)
+        return i.add_(x > self.steps.index_select(0, i))    # the first step at or above the range may still be below x
 
 _BINS = {}
-def _bins(device) -> _Bins:
+def _bins(device) -> tuple[_Bins, _Bins]:
+    "Lookup tables for `abs` (the ladder) and `rel` (the ladder nudged up by 2⁻²¹, see below), per device."
     key = str(device)
-    if key not in _BINS: _BINS[key] = _Bins(device)
+    if key not in _BINS:
+        lad = torch.tensor(LADDER, dtype=torch.float64)
+        _BINS[key] = _Bins(lad.float(), device), _Bins((lad * (1 + 2**-21)).float(), device)
     return _BINS[key]
 
 # %% ../nbs/01_scan.ipynb 11
@@ -79,29 +74,29 @@ _NBINS = len(LADDER) + 1
 
 def _chunk_stats(b: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
     "Counts and norm pieces for one aligned chunk of a pair (flat tensors of equal length, on the compute device)."
-    bins = _bins(b.device)
+    abs_bins, rel_bins = _bins(b.device)
     bc, tc = _changed_pairs(b, t)
     d = (tc - bc).abs_()
     nbad = 0
-    if d.numel() and not bool(d.min() > 0):                  # ±0 pairs: same number, different bits -> unchanged
+    dmin, dmax = torch.aminmax(d) if d.numel() else (torch.ones(()), torch.zeros(()))
+    if not bool(dmin > 0):                                   # ±0 pairs: same number, different bits -> unchanged
         keep = d != 0
         bc, tc, d = bc[keep], tc[keep], d[keep]
-    dmax = d.max() if d.numel() else torch.zeros((), device=d.device)
     if not bool(dmax.isfinite()):                            # a NaN or inf appeared or vanished: changed at every threshold
         bad = ~torch.isfinite(d)
         nbad = int(bad.sum())
-        d, d_fin, dmax = d.masked_fill(bad, math.inf), d.masked_fill(bad, 0.0), torch.tensor(math.inf, device=d.device)
+        d, d_fin, dmax = d.masked_fill(bad, math.inf), d.masked_fill(bad, 0.0), torch.tensor(math.inf)
     else: d_fin = d
     m = torch.maximum(bc.abs_(), tc.abs_())
-    r = (d / m).mul_(1 - 2**-21)
+    r = d / m
     if nbad: r.masked_fill_(bad, math.inf)
-    i_rel = bins(r)
-    i_rel.add_(d > bins.up.index_select(0, i_rel) * m)      # exact product form |Δ| > η·m
+    i_rel = rel_bins(r)                                      # steps nudged up: never too high, at most one too low
+    i_rel.add_(d > abs_bins.steps.index_select(0, i_rel) * m)   # the product form |Δ| > η·m decides that last step
     if nbad: i_rel.masked_fill_(bad, len(LADDER))
     bf = b.float()
     return dict(changed=torch.tensor(d.numel()), nonfinite=torch.tensor(nbad),
-                abs_hist=torch.bincount(bins(d), minlength=_NBINS), rel_hist=torch.bincount(i_rel, minlength=_NBINS),
-                delta_sq=torch.dot(d_fin, d_fin).double(), base_sq=torch.dot(bf, bf).double(), max_abs_delta=dmax)
+                abs_hist=torch.bincount(abs_bins(d), minlength=_NBINS), rel_hist=torch.bincount(i_rel, minlength=_NBINS),
+                delta_sq=torch.dot(d_fin, d_fin).double(), base_sq=torch.dot(bf, bf).double(), max_abs_delta=dmax.to(torch.float32))
 
 # %% ../nbs/01_scan.ipynb 17
 class PairError(RlsubError):
@@ -157,13 +152,17 @@ def pair_tensors(base: Checkpoint, tuned: Checkpoint) -> list[_Item]:
     return items
 
 # %% ../nbs/01_scan.ipynb 19
-def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: _Item, chunk: int, bufs):
-    "Yield (base_chunk, tuned_chunk) flat tensors covering the compared block of item `it`."
+def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: _Item, chunk: int, bufs=None):
+    "Yield (base_chunk, tuned_chunk, release) covering the compared block of item `it`: views when `bufs` is None, else copies into `bufs`."
     bi, ti = base[it.base], tuned[it.tuned]
     if bi.shape == ti.shape:
         for s in range(0, bi.numel, chunk):
-            bb, tb = next(bufs)
-            yield base.read(it.base, s, s + chunk, out=bb), tuned.read(it.tuned, s, s + chunk, out=tb)
+            e = min(s + chunk, bi.numel)
+            if bufs is None:
+                yield base.view(it.base, s, e), tuned.view(it.tuned, s, e), partial(_release, base, it.base, tuned, it.tuned, s, e)
+            else:
+                bb, tb = next(bufs)
+                yield base.read(it.base, s, e, out=bb), tuned.read(it.tuned, s, e, out=tb), None
         return
     common = tuple(map(min, bi.shape, ti.shape))
     inner_b, inner_t = _prod(bi.shape[1:]), _prod(ti.shape[1:])
@@ -173,7 +172,10 @@ def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: _Item, chunk: int, 
         r1 = min(r + rows, common[0])
         b = base.read(it.base, r * inner_b, r1 * inner_b).reshape(r1 - r, *bi.shape[1:])[(slice(None),) + block]
         t = tuned.read(it.tuned, r * inner_t, r1 * inner_t).reshape(r1 - r, *ti.shape[1:])[(slice(None),) + block]
-        yield b.reshape(-1), t.reshape(-1)
+        yield b.reshape(-1), t.reshape(-1), None
+
+def _release(base, bname, tuned, tname, s, e):
+    base.release(bname, s, e); tuned.release(tname, s, e)
 
 def _ring(n: int, nbytes: int, pin: bool):
     "Cycle forever through `n` pairs of reusable byte buffers."
@@ -414,10 +416,16 @@ def _count(b_ck: Checkpoint, t_ck: Checkpoint, compared: list[_Item], dev, chunk
     from tqdm.auto import tqdm
     total = sum(b_ck[it.base].nbytes + t_ck[it.tuned].nbytes for it in compared)
     itemsize = max([b_ck[it.base].dtype.itemsize for it in compared] + [t_ck[it.tuned].dtype.itemsize for it in compared] + [1])
-    bufs = _ring(prefetch + workers + 3, chunk_size * itemsize, pin=dev.type == 'cuda')   # every buffer that can be in flight, plus one
+    in_flight = prefetch + workers + 3       # chunks that can be queued, being counted or being read at once, plus one
+    # on the CPU, count straight from the mapped files; for CUDA, copy into pinned buffers that go to the GPU fast
+    bufs = _ring(in_flight, chunk_size * itemsize, pin=True) if dev.type == 'cuda' else None
     def chunks():
+        used = deque()
         for k, it in enumerate(compared):
-            for b, t in _aligned_chunks(b_ck, t_ck, it, chunk_size, bufs): yield k, b, t
+            for b, t, release in _aligned_chunks(b_ck, t_ck, it, chunk_size, bufs):
+                yield k, b, t
+                used.append(release)
+                if len(used) > in_flight and (r := used.popleft()): r()   # that chunk is counted: give its pages back
     acc, pending = [None] * len(compared), deque()
     with tqdm(total=total, unit='B', unit_scale=True, desc='scan', disable=not progress, leave=False) as bar, \
          ThreadPoolExecutor(workers) as pool, _intraop_threads(1 if dev.type == 'cpu' and workers > 1 else None):

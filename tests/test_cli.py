@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest, torch
 from safetensors.torch import save_file
 
-RLSUB = [sys.executable, '-c', 'import sys; from rlsub.cli import main; sys.exit(main())']
+RLSUB = [sys.executable, '-c', 'from rlsub.cli import console; console()']   # what the installed `rlsub` runs
 
 
 def rlsub(*args, cwd=None):
