@@ -9,7 +9,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -59,12 +59,12 @@ _INT_VIEW = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.floa
              torch.float8_e4m3fn: torch.int8, torch.float8_e5m2: torch.int8}
 
 def _changed_pairs(b: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "The fp32 values (base, tuned) of the entries whose stored bits differ (values, for different dtypes); ±0 pairs still included."
+    "The values (base, tuned) of the entries whose stored bits differ, in the stored dtype ±0 pairs included; for different dtypes, upcast values that differ."
     if b.dtype == t.dtype:
         bi, ti = (b.view(_INT_VIEW[b.dtype]), t.view(_INT_VIEW[t.dtype])) if b.dtype in _INT_VIEW else (b, t)
         if bi.is_cuda: idx = (bi != ti).nonzero().squeeze(1)
         else: idx = torch.from_numpy(np.flatnonzero(bi.numpy() != ti.numpy()))
-        return b.index_select(0, idx).float(), t.index_select(0, idx).float()
+        return b.index_select(0, idx), t.index_select(0, idx)
     bf, tf = b.float(), t.float()                            # different dtypes: compare upcast values
     chg = (bf != tf) & ~(bf.isnan() & tf.isnan())
     return bf[chg], tf[chg]
@@ -75,12 +75,13 @@ _NBINS = len(LADDER) + 1
 def _chunk_stats(b: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
     "Counts and norm pieces for one aligned chunk of a pair (flat tensors of equal length, on the compute device)."
     abs_bins, rel_bins = _bins(b.device)
-    bc, tc = _changed_pairs(b, t)
+    bs, ts = _changed_pairs(b, t)
+    bc, tc = bs.float(), ts.float()
     d = (tc - bc).abs_()
     nbad = 0
     dmin, dmax = torch.aminmax(d) if d.numel() else (torch.ones(()), torch.zeros(()))
-    if not bool(dmin > 0):                                   # ±0 pairs: same number, different bits -> unchanged
-        keep = d != 0
+    if not bool(dmin > 0):                                   # a Δ of 0: maybe +0 vs -0, the same number -> unchanged
+        keep = (bs != 0) | (ts != 0)                         # (other zero Δs, from values fp32 cannot tell apart, stay changed)
         bc, tc, d = bc[keep], tc[keep], d[keep]
     if not bool(dmax.isfinite()):                            # a NaN or inf appeared or vanished: changed at every threshold
         bad = ~torch.isfinite(d)

@@ -86,6 +86,16 @@ def test_nan_inf_and_signed_zero(dtype):
     assert r.table.max_abs_delta.iloc[0] == inf
 
 
+def test_changes_fp32_cannot_see_still_count_under_exact():
+    # fp64 values that differ only below fp32 precision, and int64 buffers beyond 2**24: bits differ, fp32 Δ is 0
+    b = {'w64': torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64), 'pos': torch.tensor([2**30, 5, 7])}
+    t = {'w64': torch.tensor([1.0 + 1e-12, 2.0, -0.0], dtype=torch.float64), 'pos': torch.tensor([2**30 + 1, 5, 8])}
+    r = scan_pair(b, t, progress=False)
+    assert r.changed('exact').to_dict() == {'w64': 1, 'pos': 2}   # the 1e-12 change and both int changes; -0.0 vs 0.0 is no change
+    assert r.changed('abs', 0.0).to_dict() == {'w64': 0, 'pos': 1}  # fp32 sees only 7 -> 8
+    assert r.changed('rel', 0.0).to_dict() == {'w64': 0, 'pos': 1}
+
+
 def test_rel_uses_the_product_form_at_ties():
     # |Δ| exactly equal to fl(η·m) at a ladder step: not changed (strict >); one rounding unit more: changed
     m = torch.tensor([1.0, 3.0, 7.0, 1000.0, 0.1])
