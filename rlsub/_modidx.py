@@ -136,8 +136,10 @@ d = { 'settings': { 'branch': 'main',
                             'rlsub.scan._table': ('scan.html#_table', 'rlsub/scan.py'),
                             'rlsub.scan._tied_partner': ('scan.html#_tied_partner', 'rlsub/scan.py'),
                             'rlsub.scan._write_atomic': ('scan.html#_write_atomic', 'rlsub/scan.py'),
+                            'rlsub.scan.changed': ('scan.html#changed', 'rlsub/scan.py'),
                             'rlsub.scan.model_order': ('scan.html#model_order', 'rlsub/scan.py'),
                             'rlsub.scan.pair_tensors': ('scan.html#pair_tensors', 'rlsub/scan.py'),
                             'rlsub.scan.resolve_device': ('scan.html#resolve_device', 'rlsub/scan.py'),
                             'rlsub.scan.scan_pair': ('scan.html#scan_pair', 'rlsub/scan.py'),
-                            'rlsub.scan.snap': ('scan.html#snap', 'rlsub/scan.py')}}}
+                            'rlsub.scan.snap': ('scan.html#snap', 'rlsub/scan.py'),
+                            'rlsub.scan.stream_pair': ('scan.html#stream_pair', 'rlsub/scan.py')}}}

@@ -17,8 +17,8 @@ import torch
 from .checkpoints import Checkpoint, RlsubError, open_checkpoint, parse_name, _prod
 
 # %% auto 0
-__all__ = ['RULES', 'DEFAULT_THRESHOLD', 'LADDER', 'snap', 'PairError', 'model_order', 'pair_tensors', 'Sparsity', 'DeltaReport',
-           'resolve_device', 'scan_pair']
+__all__ = ['RULES', 'DEFAULT_THRESHOLD', 'LADDER', 'snap', 'changed', 'PairError', 'model_order', 'pair_tensors', 'Sparsity',
+           'DeltaReport', 'resolve_device', 'stream_pair', 'scan_pair']
 
 # %% ../nbs/01_scan.ipynb 5
 RULES = ('exact', 'abs', 'rel')
@@ -100,6 +100,28 @@ def _chunk_stats(b: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
                 delta_sq=torch.dot(d_fin, d_fin).double(), base_sq=torch.dot(bf, bf).double(), max_abs_delta=dmax.to(torch.float32))
 
 # %% ../nbs/01_scan.ipynb 17
+def changed(b: torch.Tensor, t: torch.Tensor, rule: str = 'exact', threshold: float | None = None) -> torch.Tensor:
+    "Boolean tensor: which entries of aligned flat chunks `b`, `t` changed under `rule` at `threshold` (defaults as in `DEFAULT_THRESHOLD`)."
+    if rule not in RULES: raise RlsubError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    if b.dtype == t.dtype:
+        bits = (b.view(_INT_VIEW[b.dtype]), t.view(_INT_VIEW[t.dtype])) if b.dtype in _INT_VIEW else (b, t)
+        chg = bits[0] != bits[1]
+        if b.dtype.is_floating_point: chg &= (b != 0) | (t != 0)          # +0 vs -0: the same number
+    else:
+        bf, tf = b.float(), t.float()
+        chg = (bf != tf) & ~(bf.isnan() & tf.isnan())
+    if rule == 'exact':
+        if threshold is not None: raise RlsubError("rule 'exact' takes no threshold (use rule 'abs' or 'rel' for a tolerance)")
+        return chg
+    thr = DEFAULT_THRESHOLD[rule] if threshold is None else threshold
+    if not (isinstance(thr, (int, float)) and thr >= 0): raise RlsubError(f"threshold must be a number >= 0, got {thr!r}")
+    bf, tf = b.float(), t.float()
+    d = (tf - bf).abs()
+    lim = torch.tensor(thr, dtype=torch.float32, device=d.device)
+    if rule == 'rel': lim = lim * torch.maximum(bf.abs(), tf.abs())
+    return chg & ((d > lim) | ~torch.isfinite(d))
+
+# %% ../nbs/01_scan.ipynb 20
 class PairError(RlsubError):
     "Two checkpoints that cannot be compared, naming the tensor."
 
@@ -152,7 +174,7 @@ def pair_tensors(base: Checkpoint, tuned: Checkpoint) -> list[_Item]:
             else: items.append(_Item(n, None, n, 'tuned only', 'only in tuned: not compared'))
     return items
 
-# %% ../nbs/01_scan.ipynb 19
+# %% ../nbs/01_scan.ipynb 22
 def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: _Item, chunk: int, bufs=None):
     "Yield (base_chunk, tuned_chunk, release) covering the compared block of item `it`: views when `bufs` is None, else copies into `bufs`."
     bi, ti = base[it.base], tuned[it.tuned]
@@ -212,7 +234,7 @@ def _prefetch(gen, depth: int):
     finally:
         stop.set(); th.join()
 
-# %% ../nbs/01_scan.ipynb 21
+# %% ../nbs/01_scan.ipynb 24
 class Sparsity(float):
     "A sparsity (fraction of entries unchanged) that remembers the rule and the ladder step it was answered at."
     def __new__(cls, value, rule, threshold, requested=None):
@@ -229,7 +251,7 @@ def _label(rule, threshold, requested=None) -> str:
     s = f"{rule}: {op} > {threshold:g}"
     return s if requested is None or requested == threshold else f"{s}, the ladder step below {requested:g}"
 
-# %% ../nbs/01_scan.ipynb 22
+# %% ../nbs/01_scan.ipynb 25
 _BY = {None: None, 'layer': ['layer'], 'kind': ['kind'], 'name': ['name'], 'status': ['status']}
 _COLUMNS = ['name', 'layer', 'kind', 'status', 'note', 'shape_base', 'shape_tuned', 'dtype_base', 'dtype_tuned',
             'numel', 'changed', 'nonfinite', 'delta_norm', 'base_norm', 'max_abs_delta']
@@ -285,7 +307,7 @@ class DeltaReport:
         n = self.numel
         return pd.DataFrame({r: 1 - self._above[r].sum(0) / n for r in ('abs', 'rel')}, index=pd.Index(LADDER, name='threshold'))
 
-# %% ../nbs/01_scan.ipynb 24
+# %% ../nbs/01_scan.ipynb 27
 _FORMAT = 'rlsub.DeltaReport'
 
 def _jsonable(v):
@@ -306,7 +328,7 @@ def _write_atomic(path: Path, data: bytes):
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
 
-# %% ../nbs/01_scan.ipynb 25
+# %% ../nbs/01_scan.ipynb 28
 def _report_save(self, path):
     "Write the report to `path` (JSON; gzip when it ends in .gz), atomically."
     import gzip
@@ -343,7 +365,7 @@ def _table(rows: list[dict]) -> pd.DataFrame:
 DeltaReport.save = _report_save
 DeltaReport.load = classmethod(_report_load)
 
-# %% ../nbs/01_scan.ipynb 27
+# %% ../nbs/01_scan.ipynb 30
 def _pct(x): return f"{x:.2%}" if x == x else '—'
 
 def _headline(self, rule='exact', threshold=None) -> pd.DataFrame:
@@ -388,7 +410,7 @@ def _repr(self) -> str: return self.summary(by=('kind',))
 
 DeltaReport.headline, DeltaReport.attention, DeltaReport.summary, DeltaReport.__repr__ = _headline, _attention, _summary, _repr
 
-# %% ../nbs/01_scan.ipynb 29
+# %% ../nbs/01_scan.ipynb 32
 def resolve_device(device: str | torch.device = 'auto') -> torch.device:
     "`auto` -> CUDA when available, else CPU; refuse CUDA clearly when there is none."
     if str(device) == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -398,7 +420,7 @@ def resolve_device(device: str | torch.device = 'auto') -> torch.device:
     if dev.type not in ('cpu', 'cuda'): raise RlsubError(f"device {device!r} is not supported; use auto, cpu or cuda")
     return dev
 
-# %% ../nbs/01_scan.ipynb 31
+# %% ../nbs/01_scan.ipynb 34
 @contextmanager
 def _intraop_threads(n: int | None):
     "Temporarily set PyTorch's intra-op thread count (None: leave it)."
@@ -412,33 +434,44 @@ def _merge(acc: dict | None, s: dict) -> dict:
     if acc is None: return s
     return {k: torch.maximum(acc[k], v) if k == 'max_abs_delta' else acc[k] + v for k, v in s.items()}
 
-def _count(b_ck: Checkpoint, t_ck: Checkpoint, compared: list[_Item], dev, chunk_size, prefetch, workers, progress) -> list[dict]:
-    "Stream every compared tensor of the pair once; return its accumulated stats, in order."
+def stream_pair(b_ck: Checkpoint, t_ck: Checkpoint, items: list[_Item], chunk_size: int = 2**20, device='cpu', prefetch: int = 2,
+                hold: int = 1,            # chunks the consumer may still be using after it asks for the next one
+                progress: bool = False, desc: str = 'scan'):
+    "Yield (k, offset, base_chunk, tuned_chunk) over the compared block of every item `k`, in order, on `device`; read ahead in a thread."
     from tqdm.auto import tqdm
-    total = sum(b_ck[it.base].nbytes + t_ck[it.tuned].nbytes for it in compared)
-    itemsize = max([b_ck[it.base].dtype.itemsize for it in compared] + [t_ck[it.tuned].dtype.itemsize for it in compared] + [1])
-    in_flight = prefetch + workers + 3       # chunks that can be queued, being counted or being read at once, plus one
-    # on the CPU, count straight from the mapped files; for CUDA, copy into pinned buffers that go to the GPU fast
+    dev = torch.device(device)
+    items = [it for it in items if it.base and it.tuned]
+    total = sum(b_ck[it.base].nbytes + t_ck[it.tuned].nbytes for it in items)
+    itemsize = max([b_ck[it.base].dtype.itemsize for it in items] + [t_ck[it.tuned].dtype.itemsize for it in items] + [1])
+    in_flight = prefetch + hold + 3          # chunks that can be queued, in use or being read at once, plus one
+    # on the CPU, chunks are views of the mapped files; for CUDA, copies in pinned buffers that go to the GPU fast
     bufs = _ring(in_flight, chunk_size * itemsize, pin=True) if dev.type == 'cuda' else None
     def chunks():
         used = deque()
-        for k, it in enumerate(compared):
+        for k, it in enumerate(items):
+            off = 0
             for b, t, release in _aligned_chunks(b_ck, t_ck, it, chunk_size, bufs):
-                yield k, b, t
+                yield k, off, b, t
+                off += b.numel()
                 used.append(release)
-                if len(used) > in_flight and (r := used.popleft()): r()   # that chunk is counted: give its pages back
-    acc, pending = [None] * len(compared), deque()
-    with tqdm(total=total, unit='B', unit_scale=True, desc='scan', disable=not progress, leave=False) as bar, \
-         ThreadPoolExecutor(workers) as pool, _intraop_threads(1 if dev.type == 'cpu' and workers > 1 else None):
-        for k, b, t in _prefetch(chunks(), prefetch):
-            pending.append((k, pool.submit(_chunk_stats, b.to(dev), t.to(dev))))
+                if len(used) > in_flight and (r := used.popleft()): r()   # that chunk is done with: give its pages back
+    with tqdm(total=total, unit='B', unit_scale=True, desc=desc, disable=not progress, leave=False) as bar:
+        for k, off, b, t in _prefetch(chunks(), prefetch):
             bar.update(b.numel() * b.element_size() + t.numel() * t.element_size())
+            yield k, off, b.to(dev), t.to(dev)
+
+def _count(b_ck: Checkpoint, t_ck: Checkpoint, compared: list[_Item], dev, chunk_size, prefetch, workers, progress) -> list[dict]:
+    "Stream every compared tensor of the pair once; return its accumulated stats, in order."
+    acc, pending = [None] * len(compared), deque()
+    with ThreadPoolExecutor(workers) as pool, _intraop_threads(1 if dev.type == 'cpu' and workers > 1 else None):
+        for k, _, b, t in stream_pair(b_ck, t_ck, compared, chunk_size, dev, prefetch, hold=workers, progress=progress):
+            pending.append((k, pool.submit(_chunk_stats, b, t)))
             while len(pending) > workers or (pending and pending[0][1].done()):
                 k0, fut = pending.popleft(); acc[k0] = _merge(acc[k0], fut.result())
         for k0, fut in pending: acc[k0] = _merge(acc[k0], fut.result())
     return acc
 
-# %% ../nbs/01_scan.ipynb 32
+# %% ../nbs/01_scan.ipynb 35
 def _row(it: _Item, b_ck: Checkpoint, t_ck: Checkpoint, a: dict | None) -> tuple[dict, np.ndarray, np.ndarray]:
     "The report row and the two histograms of one item."
     bi, ti = (b_ck[it.base] if it.base else None), (t_ck[it.tuned] if it.tuned else None)
@@ -455,7 +488,7 @@ def _row(it: _Item, b_ck: Checkpoint, t_ck: Checkpoint, a: dict | None) -> tuple
 
 def _source(src, ck: Checkpoint) -> str: return str(src) if isinstance(src, (str, os.PathLike)) else ck.source
 
-# %% ../nbs/01_scan.ipynb 33
+# %% ../nbs/01_scan.ipynb 36
 def scan_pair(base, tuned, device: str = 'auto',
               progress: bool = True,        # a tqdm bar over bytes read (notebook widget or terminal)
               chunk_size: int = 2**20,      # entries per side per read: bounds memory whatever the tensor or model size

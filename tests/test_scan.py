@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from safetensors.torch import load_file, save_file
 from rlsub.checkpoints import open_checkpoint, CheckpointError
-from rlsub.scan import LADDER, DeltaReport, PairError, scan_pair, snap
+from rlsub.scan import LADDER, DeltaReport, PairError, changed, scan_pair, snap
 from rlsub.examples import plant_changes
 
 
@@ -47,6 +47,18 @@ def test_every_rule_and_step_matches_brute_force(pairs, key):
     assert report.table.changed.tolist() == known.changed.tolist()
     assert report.table.numel.tolist() == known.numel.tolist()
     check_against_brute(report, load_all(folder / 'base'), load_all(folder / 'tuned'))
+
+
+@pytest.mark.parametrize('key', [('llama', torch.bfloat16, True), ('qwen2', torch.float16, True), ('phi', torch.float32, True)])
+def test_elementwise_changed_agrees_with_the_report(pairs, key):
+    folder, _ = pairs[key]
+    r = scan_pair(folder / 'base', folder / 'tuned', progress=False)
+    B, T = load_all(folder / 'base'), load_all(folder / 'tuned')
+    names = r.table.name.tolist()
+    assert [int(changed(B[n].flatten(), T[n].flatten()).sum()) for n in names] == r.changed('exact').tolist()
+    for rule in ('abs', 'rel'):
+        for thr in LADDER[::7]:
+            assert [int(changed(B[n].flatten(), T[n].flatten(), rule, float(thr)).sum()) for n in names] == r.changed(rule, float(thr)).tolist()
 
 
 def test_chunk_size_workers_and_prefetch_do_not_change_the_answer(pairs):
