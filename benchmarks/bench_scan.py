@@ -104,6 +104,7 @@ def main():
     rows = []
     for size in args.sizes.split(','):
         pair = build(work, size)
+        if args.repeat == 0: continue            # build only
         runs = {'rlsub': [], 'paper': []}
         for _ in range(args.repeat):  # alternate, so both see the same page cache and machine state
             report = work / f'report-{size}.json'
@@ -112,6 +113,7 @@ def main():
             wall, rss, out = run('-c', PAPER, pair / 'base', pair / 'tuned')
             runs['paper'].append(dict(seconds=wall, rss_gb=rss, **json.loads(out.strip().splitlines()[-1])))
         rows.append((n_params(pair / 'base'), {m: min(r, key=lambda x: x['seconds']) for m, r in runs.items()}))
+    if not rows: return
     print(f"\nscan of a bf16 Llama-layout pair, 25 % of entries changed; {os.cpu_count()} CPU cores, best of {args.repeat}")
     print(f"| parameters | method | wall s | peak RSS GiB | sparsity, exact | sparsity, abs 1e-5 |")
     print(f"| ---: | --- | ---: | ---: | ---: | ---: |")

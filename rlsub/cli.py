@@ -17,23 +17,42 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise RlsubError(f"{message} (see `{self.prog} --help`)")
 
-def _rule_args(p: argparse.ArgumentParser):
+def _rule_args(p: argparse.ArgumentParser, by: str | None = 'kind,layer'):
     p.add_argument('--rule', choices=['exact', 'abs', 'rel'], default='exact', help='exact: stored bits differ; abs: |Δ| > t; rel: |Δ| > η·max(|w|,|ŵ|)')
-    p.add_argument('--threshold', type=float, default=None, help='t for abs (default 1e-5), η for rel (default 1e-3); answered at the nearest ladder step at or below')
-    p.add_argument('--by', default='kind,layer', help="groupings to print: any of kind, layer, 'layer+kind', name, status, comma-separated, or none")
+    p.add_argument('--threshold', type=float, default=None, help='t for abs (default 1e-5), η for rel (default 1e-3)')
+    if by is not None: p.add_argument('--by', default=by, help="groupings to print: any of kind, layer, 'layer+kind', name, status, comma-separated, or none")
+
+def _pair_args(p: argparse.ArgumentParser, output_help: str, output_required: bool = False):
+    p.add_argument('base', help='base checkpoint: folder, .safetensors/.bin file, or hub id'); p.add_argument('tuned', help='tuned checkpoint, same forms')
+    p.add_argument('-o', '--output', required=output_required, help=output_help)
+    _run_args(p)
+    p.add_argument('--revision', default=None, help='hub revision, for hub ids')
+
+def _run_args(p: argparse.ArgumentParser):
+    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu or cuda')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog='rlsub', description='Which parameters did RL actually change? Measure update sparsity of checkpoint pairs.')
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
     s = sub.add_parser('scan', help='scan a base/tuned pair once and print (and save) its sparsity report')
-    s.add_argument('base', help='base checkpoint: folder, .safetensors/.bin file, or hub id'); s.add_argument('tuned', help='tuned checkpoint, same forms')
-    s.add_argument('-o', '--output', help='write the report here (JSON; .gz compresses); read it back with `rlsub show`')
-    s.add_argument('--device', default='auto', help='auto (CUDA when present), cpu or cuda')
-    s.add_argument('--revision', default=None, help='hub revision, for hub ids')
-    s.add_argument('--no-progress', action='store_true', help='no progress bar')
-    _rule_args(s)
+    _pair_args(s, 'write the report here (JSON; .gz compresses); read it back with `rlsub show`'); _rule_args(s)
     sh = sub.add_parser('show', help='print a saved report again, under any rule and threshold')
     sh.add_argument('report'); _rule_args(sh)
+    m = sub.add_parser('mask', help="write a pair's subnetwork (the changed entries) as a bit-packed mask")
+    _pair_args(m, 'the mask file to write (.safetensors)', output_required=True); _rule_args(m, by=None)
+    o = sub.add_parser('overlap', help='how much two masks overlap, against chance')
+    o.add_argument('mask_a'); o.add_argument('mask_b')
+    o.add_argument('--by', default=None, help="also per group: kind, layer or 'layer+kind'")
+    r = sub.add_parser('rank', help='rank, effective rank and spectral shift of every updated matrix')
+    _pair_args(r, 'write the per-matrix table here (CSV)')
+    r.add_argument('--kinds', default=None, help='comma-separated kinds to include, or all (default: q,k,v,o,qkv,gate,up,down; embed and lm_head only when asked)')
+    r.add_argument('--rtol', type=float, default=None, help="relative tolerance for the numerical rank (default: torch.linalg.matrix_rank's)")
+    t = sub.add_parser('trajectory', help='sparsity over a series of checkpoints (a folder of checkpoint-N folders)')
+    t.add_argument('folder', help='a Trainer output folder holding checkpoint-N folders')
+    t.add_argument('-o', '--output', help='write the per-step table here (CSV)')
+    t.add_argument('--final', default=None, help='a final model to follow the checkpoints')
+    _run_args(t); _rule_args(t, by=None)
     e = sub.add_parser('example', help='write a small base/tuned pair with planted changes, to try rlsub on')
     e.add_argument('out', help='folder to create; the pair goes to OUT/base and OUT/tuned')
     e.add_argument('--family', default='llama', help='transformers model family (llama, qwen2, qwen3, mistral, gemma, olmo2, phi, gpt2, ...)')
@@ -48,19 +67,27 @@ def _parser() -> argparse.ArgumentParser:
 _BY_ARG = {'kind': 'kind', 'layer': 'layer', 'layer+kind': ('layer', 'kind'), 'name': 'name', 'status': 'status'}
 
 def _check_rule(args) -> tuple:
+    "Validate --rule/--threshold (and --by, where the command has it) before any weight is read."
     from rlsub.scan import snap
     if args.rule == 'exact' and args.threshold is not None: raise RlsubError("rule exact takes no --threshold (use --rule abs or --rule rel for a tolerance)")
     if args.threshold is not None: snap(args.threshold)
-    if args.by.strip().lower() in ('', 'none'): return ()
-    parts = [b.strip() for b in args.by.split(',')]
+    return _check_by(getattr(args, 'by', None) or 'none')
+
+def _check_by(by: str) -> tuple:
+    if by.strip().lower() in ('', 'none'): return ()
+    parts = [b.strip() for b in by.split(',')]
     bad = [b for b in parts if b not in _BY_ARG]
     if bad: raise RlsubError(f"--by {bad[0]!r} is not a grouping; use kind, layer, layer+kind, name, status or none")
     return tuple(_BY_ARG[b] for b in parts)
 
-def _scan(args):
-    by = _check_rule(args)
-    out = Path(args.output) if args.output else None
+def _output(path) -> Path | None:
+    "The output path, refused before any work if its folder does not exist."
+    out = Path(path) if path else None
     if out is not None and not out.parent.is_dir(): raise RlsubError(f"cannot write {out}: folder {out.parent} does not exist")
+    return out
+
+def _scan(args):
+    by, out = _check_rule(args), _output(args.output)
     from rlsub.scan import scan_pair
     report = scan_pair(args.base, args.tuned, device=args.device, progress=not args.no_progress, revision=args.revision)
     print(report.summary(args.rule, args.threshold, by=by))
@@ -71,6 +98,44 @@ def _show(args):
     by = _check_rule(args)
     from rlsub.scan import DeltaReport
     print(DeltaReport.load(args.report).summary(args.rule, args.threshold, by=by))
+
+def _mask(args):
+    _check_rule(args); out = _output(args.output)
+    from rlsub.masks import SubnetMask
+    mask = SubnetMask.from_pair(args.base, args.tuned, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress)
+    mask.save(out)
+    print(mask); print(f"\nmask written to {out}")
+
+def _overlap(args):
+    by = _check_by(args.by or 'none')
+    if len(by) > 1 or (by and by[0] not in ('kind', 'layer', ('layer', 'kind'))): raise RlsubError("--by takes one of kind, layer, layer+kind")
+    from rlsub.masks import SubnetMask, overlap
+    a, b = SubnetMask.load(args.mask_a), SubnetMask.load(args.mask_b)
+    print(overlap(a, b))
+    if by:
+        g = overlap(a, b, by=by[0] if not isinstance(by[0], tuple) else list(by[0]))
+        shown = g[['params', 'both', 'o1', 'chance_o1', 'z1', 'o2', 'chance_o2', 'z2', 'jaccard', 'chance_jaccard']].copy()
+        for c in ('o1', 'chance_o1', 'o2', 'chance_o2', 'jaccard', 'chance_jaccard'): shown[c] = shown[c].map(lambda x: f"{x:.2%}")
+        for c in ('z1', 'z2'): shown[c] = shown[c].map(lambda x: f"{x:+.1f}")
+        print(f"\nby {args.by} (z: standard deviations above chance)"); print(shown.to_string())
+
+def _rank(args):
+    out = _output(args.output)
+    from rlsub.rank import update_rank, rank_summary
+    kinds = None if not args.kinds else 'all' if args.kinds.strip() == 'all' else [k.strip() for k in args.kinds.split(',')]
+    table = update_rank(args.base, args.tuned, kinds=kinds, device=args.device, rtol=args.rtol, progress=not args.no_progress)
+    print(rank_summary(table).to_string())
+    if out is not None:
+        from rlsub.scan import _write_atomic
+        _write_atomic(out, table.to_csv(index=False).encode()); print(f"\nper-matrix table written to {out}")
+
+def _trajectory(args):
+    _check_rule(args); out = _output(args.output)
+    from rlsub.trajectory import trajectory
+    traj = trajectory(args.folder, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress, final=args.final)
+    print(traj)
+    if out is not None:
+        traj.to_csv(out); print(f"\nper-step table written to {out}")
 
 def _example(args):
     import torch
@@ -100,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `rlsub` command; returns the exit code (2 for bad input, with one line on stderr)."
     try:
         args = _parser().parse_args(_glue_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
-        {'scan': _scan, 'show': _show, 'example': _example}[args.cmd](args)
+        {'scan': _scan, 'show': _show, 'mask': _mask, 'overlap': _overlap, 'rank': _rank, 'trajectory': _trajectory, 'example': _example}[args.cmd](args)
     except RlsubError as e:
         print(f"rlsub: error: {e}", file=sys.stderr); return 2
     except OSError as e:
