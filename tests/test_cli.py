@@ -95,3 +95,39 @@ def test_cuda_refused_clearly_without_a_gpu(pair):
 def test_example_refuses_to_overwrite(pair):
     r = rlsub('example', pair)
     assert r.returncode == 2 and 'already exists' in r.stderr
+
+
+@pytest.fixture(scope='module')
+def masks(pair, tmp_path_factory):
+    d = tmp_path_factory.mktemp('masks')
+    for rule, name in (('exact', 'a'), ('abs', 'b')):
+        r = rlsub('mask', pair / 'base', pair / 'tuned', '-o', d / f'{name}.safetensors', '--rule', rule, '--no-progress')
+        assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_mask_overlap_rank_trajectory_run(pair, masks, tmp_path):
+    r = rlsub('overlap', masks / 'a.safetensors', masks / 'b.safetensors', '--by', 'layer+kind')
+    assert r.returncode == 0 and 'chance' in r.stdout, r.stderr
+    r = rlsub('rank', pair / 'base', pair / 'tuned', '--kinds', 'q,down', '-o', tmp_path / 'rank.csv', '--no-progress')
+    assert r.returncode == 0 and (tmp_path / 'rank.csv').exists(), r.stderr
+    run = tmp_path / 'run'
+    shutil.copytree(pair / 'base', run / 'checkpoint-0'); shutil.copytree(pair / 'tuned', run / 'checkpoint-1')
+    r = rlsub('trajectory', run, '-o', tmp_path / 'steps.csv', '--rule', 'rel', '--no-progress')
+    assert r.returncode == 0 and (tmp_path / 'steps.csv').exists(), r.stderr
+
+
+@pytest.mark.parametrize('argv, says', [
+    (['mask', '{base}', '{tuned}'], 'required'),
+    (['mask', '{base}', '{tuned}', '-o', '{tmp}/m.safetensors', '--rule', 'rel', '--threshold', '-3'], '>= 0'),
+    (['overlap', '{masks}/a.safetensors', '{base}/model.safetensors'], 'not a readable rlsub mask'),
+    (['overlap', '{masks}/a.safetensors', '{masks}/b.safetensors', '--by', 'status'], 'kind, layer'),
+    (['rank', '{base}', '{tuned}', '--kinds', 'attention'], 'unknown kind'),
+    (['rank', '{base}', '{tmp}/nothing'], 'no such file'),
+    (['trajectory', '{tmp}'], 'checkpoint'),
+])
+def test_subnetwork_commands_refuse_bad_input(pair, masks, tmp_path, argv, says):
+    fill = dict(base=pair / 'base', tuned=pair / 'tuned', masks=masks, tmp=tmp_path)
+    r = rlsub(*[a.format(**fill) for a in argv])
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert not list(tmp_path.glob('*.safetensors')) and not list(tmp_path.glob('.*'))
