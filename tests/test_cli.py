@@ -120,7 +120,7 @@ def test_mask_overlap_rank_trajectory_run(pair, masks, tmp_path):
 @pytest.mark.parametrize('argv, says', [
     (['mask', '{base}', '{tuned}'], 'required'),
     (['mask', '{base}', '{tuned}', '-o', '{tmp}/m.safetensors', '--rule', 'rel', '--threshold', '-3'], '>= 0'),
-    (['overlap', '{masks}/a.safetensors', '{base}/model.safetensors'], 'not a readable rlsub mask'),
+    (['overlap', '{masks}/a.safetensors', '{base}/model.safetensors'], 'not an rlsub mask'),
     (['overlap', '{masks}/a.safetensors', '{masks}/b.safetensors', '--by', 'status'], 'kind, layer'),
     (['rank', '{base}', '{tuned}', '--kinds', 'attention'], 'unknown kind'),
     (['rank', '{base}', '{tmp}/nothing'], 'no such file'),
