@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
     s = sub.add_parser('scan', help='scan a base/tuned pair once and print (and save) its sparsity report')
     _pair_args(s, 'write the report here (JSON; .gz compresses); read it back with `rlsub show`'); _rule_args(s)
+    s.add_argument('--html', default=None, help='also write a self-contained HTML report (tables and plots) here')
     sh = sub.add_parser('show', help='print a saved report again, under any rule and threshold')
     sh.add_argument('report'); _rule_args(sh)
     m = sub.add_parser('mask', help="write a pair's subnetwork (the changed entries) as a bit-packed mask")
@@ -87,12 +88,14 @@ def _output(path) -> Path | None:
     return out
 
 def _scan(args):
-    by, out = _check_rule(args), _output(args.output)
+    by, out, html = _check_rule(args), _output(args.output), _output(args.html)
     from rlsub.scan import scan_pair
     report = scan_pair(args.base, args.tuned, device=args.device, progress=not args.no_progress, revision=args.revision)
     print(report.summary(args.rule, args.threshold, by=by))
     if out is not None:
         report.save(out); print(f"\nreport written to {out}")
+    if html is not None:
+        report.to_html(html); print(f"HTML report written to {html}")
 
 def _show(args):
     by = _check_rule(args)

@@ -408,7 +408,13 @@ def _summary(self, rule='exact', threshold=None, by=('kind', 'layer')) -> str:
 
 def _repr(self) -> str: return self.summary(by=('kind',))
 
+def _to_html(self, path) -> Path:
+    "Write one self-contained HTML file with this report's tables and plots (see `rlsub.explorer`)."
+    from rlsub.explorer import save_html
+    return save_html(self, path)
+
 DeltaReport.headline, DeltaReport.attention, DeltaReport.summary, DeltaReport.__repr__ = _headline, _attention, _summary, _repr
+DeltaReport.to_html = _to_html
 
 # %% ../nbs/01_scan.ipynb 32
 def resolve_device(device: str | torch.device = 'auto') -> torch.device:
