@@ -95,7 +95,7 @@ def _scan(args):
     if out is not None:
         report.save(out); print(f"\nreport written to {out}")
     if html is not None:
-        report.to_html(html); print(f"HTML report written to {html}")
+        report.to_html(html, args.rule, args.threshold); print(f"HTML report written to {html}")
 
 def _show(args):
     by = _check_rule(args)

@@ -408,10 +408,10 @@ def _summary(self, rule='exact', threshold=None, by=('kind', 'layer')) -> str:
 
 def _repr(self) -> str: return self.summary(by=('kind',))
 
-def _to_html(self, path) -> Path:
-    "Write one self-contained HTML file with this report's tables and plots (see `rlsub.explorer`)."
+def _to_html(self, path, rule: str = 'exact', threshold: float | None = None) -> Path:
+    "Write one self-contained HTML file with this report's tables and plots under `rule`/`threshold` (see `rlsub.explorer`)."
     from rlsub.explorer import save_html
-    return save_html(self, path)
+    return save_html(self, path, rule, threshold)
 
 DeltaReport.headline, DeltaReport.attention, DeltaReport.summary, DeltaReport.__repr__ = _headline, _attention, _summary, _repr
 DeltaReport.to_html = _to_html

@@ -1,0 +1,54 @@
+"""Explorer responsiveness: milliseconds per control change on a report with the layout of a 7B Llama.
+
+Builds the report with `rlsub.explorer.synthetic_report` (the layout of LlamaConfig at 7B sizes from
+`rlsub.examples.checkpoint_layout` on the meta device, random histograms; no weights), opens an
+`Explorer` without displaying it, then changes each control many times, as a click would (setting
+`.value` runs the observers synchronously), and times each change including the redraw of every
+figure it touches and its PNG encoding. Prints median and max per control; the budget is 50 ms.
+Usage: python benchmarks/bench_explorer.py [--repeat N]
+"""
+import argparse, itertools, time
+import numpy as np
+
+def timed(fn, values, repeat):
+    ts = []
+    for v in itertools.islice(itertools.cycle(values), repeat):
+        s = time.perf_counter(); fn(v); ts.append((time.perf_counter() - s) * 1e3)
+    return np.median(ts), max(ts)
+
+def main():
+    ap = argparse.ArgumentParser(); ap.add_argument('--repeat', type=int, default=60); args = ap.parse_args()
+    import matplotlib; matplotlib.use('Agg')
+    from transformers import LlamaConfig
+    from rlsub.explorer import Explorer, synthetic_report
+    from rlsub.scan import LADDER
+    cfg = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                      vocab_size=32000, tie_word_embeddings=False)
+    s = time.perf_counter(); report = synthetic_report(cfg, seed=0); t_build = time.perf_counter() - s
+    s = time.perf_counter(); ex = Explorer(report); t_open = time.perf_counter() - s
+    print(f"report: {len(report.table)} tensors, {report.numel:,} parameters (built in {t_build:.2f} s); Explorer opened in {t_open * 1e3:.0f} ms")
+    steps = [float(v) for v in LADDER[20:90:3]]
+    names = list(report.table.name[::7])
+    def setv(w): return lambda v: setattr(w, 'value', v)
+    for view in ('layer', 'kind', 'heatmap', 'tensors'): ex.view.value = view       # draw every figure once: later changes update it
+    ex.tensor.value = report.table.name[0]; ex.tensor.value = None
+    results = []
+    for view in ('layer', 'kind', 'heatmap', 'tensors'):
+        ex.view.value, ex.rule.value = view, 'abs'
+        results.append((f'threshold (view {view})', *timed(setv(ex.threshold), steps, args.repeat)))
+        results.append((f'rule (view {view})', *timed(setv(ex.rule), ['exact', 'abs', 'rel'], args.repeat)))
+    ex.view.value = 'tensors'
+    results.append(('sort (view tensors)', *timed(setv(ex.sort), ['size', 'sparsity', 'model order'], args.repeat)))
+    ex.rule.value = 'abs'
+    results.append(('view', *timed(setv(ex.view), ['layer', 'kind', 'heatmap', 'tensors'], args.repeat)))
+    ex.view.value = 'heatmap'
+    results.append(('tensor (histogram)', *timed(setv(ex.tensor), names, args.repeat)))
+    results.append(('threshold, tensor chosen (view heatmap)', *timed(setv(ex.threshold), steps, args.repeat)))
+    results.append(('rule, tensor chosen (view heatmap)', *timed(setv(ex.rule), ['exact', 'abs', 'rel'], args.repeat)))
+    w = max(len(r[0]) for r in results)
+    print(f"{'control':{w}}  median ms  max ms   ({args.repeat} changes each)")
+    for name, med, mx in results: print(f"{name:{w}}  {med:9.1f}  {mx:6.1f}")
+    worst = max(r[2] for r in results)
+    print(f"worst max {worst:.1f} ms; worst median {max(r[1] for r in results):.1f} ms (budget 50 ms per change)")
+
+if __name__ == '__main__': main()

@@ -1,0 +1,133 @@
+"The explorer at scale and on bad inputs: widget behaviour driven from Python, timings left to benchmarks/bench_explorer.py."
+import numpy as np, pandas as pd, pytest
+import matplotlib
+matplotlib.use('Agg')
+from rlsub.checkpoints import RlsubError
+from rlsub.examples import tiny_config
+from rlsub.masks import SubnetMask, random_mask
+from rlsub.scan import LADDER, scan_pair
+from rlsub.explorer import (Comparison, Explorer, MaskComparison, _Grouper, explore, headline, plot_by_kind, plot_changes,
+                            plot_curve, plot_heatmap, plot_hist, report_html, save_html, synthetic_report, tensor_changes, tensor_hist, tensor_table)
+
+
+@pytest.fixture(scope='module')
+def big():
+    return synthetic_report(tiny_config('llama', num_hidden_layers=6, tie_word_embeddings=False), seed=3)
+
+
+@pytest.fixture(scope='module')
+def pair(pairs):
+    folder, planted = pairs['llama', __import__('torch').bfloat16, True]
+    return folder, scan_pair(folder / 'base', folder / 'tuned', progress=False)
+
+
+def test_grouper_matches_sparsity_at_every_step(big):
+    for by in (['layer'], ['kind'], ['layer', 'kind']):
+        g = _Grouper(big.table, by)
+        for rule in ('abs', 'rel'):
+            for thr in LADDER[::7]:
+                s = big.sparsity(float(thr), rule, by=by if len(by) > 1 else by[0])
+                pd.testing.assert_frame_equal(g(big.changed(rule, float(thr)).to_numpy(), s.columns.name), s)
+
+
+def test_dom_contract(big):
+    ex = Explorer(big)
+    for w, c in [(ex.headline, 'rlsub-headline'), (ex.threshold, 'rlsub-threshold'), (ex.rule, 'rlsub-rule'), (ex.figure, 'rlsub-figure')]:
+        assert c in w._dom_classes
+    assert type(ex.figure).__name__ == 'Image' and type(ex.headline).__name__ == 'HTML'
+    assert f"{big.sparsity():.2%}" in ex.headline.value
+
+
+def test_every_control_changes_what_it_should(big):
+    ex = Explorer(big)
+    ex.rule.value = 'rel'
+    assert ex.state == ('rel', 1e-3) and not ex.threshold.disabled
+    for view in ('layer', 'kind', 'heatmap', 'tensors'):
+        ex.view.value = view
+        seen = set()
+        for thr in (1e-6, 1e-4, 1e-2):
+            ex.threshold.value = thr
+            assert f"{big.sparsity(thr, 'rel'):.2%}" in ex.headline.value
+            seen.add(ex.figure.value)
+        assert len(seen) == 3, view                               # the figure follows the threshold in every view
+    ex.sort.value = 'size'
+    first = tensor_table(big, 'rel', 1e-2, 'size').name.iloc[0]
+    assert ex.table.value.index(first) < ex.table.value.index(tensor_table(big, 'rel', 1e-2, 'size').name.iloc[-1])
+    ex.rule.value = 'exact'
+    assert ex.threshold.disabled and ex.state == ('exact', None)
+
+
+def test_tensor_without_checkpoints(big):
+    ex = Explorer(big)
+    assert not ex.reachable
+    name = big.table.name[5]
+    ex.tensor.value = name
+    assert ex.hist.value[:4] == b'\x89PNG' and 'not reachable' in ex.note.value and ex.changes.layout.display == 'none'
+    ex.tensor.value = None
+    assert ex.hist.layout.display == 'none'
+
+
+def test_tensor_picture_follows_threshold(pair):
+    folder, report = pair
+    ex = Explorer(report, size=16)
+    name = 'model.layers.1.mlp.up_proj.weight'
+    ex.rule.value, ex.tensor.value = 'abs', name
+    a = ex.changes.value
+    ex.threshold.value = 1e-3
+    assert a != ex.changes.value and ex.changes.value[:4] == b'\x89PNG'
+    for rule, thr in [('exact', None), ('abs', 0.0), ('rel', 5e-3)]:
+        tc = tensor_changes(folder / 'base', folder / 'tuned', name, rule, thr, size=7, band=333)
+        assert tc.changed == int(report.changed(rule, thr)[name])
+        assert tc.rows.shape == (tc.shape[0],) and tc.blocks.shape == (7, 7)
+        assert np.isclose((tc.rows * tc.cols.size).sum(), tc.changed)
+
+
+def test_tensor_hist_counts_match_changed(big):
+    name = big.table.name[10]
+    for rule in ('abs', 'rel'):
+        h = tensor_hist(big, name, rule)
+        for j in range(0, len(LADDER), 9):
+            assert int(h['count'][h.lo >= LADDER[j]].sum()) == int(big.changed(rule, float(LADDER[j]))[name])
+    with pytest.raises(RlsubError, match='histograms exist for rules abs and rel'): tensor_hist(big, name, 'exact')
+
+
+def test_plain_plots_return_figures(big, pair):
+    from matplotlib.figure import Figure
+    folder, report = pair
+    figs = [plot_by_kind(big, 'abs', 1e-4), plot_heatmap(big.sparsity(by=['layer', 'kind'])), plot_curve(big.curve()),
+            plot_hist(tensor_hist(big, big.table.name[0]), 1e-5),
+            plot_changes(tensor_changes(folder / 'base', folder / 'tuned', 'model.norm.weight'))]
+    assert all(isinstance(f, Figure) for f in figs)
+
+
+def test_compare_reports_and_masks(pair, big):
+    folder, report = pair
+    cmp = explore(report, report, labels=('one', 'two'), show=False)
+    assert isinstance(cmp, Comparison) and cmp.headline.value.count(f"{report.sparsity():.2%}") == 2
+    cmp.rule.value = 'abs'; cmp.threshold.value = 1e-3
+    assert cmp.headline.value.count(f"{report.sparsity(1e-3, 'abs'):.2%}") == 2
+    m = SubnetMask.from_pair(folder / 'base', folder / 'tuned')
+    mc = explore(m, m, show=False)
+    assert isinstance(mc, MaskComparison) and mc.overall.o1 == 1.0 and 'rlsub-figure' in mc.figure._dom_classes
+    r = random_mask(m, seed=0)
+    assert abs(explore(m, r, show=False).overall.z1) < 5
+    with pytest.raises(RlsubError, match='explore takes'): explore(report, m, show=False)
+    with pytest.raises(RlsubError, match='explore takes'): explore('report.json', show=False)
+
+
+def test_html_is_self_contained_and_atomic(pair, tmp_path):
+    folder, report = pair
+    page = report_html(report, 'rel', 1e-3)
+    assert page.startswith('<!DOCTYPE html>') and page.count('data:image/png;base64,') == 4
+    assert f"{report.sparsity(1e-3, 'rel'):.2%}" in page and 'rlsub-headline' in page
+    assert all(n in page for n in report.table.name)
+    p = save_html(report, tmp_path / 'r.html')
+    assert p.read_text().startswith('<!DOCTYPE html>') and [q.name for q in tmp_path.iterdir()] == ['r.html']
+    with pytest.raises(RlsubError, match='does not exist'): save_html(report, tmp_path / 'missing' / 'r.html')
+
+
+def test_headline_and_table_errors(big):
+    h = headline(big, 'abs', 2e-5)                                  # between ladder steps: the step below answers
+    assert h['label'].startswith('abs') and h['changed'] == int(big.changed('abs', 2e-5).sum())
+    with pytest.raises(RlsubError, match='sort must be one of'): tensor_table(big, sort='colour')
+    with pytest.raises(RlsubError, match='unknown rule'): headline(big, 'fuzzy')
