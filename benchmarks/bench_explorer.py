@@ -1,11 +1,12 @@
-"""Explorer responsiveness: milliseconds per control change on a report with the layout of a 7B Llama.
+"""Explorer responsiveness: milliseconds per control change on a report with the layout of a 7B model.
 
-Builds the report with `rlsub.explorer.synthetic_report` (the layout of LlamaConfig at 7B sizes from
+Builds the report with `rlsub.explorer.synthetic_report` (the layout of a 7B config, Llama-2 (291 tensors)
+or Qwen2.5 (339 tensors: q/k/v carry biases), from
 `rlsub.examples.checkpoint_layout` on the meta device, random histograms; no weights), opens an
 `Explorer` without displaying it, then changes each control many times, as a click would (setting
 `.value` runs the observers synchronously), and times each change including the redraw of every
 figure it touches and its PNG encoding. Prints median and max per control; the budget is 50 ms.
-Usage: python benchmarks/bench_explorer.py [--repeat N]
+Usage: python benchmarks/bench_explorer.py [--family llama|qwen2] [--repeat N]
 """
 import argparse, itertools, time
 import numpy as np
@@ -17,13 +18,18 @@ def timed(fn, values, repeat):
     return np.median(ts), max(ts)
 
 def main():
-    ap = argparse.ArgumentParser(); ap.add_argument('--repeat', type=int, default=60); args = ap.parse_args()
+    ap = argparse.ArgumentParser(); ap.add_argument('--repeat', type=int, default=60); ap.add_argument('--family', default='qwen2', choices=['llama', 'qwen2'])
+    args = ap.parse_args()
     import matplotlib; matplotlib.use('Agg')
-    from transformers import LlamaConfig
+    from transformers import LlamaConfig, Qwen2Config
     from rlsub.explorer import Explorer, synthetic_report
     from rlsub.scan import LADDER
-    cfg = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
-                      vocab_size=32000, tie_word_embeddings=False)
+    if args.family == 'llama':   # Llama-2-7B
+        cfg = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                          vocab_size=32000, tie_word_embeddings=False)
+    else:                        # Qwen2.5-7B
+        cfg = Qwen2Config(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                          vocab_size=152064, tie_word_embeddings=False)
     s = time.perf_counter(); report = synthetic_report(cfg, seed=0); t_build = time.perf_counter() - s
     s = time.perf_counter(); ex = Explorer(report); t_open = time.perf_counter() - s
     print(f"report: {len(report.table)} tensors, {report.numel:,} parameters (built in {t_build:.2f} s); Explorer opened in {t_open * 1e3:.0f} ms")
