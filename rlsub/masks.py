@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from .checkpoints import KINDS, Checkpoint, RlsubError, open_checkpoint, parse_name, _prod, _ST_DTYPES
-from .scan import DEFAULT_THRESHOLD, RULES, changed, pair_tensors, resolve_device, stream_pair, model_order, _label, _source, _write_atomic
+from .scan import DEFAULT_THRESHOLD, RULES, changed, pair_tensors, resolve_device, stream_pair, model_order, _fmt_shape, _label, _pct, _source, _write_atomic
 
 # %% auto 0
 __all__ = ['SubnetMask', 'check_compatible', 'random_mask', 'Overlap', 'overlap', 'transplant']
@@ -126,8 +126,6 @@ def _tensor(self, name: str) -> torch.Tensor:
 SubnetMask.tensor = _tensor
 
 # %% ../nbs/02_masks.ipynb 16
-def _fmt(shape) -> str: return '×'.join(map(str, shape)) if shape else 'scalar'
-
 def check_compatible(a: SubnetMask, b: SubnetMask):
     "Raise `RlsubError` naming the difference unless masks `a` and `b` cover the same tensors with the same shapes."
     only_a, only_b = [n for n in a.names if n not in b.shapes], [n for n in b.names if n not in a.shapes]
@@ -136,7 +134,7 @@ def check_compatible(a: SubnetMask, b: SubnetMask):
         raise RlsubError(f"the masks cover different tensors: {'; '.join(parts)}; build both from pairs of the same architecture")
     for n in a.names:
         if a.shapes[n] != b.shapes[n]:
-            raise RlsubError(f"the masks differ in shape at {n}: {_fmt(a.shapes[n])} vs {_fmt(b.shapes[n])}; build both from pairs of the same architecture")
+            raise RlsubError(f"the masks differ in shape at {n}: {_fmt_shape(a.shapes[n])} vs {_fmt_shape(b.shapes[n])}; build both from pairs of the same architecture")
 
 def _clear_padding(bits: np.ndarray, numel: int) -> np.ndarray:
     "Zero the bits past entry `numel` in the last byte (in place)."
@@ -162,8 +160,6 @@ SubnetMask.__invert__ = _invert
 SubnetMask.__eq__, SubnetMask.__hash__ = _mask_eq, None
 
 # %% ../nbs/02_masks.ipynb 19
-def _pct(x) -> str: return f"{x:.2%}" if x == x else '—'
-
 def _mask_repr(self) -> str:
     out = [f"SubnetMask ({self.label}): {len(self)} tensors, {self.numel:,} parameters, {self.count:,} in the mask (density {_pct(self.density)})"]
     for side in ('base', 'tuned'):
@@ -384,7 +380,7 @@ def transplant(base, tuned, mask: SubnetMask, out,
                 it = items.get(n)
                 if it is None: raise RlsubError(f"the mask covers {n}, which this pair does not compare; was the mask made from another pair?")
                 common = tuple(map(min, b_ck[it.base].shape, t_ck[it.tuned].shape))
-                if common != mask.shapes[n]: raise RlsubError(f"the mask of {n} has shape {_fmt(mask.shapes[n])} but the pair compares {_fmt(common)}; was the mask made from another pair?")
+                if common != mask.shapes[n]: raise RlsubError(f"the mask of {n} has shape {_fmt_shape(mask.shapes[n])} but the pair compares {_fmt_shape(common)}; was the mask made from another pair?")
             files = {}
             for n in sorted(b_ck.names, key=lambda n: (b_ck[n].file, b_ck[n].offset)): files.setdefault(b_ck[n].file, []).append(n)
             st = all(f.endswith('.safetensors') for f in files)

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import torch
 from .checkpoints import KINDS, Checkpoint, RlsubError, open_checkpoint, parse_name
-from .scan import pair_tensors, resolve_device
+from .scan import pair_tensors, resolve_device, _fmt_shape
 
 # %% auto 0
 __all__ = ['DEFAULT_KINDS', 'COLUMNS', 'numerical_rank', 'effective_rank', 'spectral_shift', 'matrix_stats', 'update_rank',
@@ -61,12 +61,10 @@ def _check_kinds(kinds) -> tuple[str, ...]:
     return kinds
 
 # %% ../nbs/03_rank.ipynb 17
-def _fmt(shape) -> str: return '×'.join(map(str, shape))
-
 def _skip(it, shape, b_ck: Checkpoint, t_ck: Checkpoint) -> str | None:
     "Why item `it` (a tensor of 2+ dims) cannot be analysed, or None."
     if not (it.base and it.tuned): return f"skipped: {it.note}"
-    if it.status == 'shape differs': return f"skipped: shape differs (base {_fmt(b_ck[it.base].shape)}, tuned {_fmt(t_ck[it.tuned].shape)})"
+    if it.status == 'shape differs': return f"skipped: shape differs (base {_fmt_shape(b_ck[it.base].shape)}, tuned {_fmt_shape(t_ck[it.tuned].shape)})"
     if 0 in shape: return "skipped: empty matrix"
     return None
 
