@@ -13,7 +13,7 @@ in its own fresh process; peak resident memory is the kernel's high-water mark (
 Usage: python benchmarks/bench_subnet.py [--size 0.85] [--kinds q,k,v,o,gate,up,down] [--work DIR] [--device cpu]
 The CUDA speedup for rank: run once with --device cpu and once with --device cuda on a GPU machine.
 """
-import argparse, os, subprocess, sys, tempfile, time
+import argparse, os, subprocess, sys
 from pathlib import Path
 
 LOADED_MASK = r'''
@@ -40,20 +40,8 @@ with torch.no_grad():
 print(len(ranks), sum(ranks))
 '''
 
-RLSUB = 'from rlsub.cli import console; console()'   # what the installed `rlsub` runs
-
-
-def run(*argv) -> tuple[float, float, str]:
-    "Run `python *argv` in a fresh process; return wall seconds, peak RSS in GiB (from wait4) and stdout."
-    with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
-        t0 = time.perf_counter()
-        p = subprocess.Popen([sys.executable, *map(str, argv)], stdout=out, stderr=err)
-        _, status, usage = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0); err.seek(0)
-        if p.returncode != 0: raise SystemExit(f"benchmark process failed ({argv[2:4]}):\n{err.read()[-2000:]}")
-        return wall, usage.ru_maxrss / 2**20, out.read()
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_scan import RLSUB, run   # one way to run and measure a fresh process, shared with the scan benchmark
 
 
 def main():
