@@ -1,0 +1,188 @@
+"GRPO: the pure pieces by hand, reproducible runs, subnet-only training that leaves the rest bit-identical, bad inputs."
+import math
+import numpy as np, pytest, torch
+from rlsub.checkpoints import RlsubError
+from rlsub.examples import plant_changes
+from rlsub.grpo import (AGG_MODES, GRPOConfig, aggregate, approx_kl, clipped_objective, completion_logprobs, group_advantages,
+                        masked_mean, rollout, train_grpo)
+from rlsub.masks import SubnetMask
+from rlsub.tiny import Task, addition, char_tokenizer, tiny_policy
+
+COLUMNS = ['step', 'reward', 'accuracy', 'kl', 'clip_frac', 'tokens', 'loss', 'seconds']
+
+
+@pytest.fixture(scope='module')
+def tok():
+    return char_tokenizer()
+
+
+class EvenStart(Task):
+    "A toy task an untrained policy already scores on about a quarter of the time: start the completion with an even digit."
+    def reward(self, completion, answer): return 1.0 if completion[:1] in '02468' and completion[:1] else 0.0
+
+
+EVEN = EvenStart('even-start', addition(1).sample, max_new_tokens=3)
+
+
+def cfg(**kw):
+    return GRPOConfig(**dict(dict(group_size=4, prompts_per_step=4, steps=3, lr=1e-2, device='cpu'), **kw))
+
+
+def planted_mask(policy, density=0.25, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return SubnetMask.from_pair(policy, {n: plant_changes(t.clone(), density, 16, g) for n, t in policy.state_dict().items()})
+
+
+def as_int(t):
+    return t.detach().contiguous().view(torch.int32)
+
+
+def test_group_advantages_by_hand():
+    r = torch.tensor([1., 1, 0, 0, 0, 0, 0, 1])
+    # group 1: mean 1/2, sample std sqrt(1/3); group 2: mean 1/4, sample std 1/2
+    s = math.sqrt(1 / 3)
+    want = [0.5 / (s + 1e-4), 0.5 / (s + 1e-4), -0.5 / (s + 1e-4), -0.5 / (s + 1e-4)] + [-0.25 / 0.5001] * 3 + [0.75 / 0.5001]
+    torch.testing.assert_close(group_advantages(r, 4), torch.tensor(want))
+    torch.testing.assert_close(group_advantages(r, 4, scale=False), torch.tensor([.5, .5, -.5, -.5, -.25, -.25, -.25, .75]))
+    torch.testing.assert_close(group_advantages(r, 4, eps=1.0), torch.tensor([0.5 / (s + 1)] * 2 + [-0.5 / (s + 1)] * 2 + [-0.25 / 1.5] * 3 + [0.75 / 1.5]))
+    assert group_advantages(torch.ones(8), 8).abs().max() == 0
+    assert group_advantages(torch.tensor([0., 1, 2, 3]), 2).tolist() == pytest.approx([-0.5 / (math.sqrt(.5) + 1e-4), 0.5 / (math.sqrt(.5) + 1e-4)] * 2)
+    with pytest.raises(RlsubError, match='groups of G=3'): group_advantages(torch.zeros(8), 3)
+
+
+def test_approx_kl_is_k3_and_nonnegative():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1000, generator=g), torch.randn(1000, generator=g)
+    k = approx_kl(a, b)
+    assert (k >= 0).all() and approx_kl(a, a).abs().max() == 0
+    torch.testing.assert_close(k, torch.exp(b - a) - (b - a) - 1)
+    # unbiased: E_p[k3] = KL(p||q); p = (.5, .5), q = (.9, .1) -> KL = .5 ln(.5/.9) + .5 ln(.5/.1)
+    lp, lq = torch.log(torch.tensor([.5, .5])), torch.log(torch.tensor([.9, .1]))
+    assert (0.5 * approx_kl(lp, lq)).sum().item() == pytest.approx(0.5 * math.log(.5 / .9) + 0.5 * math.log(.5 / .1), rel=1e-5)
+
+
+def test_clipped_objective_gradient_vanishes_where_clipped():
+    old = torch.zeros(1, 4)
+    lp = torch.log(torch.tensor([[1.5, 1.1, 0.5, 0.9]])).requires_grad_(True)
+    obj = clipped_objective(lp, old, torch.tensor([1.]))
+    torch.testing.assert_close(obj.detach(), torch.tensor([[1.2, 1.1, 0.5, 0.9]]))
+    obj.sum().backward()
+    torch.testing.assert_close(lp.grad, torch.tensor([[0., 1.1, 0.5, 0.9]]))   # d(ρA)/dlogp = ρA, 0 on the clipped token
+    torch.testing.assert_close(clipped_objective(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([[1., 2, 3], [4, 5, 6]])),
+                               torch.tensor([[1., 2, 3], [4, 5, 6]]))
+
+
+def test_aggregate_modes_by_hand():
+    v = torch.tensor([[2., 4, 0, 0], [1, 1, 1, 1], [8, 0, 0, 0]])
+    m = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]).bool()
+    assert aggregate(v, m, 'seq').item() == pytest.approx((3 + 1 + 8) / 3)
+    assert aggregate(v, m, 'token').item() == pytest.approx(18 / 7)
+    assert aggregate(v, m, 'constant').item() == pytest.approx(18 / 12)
+    assert aggregate(v, m, 'constant', max_len=6).item() == pytest.approx(18 / 18)
+    assert masked_mean(v, torch.zeros_like(m)).item() == 0
+    assert masked_mean(v, m, dim=1).tolist() == [3., 1., 8.]
+
+
+def test_config_refuses_bad_settings():
+    for kw, msg in [(dict(loss_agg='sum'), 'unknown loss_agg'), (dict(group_size=1), 'at least 2'), (dict(group_size=0), 'positive integer'),
+                    (dict(prompts_per_step=2.5), 'positive integer'), (dict(temperature=0), 'temperature')]:
+        with pytest.raises(RlsubError, match=msg): GRPOConfig(**kw)
+
+
+def test_rollout_masks_after_eos_and_logprobs_ignore_padding(tok):
+    pol = tiny_policy(tok, 'tiny', seed=3)
+    torch.manual_seed(0)
+    ro = rollout(pol, tok, ['1+1=', '123+456=', '9='], G=3, max_new_tokens=6)
+    assert ro['ids'].shape[0] == 9 and len(ro['texts']) == 9
+    comp = ro['ids'][:, ro['n_prompt']:]
+    for row, mk in zip(comp.tolist(), ro['mask'].tolist()):
+        last = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row) - 1
+        assert mk == [i <= last for i in range(len(row))]
+    lp = completion_logprobs(pol, ro['ids'], ro['attn'], ro['n_prompt'])
+    for i, p in [(0, '1+1='), (8, '9=')]:
+        alone = tok([p], return_tensors='pt').input_ids
+        ids = torch.cat([alone, comp[i:i + 1]], 1)
+        one = completion_logprobs(pol, ids, torch.ones_like(ids), alone.shape[1])[0]
+        torch.testing.assert_close(one[ro['mask'][i]], lp[i][ro['mask'][i]], atol=1e-5, rtol=1e-5)
+
+
+def test_history_columns_and_every_aggregation_runs(tok):
+    for mode in AGG_MODES:
+        rows = []
+        h = train_grpo(tiny_policy(tok, 'tiny'), tok, addition(1), cfg(steps=2, loss_agg=mode), callbacks=[rows.append])
+        assert list(h.columns) == COLUMNS and len(h) == 2 and len(rows) == 2
+        assert h.kl.isna().all() and (h.clip_frac == 0).all() and (h.tokens > 0).all()
+        assert ((h.accuracy >= 0) & (h.accuracy <= 1)).all() and (h.seconds > 0).all()
+
+
+def test_seeded_runs_reproduce_exactly(tok):
+    def run(seed):
+        pol = tiny_policy(tok, 'tiny', seed=0)
+        h = train_grpo(pol, tok, EVEN, cfg(steps=3, seed=seed, kl_coef=0.05, weight_decay=0.01))
+        return h.drop(columns='seconds'), pol.state_dict()
+    (h1, w1), (h2, w2), (h3, w3) = run(0), run(0), run(1)
+    assert h1.equals(h2)
+    assert all(torch.equal(w1[n], w2[n]) for n in w1)
+    assert not h1.equals(h3) or not all(torch.equal(w1[n], w3[n]) for n in w1)
+
+
+def test_training_moves_weights_and_kl(tok):
+    pol = tiny_policy(tok, 'tiny', seed=0)
+    start = {n: p.detach().clone() for n, p in pol.named_parameters()}
+    h = train_grpo(pol, tok, EVEN, cfg(steps=4, kl_coef=0.1))
+    assert 0 < h.reward.iloc[0] < 1
+    assert h.kl.iloc[0] == 0 and h.kl.iloc[-1] > 0
+    assert any(not torch.equal(p, start[n]) for n, p in pol.named_parameters())
+
+
+@pytest.mark.parametrize('weight_decay', [0.0, 0.1])
+def test_outside_the_mask_stays_bit_identical(tok, weight_decay):
+    pol = tiny_policy(tok, 'tiny', seed=1)
+    mask = planted_mask(pol, 0.25)
+    start = {n: p.detach().clone() for n, p in pol.named_parameters()}
+    train_grpo(pol, tok, EVEN, cfg(steps=5, weight_decay=weight_decay, kl_coef=0.05), mask=mask)
+    moved = 0
+    for n, p in pol.named_parameters():
+        m = mask.tensor(n)
+        assert torch.equal(as_int(p)[~m], as_int(start[n])[~m]), n
+        moved += (as_int(p)[m] != as_int(start[n])[m]).sum().item()
+    assert moved > 0.5 * mask.count * 0.5   # most masked entries moved (a few may have had zero gradient)
+
+
+def test_full_and_empty_masks(tok):
+    full_pol, plain_pol = tiny_policy(tok, 'tiny', seed=2), tiny_policy(tok, 'tiny', seed=2)
+    full = SubnetMask.from_pair(full_pol, {n: t + 1 for n, t in full_pol.state_dict().items()})
+    assert full.density == 1
+    h1 = train_grpo(full_pol, tok, EVEN, cfg(weight_decay=0.1), mask=full)
+    h2 = train_grpo(plain_pol, tok, EVEN, cfg(weight_decay=0.1))
+    assert h1.drop(columns='seconds').equals(h2.drop(columns='seconds'))
+    assert all(torch.equal(a, b) for a, b in zip(full_pol.state_dict().values(), plain_pol.state_dict().values()))
+    pol = tiny_policy(tok, 'tiny', seed=2)
+    empty = SubnetMask.from_pair(pol, pol)
+    before = {n: t.clone() for n, t in pol.state_dict().items()}
+    train_grpo(pol, tok, EVEN, cfg(weight_decay=0.1), mask=empty)
+    assert all(torch.equal(as_int(t), as_int(before[n])) for n, t in pol.state_dict().items())
+
+
+def test_a_mask_for_another_model_is_refused(tok):
+    pol = tiny_policy(tok, 'tiny')
+    small = tiny_policy(tok, 'small')
+    with pytest.raises(RlsubError, match=r"model\.embed_tokens\.weight has shape \[19, 64\] but the policy's is \[19, 32\]"):
+        train_grpo(pol, tok, addition(1), cfg(steps=1), mask=SubnetMask.from_pair(small, small))
+    deeper = tiny_policy(tok, 'tiny', num_hidden_layers=3)
+    with pytest.raises(RlsubError, match=r"'model\.layers\.2\.[a-z_.]+' is not in the policy"):
+        train_grpo(pol, tok, addition(1), cfg(steps=1), mask=SubnetMask.from_pair(deeper, deeper))
+    shallow = tiny_policy(tok, 'tiny', num_hidden_layers=1)
+    with pytest.raises(RlsubError, match=r"no tensor 'model\.layers\.1\.[a-z_.]+', a parameter of the policy"):
+        train_grpo(pol, tok, addition(1), cfg(steps=1), mask=SubnetMask.from_pair(shallow, shallow))
+
+
+def test_tokenizer_without_pad_is_refused(tok):
+    t2 = char_tokenizer(); t2.pad_token = None
+    with pytest.raises(RlsubError, match='no pad token'): train_grpo(tiny_policy(tok, 'tiny'), t2, addition(1), cfg(steps=1))
+
+
+def test_reward_rises_on_a_learnable_task(tok):
+    pol = tiny_policy(tok, 'tiny', seed=0)
+    h = train_grpo(pol, tok, EVEN, cfg(group_size=8, prompts_per_step=8, steps=25, lr=1e-2))
+    assert h.reward.iloc[-5:].mean() > h.reward.iloc[:5].mean() + 0.2, h.reward.tolist()
