@@ -85,6 +85,7 @@ def _output(path) -> Path | None:
     "The output path, refused before any work if its folder does not exist."
     out = Path(path) if path else None
     if out is not None and not out.parent.is_dir(): raise RlsubError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out is not None and out.is_dir(): raise RlsubError(f"cannot write {out}: it is a folder; give a file name")
     return out
 
 def _scan(args):

@@ -321,6 +321,7 @@ def _write_atomic(path: Path, data: bytes):
     "Write `data` to `path` through a temporary file in the same folder, renamed into place."
     path = Path(path)
     if not path.parent.is_dir(): raise RlsubError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.is_dir(): raise RlsubError(f"cannot write {path}: it is a folder; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
     try:
         with os.fdopen(fd, 'wb') as f: f.write(data)
