@@ -4,7 +4,8 @@
 
 # %% ../nbs/08_grpo.ipynb 2
 from __future__ import annotations
-import copy, math, random, time
+import copy, math, random, shutil, tempfile, time
+from pathlib import Path
 from dataclasses import dataclass, asdict
 from typing import Callable
 import pandas as pd
@@ -13,8 +14,10 @@ from .checkpoints import RlsubError
 from .scan import resolve_device
 
 # %% auto 0
-__all__ = ['AGG_MODES', 'group_advantages', 'approx_kl', 'clipped_objective', 'masked_mean', 'aggregate', 'GRPOConfig',
-           'completion_logprobs', 'rollout', 'train_grpo']
+__all__ = ['AGG_MODES', 'EVENTS', 'DTYPES', 'group_advantages', 'approx_kl', 'clipped_objective', 'masked_mean', 'aggregate',
+           'GRPOConfig', 'completion_logprobs', 'rollout', 'collate', 'zero_variance', 'DynamicSampling', 'TrainState',
+           'QuietLog', 'ProgressBar', 'plot_history', 'LivePlot', 'progress_callbacks', 'train_grpo', 'save_policy',
+           'Tracker']
 
 # %% ../nbs/08_grpo.ipynb 5
 def group_advantages(rewards: torch.Tensor,  # [B*G] rewards, the G completions of each prompt together
@@ -72,37 +75,46 @@ def aggregate(per_token: torch.Tensor,        # [B, T]
 class GRPOConfig:
     "Settings of a GRPO run (`train_grpo`)."
     group_size: int = 8             # G completions per prompt: the group the advantage is relative to (DeepSeekMath uses 64; 8 is TRL's default)
-    prompts_per_step: int = 16      # prompts a step, so prompts_per_step·G rollouts and one optimizer step
-    steps: int = 100                # optimizer steps (one rollout batch each)
-    lr: float = 1e-5                # AdamW learning rate: RL fine-tuning moves weights little; tiny models want ~1e-4..1e-3
-    clip_eps: float = 0.2           # PPO clip ε; with one update per rollout the ratio is 1 and the clip never binds
+    prompts_per_step: int = 16      # prompts a step, so prompts_per_step·G rollouts and one rollout batch per step
+    steps: int = 100                # rollout batches (each followed by `updates_per_batch` optimizer steps)
+    lr: float = 1e-5                # AdamW learning rate: RL fine-tuning moves weights little; tiny models want ~1e-5..1e-4
+    updates_per_batch: int = 1      # optimizer steps on each rollout batch (GRPO's μ); above 1 the ratio leaves 1 and the clip binds
+    clip_eps: float = 0.2           # PPO clip ε; with one update per rollout batch the ratio is 1 and the clip never binds
     kl_coef: float = 0.0            # β of the k3 KL to the frozen start; 0 (DAPO, Dr. GRPO, TRL's default) skips the reference model
     loss_agg: str = 'seq'           # 'seq' (GRPO), 'token' (DAPO) or 'constant' (Dr. GRPO): see `aggregate`
     scale_rewards: bool = True      # divide advantages by the group std (GRPO); False is Dr. GRPO
     max_new_tokens: int | None = None   # completion length cap; None takes the task's `max_new_tokens`
-    temperature: float = 1.0        # sampling temperature of the rollouts (1: sample the policy itself)
+    temperature: float = 1.0        # sampling temperature; log-probs use the same tempered distribution, as TRL does
     weight_decay: float = 0.0       # AdamW's decoupled decay; outside a mask it is undone every step
     grad_clip: float | None = 1.0   # clip the global gradient norm (None: no clipping), as TRL does
+    micro_batch: int | None = None  # sequences per forward/backward pass (None: the whole batch); bounds memory on real models, same gradient
+    train_size: int | None = None   # a fixed pool of this many training prompts visited in shuffled epochs (selection needs prompts to recur); None: fresh prompts every step
+    max_fill_rounds: int = 8        # with a `selection`, rollout rounds a step may take to fill the batch before training on what it has
     seed: int = 0                   # draws prompts and seeds torch's sampling: same seed, same run
     device: str = 'auto'            # where the policy trains; 'auto' picks CUDA when there is one
 
     def __post_init__(self):
         if self.loss_agg not in AGG_MODES: raise RlsubError(f"unknown loss_agg {self.loss_agg!r}; use one of {', '.join(AGG_MODES)}")
-        for k in ('group_size', 'prompts_per_step'):
+        for k in ('group_size', 'prompts_per_step', 'steps', 'updates_per_batch', 'max_fill_rounds'):
             if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise RlsubError(f"{k} must be a positive integer, got {getattr(self, k)!r}")
+        for k in ('micro_batch', 'train_size'):
+            v = getattr(self, k)
+            if v is not None and not (isinstance(v, int) and v >= 1): raise RlsubError(f"{k} must be a positive integer or None, got {v!r}")
         if self.group_size < 2: raise RlsubError(f"group_size must be at least 2 (advantages are relative to the group), got {self.group_size}")
         if self.temperature <= 0: raise RlsubError(f"temperature must be > 0 (GRPO samples), got {self.temperature}")
+        if self.train_size is not None and self.train_size < self.prompts_per_step: raise RlsubError(f"train_size={self.train_size} is smaller than prompts_per_step={self.prompts_per_step}; make the pool at least one batch")
 
-# %% ../nbs/08_grpo.ipynb 24
+# %% ../nbs/08_grpo.ipynb 25
 def _completion_mask(comp: torch.Tensor, eos_id: int) -> torch.Tensor:
     "True on completion tokens up to and including the first `eos_id`."
     is_eos = comp == eos_id
     return (is_eos.long().cumsum(1) - is_eos.long()) == 0
 
-def completion_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, n_prompt: int) -> torch.Tensor:
-    "[B, T] log-probs under `model` of the tokens `ids[:, n_prompt:]`, given everything before them (left padding honoured)."
+def completion_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, n_prompt: int, temperature: float = 1.0) -> torch.Tensor:
+    "[B, T] log-probs under `model` (logits / `temperature`) of the tokens `ids[:, n_prompt:]`, given everything before them (left padding honoured)."
     pos = (attn.long().cumsum(1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, n_prompt - 1:-1].float()
+    if temperature != 1.0: logits = logits / temperature
     return torch.gather(logits.log_softmax(-1), 2, ids[:, n_prompt:, None]).squeeze(2)
 
 @torch.no_grad()
@@ -117,7 +129,23 @@ def rollout(policy, tokenizer, prompts: list[str], G: int, max_new_tokens: int, 
     return dict(ids=out, attn=torch.cat([enc.attention_mask.bool(), cmask], 1).long(), n_prompt=n, mask=cmask,
                 texts=tokenizer.batch_decode(out[:, n:], skip_special_tokens=True))
 
-# %% ../nbs/08_grpo.ipynb 27
+# %% ../nbs/08_grpo.ipynb 28
+def _split_rows(ro: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    "Per sequence of a rollout: (its prompt tokens without padding, its completion tokens up to <eos>)."
+    n = ro['n_prompt']
+    return [(ro['ids'][i, :n][ro['attn'][i, :n].bool()], ro['ids'][i, n:][ro['mask'][i]]) for i in range(ro['ids'].shape[0])]
+
+def collate(rows: list[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> dict:
+    "ids, attn, n_prompt and completion mask for (prompt tokens, completion tokens) pairs: prompts left-padded, completions right-padded."
+    n, T = max(len(p) for p, _ in rows), max(max(len(c) for _, c in rows), 1)
+    ids = torch.full((len(rows), n + T), pad_id, dtype=rows[0][0].dtype, device=rows[0][0].device)
+    attn = torch.zeros_like(ids); cmask = torch.zeros(len(rows), T, dtype=torch.bool, device=ids.device)
+    for i, (p, c) in enumerate(rows):
+        ids[i, n - len(p):n], ids[i, n:n + len(c)] = p, c
+        attn[i, n - len(p):n + len(c)] = 1; cmask[i, :len(c)] = True
+    return dict(ids=ids, attn=attn, n_prompt=n, mask=cmask)
+
+# %% ../nbs/08_grpo.ipynb 31
 def _mask_tensors(policy, mask, dev) -> dict[str, torch.Tensor]:
     "name -> boolean mask tensor on `dev` for each parameter of `policy`; RlsubError naming the first mismatch."
     params = dict(policy.named_parameters())
@@ -143,49 +171,304 @@ class _Freezer:
     def restore(self):
         for n, m in self.masks.items(): self.params[n].copy_(torch.where(m, self.params[n], self.start[n]))
 
-# %% ../nbs/08_grpo.ipynb 29
-def _history_row(step, rewards, kl, clip_frac, ntok, loss, t0):
-    return dict(step=step, reward=rewards.mean().item(), accuracy=(rewards == 1).float().mean().item(), kl=kl,
-                clip_frac=clip_frac, tokens=ntok, loss=loss, seconds=time.perf_counter() - t0)
+# %% ../nbs/08_grpo.ipynb 33
+class _Prompts:
+    "Training prompts: fresh from the task each draw, or a fixed pool of `size` visited in reshuffled epochs."
+    def __init__(self, task, size: int | None, rng: random.Random):
+        self.task, self.rng, self.pool, self.order, self.epoch = task, rng, None, [], 0
+        if size is not None: self.pool = task.batch(size, rng)
+    def draw(self, n: int) -> list[tuple[str, str]]:
+        if self.pool is None: return self.task.batch(n, self.rng)
+        out = []
+        while len(out) < n:
+            if not self.order: self.order = self.rng.sample(range(len(self.pool)), len(self.pool)); self.epoch += 1
+            out.append(self.pool[self.order.pop()])
+        return out
 
-def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
-               mask=None,                     # a SubnetMask: train only its entries, the rest stays bit-identical
-               callbacks: tuple[Callable[[dict], None], ...] = (),   # each called with every history row
-               ) -> pd.DataFrame:
-    "Train `policy` in place on `task` with GRPO; a DataFrame with a row per step (reward, accuracy, kl, clip_frac, tokens, loss, seconds)."
-    cfg = config or GRPOConfig()
-    if tokenizer.pad_token_id is None: raise RlsubError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
-    dev = resolve_device(cfg.device)
-    policy.to(dev).eval()
-    freezer = _Freezer(policy, mask, dev) if mask is not None else None
-    ref = copy.deepcopy(policy).requires_grad_(False) if cfg.kl_coef > 0 else None
-    G, max_new = cfg.group_size, cfg.max_new_tokens or task.max_new_tokens
-    rng = random.Random(cfg.seed); torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    rows = []
-    for step in range(1, cfg.steps + 1):
-        t0 = time.perf_counter()
-        batch = task.batch(cfg.prompts_per_step, rng)
-        ro = rollout(policy, tokenizer, [p for p, _ in batch], G, max_new, cfg.temperature)
-        rewards = torch.tensor([task.reward(c, batch[i // G][1]) for i, c in enumerate(ro['texts'])], dtype=torch.float32)
-        adv = group_advantages(rewards, G, scale=cfg.scale_rewards).to(dev)
-        logp = completion_logprobs(policy, ro['ids'], ro['attn'], ro['n_prompt'])
-        obj = clipped_objective(logp, logp.detach(), adv, cfg.clip_eps)
-        kl = float('nan')
-        if ref is not None:
-            with torch.no_grad(): ref_lp = completion_logprobs(ref, ro['ids'], ro['attn'], ro['n_prompt'])
-            kl_tok = approx_kl(logp, ref_lp)
-            obj = obj - cfg.kl_coef * kl_tok
-            kl = masked_mean(kl_tok.detach(), ro['mask']).item()
-        loss = -aggregate(obj, ro['mask'], cfg.loss_agg, max_new)
+def zero_variance(rewards) -> bool:
+    "True when every completion of a group got the same reward: the group's advantages are all 0."
+    return max(rewards) == min(rewards)
+
+class DynamicSampling:
+    "DAPO's dynamic sampling (Yu et al. 2025): roll every prompt out, drop groups with equal rewards."
+    def __init__(self): self._reset()
+    def _reset(self): self.rolled_out = self.zero_var = 0
+    def keep(self, prompt: str) -> bool: return True
+    def observe(self, prompt: str, rewards) -> bool:
+        self.rolled_out += 1; z = zero_variance(rewards); self.zero_var += z
+        return not z
+    def end_step(self) -> dict:
+        out = dict(rolled_out=self.rolled_out, zero_var_share=self.zero_var / max(self.rolled_out, 1)); self._reset()
+        return out
+
+def _selector(selection):
+    "None, 'dynamic', 'greso' or an object with keep/observe/end_step -> the selector (or None)."
+    if selection is None: return None
+    if selection == 'dynamic': return DynamicSampling()
+    if selection == 'greso':
+        from rlsub.greso import Greso
+        return Greso()
+    if all(hasattr(selection, k) for k in ('keep', 'observe', 'end_step')): return selection
+    raise RlsubError(f"unknown selection {selection!r}; use None, 'dynamic', 'greso' or an object with keep, observe and end_step")
+
+# %% ../nbs/08_grpo.ipynb 36
+@dataclass
+class TrainState:
+    "What callbacks see of a `train_grpo` run."
+    policy: object
+    tokenizer: object
+    task: object
+    config: GRPOConfig
+    mask: object = None
+    step: int = 0
+    rows: list = None
+
+EVENTS = ('on_train_begin', 'on_step_end', 'on_train_end')
+
+def _call(callbacks, event: str, *args):
+    "Call `event` on each callback that has it; a plain function is called with the row at each step end."
+    for cb in callbacks:
+        if hasattr(cb, event): getattr(cb, event)(*args)
+        elif event == 'on_step_end' and callable(cb) and not any(hasattr(cb, e) for e in EVENTS): cb(args[0])
+
+# %% ../nbs/08_grpo.ipynb 38
+def _in_notebook() -> bool:
+    "True inside a Jupyter kernel."
+    try:
+        from IPython import get_ipython
+        ip = get_ipython()
+        return ip is not None and 'IPKernelApp' in ip.config
+    except ImportError: return False
+
+def _fmt_row(row) -> str:
+    s = [f"reward {row['reward']:.3f}", f"accuracy {row['accuracy']:.3f}"]
+    s += [f"{k.replace('_', ' ')} {v:.3f}" for k, v in row.items() if k.startswith('sparsity_') and v == v]
+    return '  '.join(s)
+
+class QuietLog:
+    "Callback: a line per tenth of the run (and the last step) on stdout."
+    def __init__(self, steps: int, lines: int = 10): self.steps, self.every, self.t = steps, max(steps // lines, 1), 0.0
+    def on_step_end(self, row, state):
+        self.t += row['seconds']
+        if state.step % self.every == 0 or state.step == self.steps:
+            print(f"step {state.step}/{self.steps}  {_fmt_row(row)}  ({self.t:.1f} s)", flush=True)
+
+class ProgressBar:
+    "Callback: a tqdm.auto bar with the latest reward and accuracy."
+    def __init__(self, steps: int): self.steps = steps
+    def on_train_begin(self, state):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=self.steps, desc='GRPO', unit='step')
+    def on_step_end(self, row, state):
+        self.bar.update(1); self.bar.set_postfix_str(_fmt_row(row), refresh=False)
+    def on_train_end(self, state): self.bar.close()
+
+def plot_history(hist: pd.DataFrame, window: int = 10):
+    "Reward and accuracy (rolling means over `window` steps) and any sparsity columns against step; a matplotlib Figure."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(9, 3.2), layout='constrained')
+    sp = [c for c in hist.columns if c.startswith('sparsity_')]
+    ax = fig.add_subplot(1, 2 if sp else 1, 1)
+    for c in ('reward', 'accuracy'): ax.plot(hist.step, hist[c].rolling(window, min_periods=1).mean(), label=c)
+    ax.set(xlabel='step', title=f'sampled reward (mean of {window} steps)', ylim=(0, 1)); ax.legend(loc='lower right')
+    if sp:
+        ax2 = fig.add_subplot(1, 2, 2)
+        for c in sp:
+            d = hist[['step', c]].dropna(); ax2.plot(d.step, d[c], marker='o', ms=3, label=c.removeprefix('sparsity_'))
+        ax2.set(xlabel='step', title='sparsity against the start'); ax2.legend()
+    return fig
+
+class LivePlot:
+    "Callback: `plot_history` redrawn in place in a notebook every `every` steps."
+    def __init__(self, every: int = 5): self.every = every
+    def _show(self, state):
+        import io
+        from IPython.display import display, Image
+        buf = io.BytesIO(); plot_history(pd.DataFrame(state.rows)).savefig(buf, format='png', dpi=80)
+        img = Image(data=buf.getvalue())
+        if self.handle is None: self.handle = display(img, display_id=True)
+        else: self.handle.update(img)
+    def on_train_begin(self, state): self.handle = None
+    def on_step_end(self, row, state):
+        if state.step % self.every == 0 or any(k.startswith('sparsity_') for k in row): self._show(state)
+    def on_train_end(self, state):
+        if state.rows: self._show(state)
+
+def progress_callbacks(progress: bool | None, steps: int) -> list:
+    "The progress callbacks `train_grpo` adds: bar and live plot in a notebook, quiet lines elsewhere, none when `progress` is False."
+    if progress is False: return []
+    return [ProgressBar(steps), LivePlot()] if _in_notebook() else [QuietLog(steps)]
+
+# %% ../nbs/08_grpo.ipynb 40
+def _rows(n: int, micro: int | None):
+    "Slices of range(n) of at most `micro` rows."
+    m = micro or n
+    return [slice(i, min(i + m, n)) for i in range(0, n, m)]
+
+def _collect(policy, tokenizer, pool, sel, cfg, max_new):
+    "Roll out prompts until the batch is full (or rounds run out): kept (prompt, answer) groups with their sequences and rewards, and every sampled reward."
+    P, G, task = cfg.prompts_per_step, cfg.group_size, pool.task
+    kept, sampled = [], []
+    for _ in range(cfg.max_fill_rounds if sel is not None else 1):
+        cand = pool.draw(P - len(kept) if sel is not None else P)
+        if sel is not None: cand = [c for c in cand if sel.keep(c[0])]
+        for sl in _rows(len(cand), cfg.micro_batch and max(cfg.micro_batch // G, 1)):
+            part = cand[sl]
+            ro = rollout(policy, tokenizer, [p for p, _ in part], G, max_new, cfg.temperature)
+            seqs = _split_rows(ro)
+            for j, (prompt, answer) in enumerate(part):
+                r = [task.reward(c, answer) for c in ro['texts'][j * G:(j + 1) * G]]
+                sampled += r
+                if sel is None or sel.observe(prompt, r): kept.append((prompt, answer, seqs[j * G:(j + 1) * G], r))
+        if len(kept) >= P: break
+    return kept[:P], sampled
+
+def _update(policy, opt, kept, ref, freezer, cfg, pad_id, max_new):
+    "`updates_per_batch` optimizer steps on the kept groups; (loss, kl, clip fraction, completion tokens) of the last."
+    G = cfg.group_size
+    b = collate([s for g in kept for s in g[2]], pad_id)
+    adv = group_advantages(torch.tensor([x for g in kept for x in g[3]]), G, scale=cfg.scale_rewards).to(b['ids'].device)
+    parts, ntok = _rows(len(adv), cfg.micro_batch), int(b['mask'].sum())
+    take = lambda sl: (b['ids'][sl], b['attn'][sl], b['n_prompt'])
+    old = ref_lp = None
+    with torch.no_grad():
+        if cfg.updates_per_batch > 1: old = [completion_logprobs(policy, *take(sl), cfg.temperature) for sl in parts]
+        if ref is not None: ref_lp = [completion_logprobs(ref, *take(sl), cfg.temperature) for sl in parts]
+    for _ in range(cfg.updates_per_batch):
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = kl = clipped = 0.0
+        for i, sl in enumerate(parts):
+            m = b['mask'][sl]
+            logp = completion_logprobs(policy, *take(sl), cfg.temperature)
+            old_lp = logp.detach() if old is None else old[i]
+            obj = clipped_objective(logp, old_lp, adv[sl], cfg.clip_eps)
+            if ref_lp is not None:
+                kl_tok = approx_kl(logp, ref_lp[i]); obj = obj - cfg.kl_coef * kl_tok
+                kl += (kl_tok.detach() * m).sum().item() / max(ntok, 1)
+            # each slice's share of the whole batch's aggregate, so micro-batches add up to the same gradient
+            w = m.sum().item() / max(ntok, 1) if cfg.loss_agg == 'token' else (sl.stop - sl.start) / len(adv)
+            part_loss = -aggregate(obj, m, cfg.loss_agg, max_new) * w
+            part_loss.backward()
+            loss += part_loss.item()
+            ratio = torch.exp(logp.detach() - old_lp)
+            clipped += (((ratio - 1).abs() > cfg.clip_eps) & m).sum().item()
         if freezer: freezer.grads()
         if cfg.grad_clip is not None: torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         opt.step()
         if freezer: freezer.restore()
-        ratio = torch.exp(logp.detach() - logp.detach())
-        clip_frac = masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), ro['mask']).item()
-        rows.append(_history_row(step, rewards, kl, clip_frac, int(ro['mask'].sum()), loss.item(), t0))
-        for cb in callbacks: cb(rows[-1])
-    return pd.DataFrame(rows, columns=['step', 'reward', 'accuracy', 'kl', 'clip_frac', 'tokens', 'loss', 'seconds'])
+    return loss, (kl if ref is not None else float('nan')), clipped / max(ntok, 1), ntok
+
+def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
+               mask=None,                     # a SubnetMask: train only its entries, the rest stays bit-identical
+               callbacks=(),                  # functions called with each history row, or objects with on_train_begin / on_step_end / on_train_end
+               selection=None,                # None, 'dynamic' (DAPO), 'greso' (rlsub.greso) or an object with keep / observe / end_step
+               progress: bool | None = None,  # None: a live bar and plot in a notebook, a few quiet lines in a script; False: silent
+               ) -> pd.DataFrame:
+    "Train `policy` in place on `task` with GRPO; a DataFrame with a row per step (reward, accuracy, kl, clip_frac, tokens, rollouts, loss, seconds, ...)."
+    cfg = config or GRPOConfig()
+    if tokenizer.pad_token_id is None: raise RlsubError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
+    dev = resolve_device(cfg.device)
+    if any(p.dtype != torch.float32 for p in policy.parameters()): policy.float()   # fp32 master weights
+    policy.to(dev).eval()
+    sel = _selector(selection)
+    freezer = _Freezer(policy, mask, dev) if mask is not None else None
+    ref = copy.deepcopy(policy).requires_grad_(False) if cfg.kl_coef > 0 else None
+    max_new = cfg.max_new_tokens or task.max_new_tokens
+    rng = random.Random(cfg.seed); torch.manual_seed(cfg.seed)
+    pool = _Prompts(task, cfg.train_size, rng)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = TrainState(policy, tokenizer, task, cfg, mask, 0, [])
+    callbacks = [*callbacks, *progress_callbacks(progress, cfg.steps)]
+    _call(callbacks, 'on_train_begin', state)
+    for step in range(1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        kept, sampled = _collect(policy, tokenizer, pool, sel, cfg, max_new)
+        loss = kl = clip_frac = float('nan'); ntok = 0
+        if kept: loss, kl, clip_frac, ntok = _update(policy, opt, kept, ref, freezer, cfg, tokenizer.pad_token_id, max_new)
+        r = torch.tensor(sampled, dtype=torch.float32)
+        row = dict(step=step, reward=r.mean().item(), accuracy=(r == 1).float().mean().item(), kl=kl, clip_frac=clip_frac,
+                   tokens=ntok, rollouts=len(sampled), prompts=len(kept), loss=loss, seconds=time.perf_counter() - t0)
+        if sel is not None: row.update(sel.end_step())
+        state.step = step; state.rows.append(row)
+        _call(callbacks, 'on_step_end', row, state)
+    _call(callbacks, 'on_train_end', state)
+    return pd.DataFrame(state.rows)
+
+# %% ../nbs/08_grpo.ipynb 54
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+def _dtype(name: str) -> torch.dtype:
+    if name not in DTYPES: raise RlsubError(f"unknown storage precision {name!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+def save_policy(policy, tokenizer, out,      # a new folder
+                dtype: str = 'bf16',         # 'bf16' (as the paper's checkpoints), 'fp32' or 'fp16'
+                ) -> Path:
+    "Save `policy` (weights cast to `dtype`) and `tokenizer` to the new folder `out` as `save_pretrained` does, atomically; `out`."
+    out, dt = Path(out).expanduser(), _dtype(dtype)
+    if out.exists(): raise RlsubError(f"{out} already exists; choose a new folder (rlsub never overwrites a checkpoint)")
+    if not out.parent.is_dir(): raise RlsubError(f"{out.parent} is not a folder; create it first")
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
+    old = policy.config.dtype
+    try:
+        policy.config.dtype = dt
+        policy.save_pretrained(tmp, state_dict={n: t.detach().to('cpu', dt) for n, t in policy.state_dict().items()})
+        if tokenizer is not None: tokenizer.save_pretrained(tmp)
+        tmp.chmod(0o755); tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+    finally: policy.config.dtype = old
+    return out
+
+# %% ../nbs/08_grpo.ipynb 57
+class Tracker:
+    "Callback: sparsity against the start and the previous snapshot every `every` steps, per storage precision and rule; optional checkpoints."
+    def __init__(self, every: int = 10,                         # steps between snapshots (the last step is always one)
+                 storage: tuple[str, ...] = ('bf16', 'fp32'),   # precisions the weights are compared in, as if saved so
+                 rules: tuple = (('abs', 1e-5), ('exact', None), ('rel', 1e-3)),   # (rule, threshold) pairs; the first fills the history
+                 save_dir=None,                                 # folder for checkpoint-N snapshots (rlsub.trajectory reads it)
+                 save_dtype: str = 'bf16'):                     # precision those checkpoints are stored in
+        if not (isinstance(every, int) and every >= 1): raise RlsubError(f"every must be a positive integer, got {every!r}")
+        for s in (*storage, save_dtype): _dtype(s)
+        self.every, self.storage, self.rules, self.save_dtype = every, tuple(storage), tuple(rules), save_dtype
+        self.save_dir = None if save_dir is None else Path(save_dir).expanduser()
+        self.records, self.reports = [], {}
+
+    def _snapshot(self, policy) -> dict:
+        return {s: {n: p.detach().to('cpu', _dtype(s), copy=True) for n, p in policy.named_parameters()} for s in self.storage}
+
+    def _save(self, state, step):
+        if self.save_dir is not None: save_policy(state.policy, state.tokenizer, self.save_dir / f'checkpoint-{step}', self.save_dtype)
+
+    def on_train_begin(self, state):
+        if self.save_dir is not None:
+            if self.save_dir.exists() and any(self.save_dir.iterdir()): raise RlsubError(f"{self.save_dir} is not empty; give the tracker a new folder for its checkpoints")
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+        self.start = self.prev = self._snapshot(state.policy)
+        self.records, self.reports = [], {}
+        self._save(state, 0)
+
+    def on_step_end(self, row, state):
+        if state.step % self.every and state.step != state.config.steps: return
+        from rlsub.scan import scan_pair
+        cur = self._snapshot(state.policy)
+        for s in self.storage:
+            vs_start = scan_pair(self.start[s], cur[s], device='cpu', progress=False)
+            vs_prev = scan_pair(self.prev[s], cur[s], device='cpu', progress=False)
+            self.reports[s] = vs_start
+            for rule, thr in self.rules:
+                self.records.append(dict(step=state.step, storage=s, rule=rule, threshold=thr,
+                                         sparsity=vs_start.sparsity(thr, rule), step_sparsity=vs_prev.sparsity(thr, rule)))
+            row[f'sparsity_{s}'] = self.records[-len(self.rules)]['sparsity']
+        self.prev = cur
+        self._save(state, state.step)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        "step, storage, rule, threshold, sparsity (against the start), step_sparsity (against the previous snapshot)."
+        return pd.DataFrame(self.records, columns=['step', 'storage', 'rule', 'threshold', 'sparsity', 'step_sparsity'])
+
+    def __repr__(self):
+        if not self.records: return f'Tracker(every={self.every}, storage={self.storage}): nothing recorded yet'
+        t = self.table
+        return repr(t[t.step == t.step.max()].set_index(['storage', 'rule']).drop(columns='step'))
