@@ -401,6 +401,14 @@ def _dtype(name: str) -> torch.dtype:
     if name not in DTYPES: raise RlsubError(f"unknown storage precision {name!r}; use one of {', '.join(DTYPES)}")
     return DTYPES[name]
 
+def _untied_state(policy, dtype) -> dict[str, torch.Tensor]:
+    "The state dict cast to `dtype`, each shared tensor once (a tied lm_head is the embedding: not written twice, as `save_pretrained` does)."
+    seen, out = set(), {}
+    for n, t in policy.state_dict().items():
+        if t.data_ptr() in seen: continue
+        seen.add(t.data_ptr()); out[n] = t.detach().to('cpu', dtype)
+    return out
+
 def save_policy(policy, tokenizer, out,      # a new folder
                 dtype: str = 'bf16',         # 'bf16' (as the paper's checkpoints), 'fp32' or 'fp16'
                 ) -> Path:
@@ -412,7 +420,7 @@ def save_policy(policy, tokenizer, out,      # a new folder
     old = policy.config.dtype
     try:
         policy.config.dtype = dt
-        policy.save_pretrained(tmp, state_dict={n: t.detach().to('cpu', dt) for n, t in policy.state_dict().items()})
+        policy.save_pretrained(tmp, state_dict=_untied_state(policy, dt))
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
         tmp.chmod(0o755); tmp.rename(out)
     except BaseException:

@@ -3,12 +3,12 @@ import math
 import numpy as np, pytest, torch
 from rlsub.checkpoints import RlsubError
 from rlsub.examples import plant_changes
-from rlsub.grpo import (AGG_MODES, GRPOConfig, aggregate, approx_kl, clipped_objective, completion_logprobs, group_advantages,
-                        masked_mean, rollout, train_grpo)
+from rlsub.grpo import (AGG_MODES, GRPOConfig, Tracker, aggregate, approx_kl, clipped_objective, completion_logprobs, group_advantages,
+                        masked_mean, rollout, save_policy, train_grpo)
 from rlsub.masks import SubnetMask
 from rlsub.tiny import Task, addition, char_tokenizer, tiny_policy
 
-COLUMNS = ['step', 'reward', 'accuracy', 'kl', 'clip_frac', 'tokens', 'loss', 'seconds']
+COLUMNS = ['step', 'reward', 'accuracy', 'kl', 'clip_frac', 'tokens', 'rollouts', 'prompts', 'loss', 'seconds']
 
 
 @pytest.fixture(scope='module')
@@ -26,6 +26,10 @@ EVEN = EvenStart('even-start', addition(1).sample, max_new_tokens=3)
 
 def cfg(**kw):
     return GRPOConfig(**dict(dict(group_size=4, prompts_per_step=4, steps=3, lr=1e-2, device='cpu'), **kw))
+
+
+def train(*args, **kw):
+    return train_grpo(*args, **dict(dict(progress=False), **kw))
 
 
 def planted_mask(policy, density=0.25, seed=0):
@@ -109,7 +113,7 @@ def test_rollout_masks_after_eos_and_logprobs_ignore_padding(tok):
 def test_history_columns_and_every_aggregation_runs(tok):
     for mode in AGG_MODES:
         rows = []
-        h = train_grpo(tiny_policy(tok, 'tiny'), tok, addition(1), cfg(steps=2, loss_agg=mode), callbacks=[rows.append])
+        h = train(tiny_policy(tok, 'tiny'), tok, addition(1), cfg(steps=2, loss_agg=mode), callbacks=[rows.append])
         assert list(h.columns) == COLUMNS and len(h) == 2 and len(rows) == 2
         assert h.kl.isna().all() and (h.clip_frac == 0).all() and (h.tokens > 0).all()
         assert ((h.accuracy >= 0) & (h.accuracy <= 1)).all() and (h.seconds > 0).all()
@@ -118,7 +122,7 @@ def test_history_columns_and_every_aggregation_runs(tok):
 def test_seeded_runs_reproduce_exactly(tok):
     def run(seed):
         pol = tiny_policy(tok, 'tiny', seed=0)
-        h = train_grpo(pol, tok, EVEN, cfg(steps=3, seed=seed, kl_coef=0.05, weight_decay=0.01))
+        h = train(pol, tok, EVEN, cfg(steps=3, seed=seed, kl_coef=0.05, weight_decay=0.01))
         return h.drop(columns='seconds'), pol.state_dict()
     (h1, w1), (h2, w2), (h3, w3) = run(0), run(0), run(1)
     assert h1.equals(h2)
@@ -129,7 +133,7 @@ def test_seeded_runs_reproduce_exactly(tok):
 def test_training_moves_weights_and_kl(tok):
     pol = tiny_policy(tok, 'tiny', seed=0)
     start = {n: p.detach().clone() for n, p in pol.named_parameters()}
-    h = train_grpo(pol, tok, EVEN, cfg(steps=4, kl_coef=0.1))
+    h = train(pol, tok, EVEN, cfg(steps=4, kl_coef=0.1))
     assert 0 < h.reward.iloc[0] < 1
     assert h.kl.iloc[0] == 0 and h.kl.iloc[-1] > 0
     assert any(not torch.equal(p, start[n]) for n, p in pol.named_parameters())
@@ -140,7 +144,7 @@ def test_outside_the_mask_stays_bit_identical(tok, weight_decay):
     pol = tiny_policy(tok, 'tiny', seed=1)
     mask = planted_mask(pol, 0.25)
     start = {n: p.detach().clone() for n, p in pol.named_parameters()}
-    train_grpo(pol, tok, EVEN, cfg(steps=5, weight_decay=weight_decay, kl_coef=0.05), mask=mask)
+    train(pol, tok, EVEN, cfg(steps=5, weight_decay=weight_decay, kl_coef=0.05), mask=mask)
     moved = 0
     for n, p in pol.named_parameters():
         m = mask.tensor(n)
@@ -153,14 +157,14 @@ def test_full_and_empty_masks(tok):
     full_pol, plain_pol = tiny_policy(tok, 'tiny', seed=2), tiny_policy(tok, 'tiny', seed=2)
     full = SubnetMask.from_pair(full_pol, {n: t + 1 for n, t in full_pol.state_dict().items()})
     assert full.density == 1
-    h1 = train_grpo(full_pol, tok, EVEN, cfg(weight_decay=0.1), mask=full)
-    h2 = train_grpo(plain_pol, tok, EVEN, cfg(weight_decay=0.1))
+    h1 = train(full_pol, tok, EVEN, cfg(weight_decay=0.1), mask=full)
+    h2 = train(plain_pol, tok, EVEN, cfg(weight_decay=0.1))
     assert h1.drop(columns='seconds').equals(h2.drop(columns='seconds'))
     assert all(torch.equal(a, b) for a, b in zip(full_pol.state_dict().values(), plain_pol.state_dict().values()))
     pol = tiny_policy(tok, 'tiny', seed=2)
     empty = SubnetMask.from_pair(pol, pol)
     before = {n: t.clone() for n, t in pol.state_dict().items()}
-    train_grpo(pol, tok, EVEN, cfg(weight_decay=0.1), mask=empty)
+    train(pol, tok, EVEN, cfg(weight_decay=0.1), mask=empty)
     assert all(torch.equal(as_int(t), as_int(before[n])) for n, t in pol.state_dict().items())
 
 
@@ -168,13 +172,13 @@ def test_a_mask_for_another_model_is_refused(tok):
     pol = tiny_policy(tok, 'tiny')
     small = tiny_policy(tok, 'small')
     with pytest.raises(RlsubError, match=r"model\.embed_tokens\.weight has shape \[19, 64\] but the policy's is \[19, 32\]"):
-        train_grpo(pol, tok, addition(1), cfg(steps=1), mask=SubnetMask.from_pair(small, small))
+        train(pol, tok, addition(1), cfg(steps=1), mask=SubnetMask.from_pair(small, small))
     deeper = tiny_policy(tok, 'tiny', num_hidden_layers=3)
     with pytest.raises(RlsubError, match=r"'model\.layers\.2\.[a-z_.]+' is not in the policy"):
-        train_grpo(pol, tok, addition(1), cfg(steps=1), mask=SubnetMask.from_pair(deeper, deeper))
+        train(pol, tok, addition(1), cfg(steps=1), mask=SubnetMask.from_pair(deeper, deeper))
     shallow = tiny_policy(tok, 'tiny', num_hidden_layers=1)
     with pytest.raises(RlsubError, match=r"no tensor 'model\.layers\.1\.[a-z_.]+', a parameter of the policy"):
-        train_grpo(pol, tok, addition(1), cfg(steps=1), mask=SubnetMask.from_pair(shallow, shallow))
+        train(pol, tok, addition(1), cfg(steps=1), mask=SubnetMask.from_pair(shallow, shallow))
 
 
 def test_tokenizer_without_pad_is_refused(tok):
@@ -184,5 +188,80 @@ def test_tokenizer_without_pad_is_refused(tok):
 
 def test_reward_rises_on_a_learnable_task(tok):
     pol = tiny_policy(tok, 'tiny', seed=0)
-    h = train_grpo(pol, tok, EVEN, cfg(group_size=8, prompts_per_step=8, steps=25, lr=1e-2))
+    h = train(pol, tok, EVEN, cfg(group_size=8, prompts_per_step=8, steps=25, lr=1e-2))
     assert h.reward.iloc[-5:].mean() > h.reward.iloc[:5].mean() + 0.2, h.reward.tolist()
+
+
+def test_config_refuses_bad_pool_and_batch_settings():
+    for kw, msg in [(dict(train_size=2), 'smaller than prompts_per_step'), (dict(micro_batch=0), 'micro_batch must be'),
+                    (dict(updates_per_batch=0), 'updates_per_batch must be'), (dict(steps=0), 'steps must be')]:
+        with pytest.raises(RlsubError, match=msg): GRPOConfig(**kw)
+
+
+def test_callbacks_plain_and_object_and_progress_lines(tok, capsys):
+    events, rows = [], []
+
+    class Recorder:
+        def on_train_begin(self, state): events.append(('begin', state.step))
+        def on_step_end(self, row, state): events.append(('step', state.step)); row['extra'] = state.step * 10
+        def on_train_end(self, state): events.append(('end', len(state.rows)))
+
+    h = train_grpo(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=3), callbacks=[Recorder(), rows.append])
+    assert events == [('begin', 0), ('step', 1), ('step', 2), ('step', 3), ('end', 3)]
+    assert h.extra.tolist() == [10, 20, 30] and len(rows) == 3
+    out = capsys.readouterr().out        # outside a notebook: quiet lines
+    assert 'step 3/3' in out and out.count('\n') == 3
+    train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=2))
+    assert capsys.readouterr().out == ''
+
+
+def test_a_bf16_policy_trains_in_fp32(tok):
+    pol = tiny_policy(tok, 'tiny').to(torch.bfloat16)
+    train(pol, tok, EVEN, cfg(steps=1))
+    assert {p.dtype for p in pol.parameters()} == {torch.float32}
+
+
+def test_train_size_pool_recurs_and_dynamic_sampling_keeps_only_signal(tok):
+    seen = []
+
+    class Spy:
+        def keep(self, prompt): seen.append(prompt); return True
+        def observe(self, prompt, rewards): return max(rewards) != min(rewards)
+        def end_step(self): return dict(spied=len(seen))
+
+    h = train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=4, train_size=6, max_fill_rounds=2), selection=Spy())
+    assert len(set(seen)) <= 6 and len(seen) > 6            # prompts come back from the pool of 6
+    assert (h.prompts <= 4).all() and h.spied.is_monotonic_increasing
+    h2 = train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=3, max_fill_rounds=4), selection='dynamic')
+    assert (h2.rollouts == 4 * h2.rolled_out).all() and (h2.prompts <= 4).all()
+    with pytest.raises(RlsubError, match="unknown selection"): train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=1), selection=object())
+
+
+def test_tracker_and_save_policy_refuse_bad_input(tok, tmp_path):
+    with pytest.raises(RlsubError, match='every must be'): Tracker(every=0)
+    with pytest.raises(RlsubError, match="unknown storage precision 'fp8'"): Tracker(storage=('fp8',))
+    (tmp_path / 'run').mkdir(); (tmp_path / 'run' / 'notes.txt').write_text('mine')
+    with pytest.raises(RlsubError, match='is not empty'):
+        train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=1), callbacks=[Tracker(save_dir=tmp_path / 'run')])
+    assert [p.name for p in (tmp_path / 'run').iterdir()] == ['notes.txt']
+    pol = tiny_policy(tok, 'tiny')
+    with pytest.raises(RlsubError, match='is not a folder'): save_policy(pol, tok, tmp_path / 'no' / 'such')
+    save_policy(pol, tok, tmp_path / 'a', 'fp16')
+    with pytest.raises(RlsubError, match='already exists'): save_policy(pol, tok, tmp_path / 'a')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a', 'run']
+
+
+def test_tracker_matches_scan_of_its_checkpoints_in_both_precisions(tok, tmp_path):
+    from rlsub.scan import scan_pair
+    pol = tiny_policy(tok, 'tiny', seed=0)
+    trs = [Tracker(every=2, save_dir=tmp_path / d, save_dtype=d, storage=(d,), rules=(('abs', 1e-5), ('rel', 1e-3))) for d in ('bf16', 'fp32')]
+    h = train(pol, tok, EVEN, cfg(steps=3, lr=1e-3), callbacks=trs)
+    assert h.sparsity_bf16.notna().tolist() == [False, True, True]
+    for tr, d in zip(trs, ('bf16', 'fp32')):
+        assert sorted(p.name for p in (tmp_path / d).iterdir()) == ['checkpoint-0', 'checkpoint-2', 'checkpoint-3']
+        t = tr.table
+        for a, b in [(0, 2), (0, 3), (2, 3)]:
+            rep = scan_pair(tmp_path / d / f'checkpoint-{a}', tmp_path / d / f'checkpoint-{b}', progress=False)
+            col = 'sparsity' if a == 0 else 'step_sparsity'
+            for rule, thr in tr.rules:
+                assert t[(t.step == b) & (t.rule == rule)][col].item() == rep.sparsity(thr, rule)
