@@ -266,7 +266,8 @@ class ProgressBar:
 def plot_history(hist: pd.DataFrame, window: int = 10):
     "Reward and accuracy (rolling means over `window` steps) and any sparsity columns against step; a matplotlib Figure."
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(9, 3.2), layout='constrained')
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = Figure(figsize=(9, 3.2), layout='constrained'); FigureCanvasAgg(fig)
     sp = [c for c in hist.columns if c.startswith('sparsity_')]
     ax = fig.add_subplot(1, 2 if sp else 1, 1)
     for c in ('reward', 'accuracy'): ax.plot(hist.step, hist[c].rolling(window, min_periods=1).mean(), label=c)
