@@ -302,8 +302,8 @@ def progress_callbacks(progress: bool | None, steps: int) -> list:
 
 # %% ../nbs/08_grpo.ipynb 40
 def _rows(n: int, micro: int | None):
-    "Slices of range(n) of at most `micro` rows."
-    m = micro or n
+    "Slices of range(n) of at most `micro` rows (none when n is 0)."
+    m = micro or n or 1
     return [slice(i, min(i + m, n)) for i in range(0, n, m)]
 
 def _collect(policy, tokenizer, pool, sel, cfg, max_new):
@@ -312,7 +312,7 @@ def _collect(policy, tokenizer, pool, sel, cfg, max_new):
     kept, sampled = [], []
     for _ in range(cfg.max_fill_rounds if sel is not None else 1):
         cand = pool.draw(P - len(kept) if sel is not None else P)
-        if sel is not None: cand = [c for c in cand if sel.keep(c[0])]
+        if sel is not None: cand = [c for c in cand if sel.keep(c[0])]     # may leave none: the next round draws again
         for sl in _rows(len(cand), cfg.micro_batch and max(cfg.micro_batch // G, 1)):
             part = cand[sl]
             ro = rollout(policy, tokenizer, [p for p, _ in part], G, max_new, cfg.temperature)
