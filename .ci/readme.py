@@ -1,7 +1,7 @@
 """Make README.md from nbs/index.ipynb (markdown, with code cells as fenced blocks); --check fails if README.md differs.
 
 nbdev_readme needs Quarto, which is not installable here; nbconvert renders the same notebook to GitHub markdown.
-Cells marked `#| hide` are left out and `#| ...` directive lines are dropped, as nbdev does.
+Cells marked `#| hide` are left out and `#| ...` directive lines are dropped, as nbdev does; image links relative to nbs/ are rewritten relative to the repository root.
 """
 import sys
 from pathlib import Path
@@ -23,6 +23,7 @@ def render() -> str:
         cells.append(c)
     nb.cells = cells
     body, _ = MarkdownExporter(exclude_output_prompt=True, exclude_input_prompt=True).from_notebook_node(nb)
+    body = body.replace('](images/', '](nbs/images/')     # images live next to the notebook; README.md sits one folder up
     return '<!-- generated from nbs/index.ipynb by .ci/readme.py: edit the notebook, not this file -->\n\n' + body.strip() + '\n'
 
 

@@ -29,9 +29,9 @@ class DemoSize:
     lr: float               # AdamW learning rate: with fp32 master weights it decides how sparse the bf16 checkpoint looks
     eval_n: int | None      # held-out examples to evaluate on (None: all 500)
 
-SIZES = {'test': DemoSize(steps=3, prompts=4, group_size=4, lr=1e-5, eval_n=50),
-         'small': DemoSize(steps=100, prompts=32, group_size=8, lr=1e-5, eval_n=None),
-         'large': DemoSize(steps=400, prompts=64, group_size=16, lr=1e-5, eval_n=None)}
+SIZES = {'test': DemoSize(steps=3, prompts=4, group_size=4, lr=3e-6, eval_n=50),
+         'small': DemoSize(steps=100, prompts=32, group_size=8, lr=3e-6, eval_n=None),
+         'large': DemoSize(steps=400, prompts=64, group_size=16, lr=3e-6, eval_n=None)}
 
 # %% ../nbs/11_demo.ipynb 7
 def _run(name, work, size, dev, seed, mask=None, progress=None, log=print):
