@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--size', choices=['test', 'small', 'large'], default='small', help='small: a few minutes on CPU (default); large: for a GPU; test: seconds, checks the pipeline only')
     d.add_argument('--keep', default=None, help='keep the runs\' checkpoints in this new folder (default: a temporary one, removed)')
     d.add_argument('--seed', type=int, default=0, help='seed of the first run; the noise-floor run uses seed + 1')
+    d.add_argument('--figures', default=None, help='also write the figures as PNG files into this existing folder')
     _run_args(d)
     e = sub.add_parser('example', help='write a small base/tuned pair with planted changes, to try rlsub on')
     e.add_argument('out', help='folder to create; the pair goes to OUT/base and OUT/tuned')
@@ -149,9 +150,11 @@ def _trajectory(args):
 
 def _demo(args):
     out = _output(args.output)
-    from rlsub.demo import run_demo
+    if args.figures is not None and not Path(args.figures).is_dir(): raise RlsubError(f"--figures {args.figures}: no such folder; create it first")
+    from rlsub.demo import run_demo, save_figures
     res = run_demo(args.size, device=args.device, out=out, workdir=args.keep, seed=args.seed, progress=False if args.no_progress else None)
     print(f"\n{res}")
+    if args.figures is not None: print(f"figures: {', '.join(str(p) for p in save_figures(res, args.figures))}")
 
 def _example(args):
     import torch

@@ -17,7 +17,7 @@ from .tiny import load_base, evaluate
 from .grpo import GRPOConfig, Tracker, train_grpo, save_policy, plot_history
 
 # %% auto 0
-__all__ = ['SIZES', 'DemoSize', 'claims_table', 'demo_html', 'DemoResult', 'run_demo']
+__all__ = ['SIZES', 'DemoSize', 'claims_table', 'demo_figures', 'save_figures', 'demo_html', 'DemoResult', 'run_demo']
 
 # %% ../nbs/11_demo.ipynb 5
 @dataclass
@@ -72,20 +72,38 @@ def claims_table(m: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=['finding', 'paper', 'this run'])
 
 # %% ../nbs/11_demo.ipynb 11
+def demo_figures(result) -> dict:
+    "The demo's figures by name: training curves of each run, sparsity by matrix type and by layer (bf16 vs fp32), overlap of two seeds by type."
+    from rlsub.explorer import plot_sparsity, plot_overlap
+    m = result.measured
+    figs = {f'history-{n}': plot_history(h) for n, h in result.histories.items()}
+    figs['sparsity-by-kind'] = plot_sparsity(m['kind_bf16'], m['kind_fp32'], labels=['bf16', 'fp32'])
+    figs['sparsity-by-layer'] = plot_sparsity(m['layer_bf16'], m['layer_fp32'], labels=['bf16', 'fp32'])
+    figs['overlap-by-kind'] = plot_overlap(m['overlap_by_kind'], ('seed 0', 'seed 1'))
+    return figs
+
+def save_figures(result, folder) -> list[Path]:
+    "Write `demo_figures(result)` as PNG files `demo-<name>.png` into the existing `folder`, each atomically."
+    from rlsub.explorer import _png
+    folder = Path(folder).expanduser()
+    if not folder.is_dir(): raise RlsubError(f"{folder} is not a folder; create it first")
+    out = []
+    for name, fig in demo_figures(result).items():
+        _write_atomic(folder / f'demo-{name}.png', _png(fig)); out.append(folder / f'demo-{name}.png')
+    return out
+
 def demo_html(result) -> str:
     "The demo's results as one self-contained HTML page."
-    from rlsub.explorer import _img, plot_sparsity, plot_overlap
-    m = result.measured
-    hist = pd.concat([h.assign(run=n) for n, h in result.histories.items()])
+    from rlsub.explorer import _img
+    m, figs = result.measured, demo_figures(result)
     parts = [f"<h1>rlsub demo</h1><p>{html.escape(result.summary_line)}</p>",
              "<h2>The paper's claims, and this run</h2>", result.table.to_html(index=False, border=0),
              "<h2>Runs</h2>", result.runs.to_html(border=0, float_format=lambda v: f'{v:.3f}'),
-             *[f"<h3>{html.escape(n)}</h3>" + _img(plot_history(h)) for n, h in result.histories.items()],
-             "<h2>Sparsity of the full run's update by matrix type: bf16 vs fp32 storage (|Δ| ≤ 1e-5)</h2>",
-             _img(plot_sparsity(m['kind_bf16'], m['kind_fp32'], labels=['bf16', 'fp32'])),
-             "<h2>By layer</h2>", _img(plot_sparsity(m['layer_bf16'], m['layer_fp32'], labels=['bf16', 'fp32'])),
+             *[f"<h3>{html.escape(n)}</h3>" + _img(figs[f'history-{n}']) for n in result.histories],
+             "<h2>Sparsity of the full run's update by matrix type: bf16 vs fp32 storage (|Δ| ≤ 1e-5)</h2>", _img(figs['sparsity-by-kind']),
+             "<h2>By layer</h2>", _img(figs['sparsity-by-layer']),
              "<h2>Sparsity during the full run</h2>", result.tracker.pivot(index='step', columns=['storage', 'rule'], values='sparsity').to_html(border=0, float_format=lambda v: f'{v:.1%}'),
-             "<h2>Overlap of the subnetworks of two seeds, by matrix type</h2>", _img(plot_overlap(m['overlap_by_kind'], ('seed 0', 'seed 1'))),
+             "<h2>Overlap of the subnetworks of two seeds, by matrix type</h2>", _img(figs['overlap-by-kind']),
              "<h2>Update rank by matrix type (full run)</h2>", m['rank_by_kind'].to_html(border=0, float_format=lambda v: f'{v:.3f}')]
     style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}img{max-width:100%}"
     return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>rlsub demo</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
