@@ -24,8 +24,7 @@ class StepClock(TrainerCallback):
 def run_rlsub(policy, tok, task, steps, mask=None, seed=0):
     from rlsub.grpo import GRPOConfig, train_grpo
     cfg = GRPOConfig(steps=steps, prompts_per_step=SETTINGS['prompts'], group_size=SETTINGS['G'], lr=SETTINGS['lr'], seed=seed, device='cpu')
-    try: h = train_grpo(policy, tok, task, cfg, mask=mask, progress=False)
-    except TypeError: h = train_grpo(policy, tok, task, cfg, mask=mask)     # before train_grpo had `progress`
+    h = train_grpo(policy, tok, task, cfg, mask=mask, progress=False)
     return h.tokens.tolist(), h.seconds.tolist()
 
 
