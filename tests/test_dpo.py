@@ -6,6 +6,7 @@ from rlsub.dpo import DPOConfig, PreferencePairs, dpo_loss, preference_pairs, tr
 from rlsub.grpo import Tracker
 from rlsub.masks import SubnetMask, random_mask
 from rlsub.tiny import Task, addition, char_tokenizer, tiny_policy
+from toys import EVEN
 
 
 @pytest.fixture(scope='module')
@@ -13,12 +14,6 @@ def tok():
     return char_tokenizer()
 
 
-class EvenStart(Task):
-    "A toy task an untrained policy already scores on about a quarter of the time: start the completion with an even digit."
-    def reward(self, completion, answer): return 1.0 if completion[:1] in '02468' and completion[:1] else 0.0
-
-
-EVEN = EvenStart('even-start', addition(1).sample, max_new_tokens=3)
 
 
 @pytest.fixture(scope='module')

@@ -2,11 +2,11 @@
 import math
 import numpy as np, pytest, torch
 from rlsub.checkpoints import RlsubError
-from rlsub.examples import plant_changes
 from rlsub.grpo import (AGG_MODES, GRPOConfig, Tracker, aggregate, approx_kl, clipped_objective, completion_logprobs, group_advantages,
                         masked_mean, rollout, save_policy, train_grpo)
 from rlsub.masks import SubnetMask
 from rlsub.tiny import Task, addition, char_tokenizer, tiny_policy
+from toys import EVEN, as_int, planted_mask
 
 COLUMNS = ['step', 'reward', 'accuracy', 'kl', 'clip_frac', 'tokens', 'rollouts', 'prompts', 'loss', 'seconds']
 
@@ -16,12 +16,6 @@ def tok():
     return char_tokenizer()
 
 
-class EvenStart(Task):
-    "A toy task an untrained policy already scores on about a quarter of the time: start the completion with an even digit."
-    def reward(self, completion, answer): return 1.0 if completion[:1] in '02468' and completion[:1] else 0.0
-
-
-EVEN = EvenStart('even-start', addition(1).sample, max_new_tokens=3)
 
 
 def cfg(**kw):
@@ -30,15 +24,6 @@ def cfg(**kw):
 
 def train(*args, **kw):
     return train_grpo(*args, **dict(dict(progress=False), **kw))
-
-
-def planted_mask(policy, density=0.25, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return SubnetMask.from_pair(policy, {n: plant_changes(t.clone(), density, 16, g) for n, t in policy.state_dict().items()})
-
-
-def as_int(t):
-    return t.detach().contiguous().view(torch.int32)
 
 
 def test_group_advantages_by_hand():

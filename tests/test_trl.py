@@ -6,19 +6,13 @@ from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from trl import GRPOConfig, GRPOTrainer
 from rlsub.checkpoints import RlsubError
-from rlsub.examples import plant_changes
 from rlsub.masks import SubnetMask
 from rlsub.scan import scan_pair
 from rlsub.tiny import Task, addition, char_tokenizer, tiny_policy
 from rlsub.trl import GresoGRPOTrainer, GresoSampler, MaskedTraining, SparsityTracker
+from toys import EVEN as TASK, planted_mask
 
 
-class EvenStart(Task):
-    "A toy task an untrained policy scores on some of the time (so gradients are not all zero): start the completion with an even digit."
-    def reward(self, completion, answer): return 1.0 if completion[:1] in '02468' and completion[:1] else 0.0
-
-
-TASK = EvenStart('even-start', addition(1).sample, max_new_tokens=3)
 
 
 @pytest.fixture(scope='module')
@@ -39,11 +33,6 @@ def args(out, **kw):
                 num_generations=4, per_device_train_batch_size=16, max_completion_length=3, learning_rate=1e-2, weight_decay=0.1,
                 optim='adamw_torch', lr_scheduler_type='constant', loss_type='grpo', max_steps=3, logging_steps=1, save_strategy='no', seed=0)
     return GRPOConfig(**(base | kw))
-
-
-def planted_mask(policy, density=0.25, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return SubnetMask.from_pair(policy, {n: plant_changes(t.clone(), density, 16, g) for n, t in policy.state_dict().items()})
 
 
 class GradProbe(TrainerCallback):
