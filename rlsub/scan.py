@@ -325,6 +325,8 @@ def _write_atomic(path: Path, data: bytes):
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
     try:
         with os.fdopen(fd, 'wb') as f: f.write(data)
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes it private; the file gets the mode a plain open() would give it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise

@@ -214,3 +214,13 @@ def test_reading_is_bounded_by_the_chunk(pairs):
     x = ck.read(name, 50, 150, out=buf)
     assert x.data_ptr() == buf.data_ptr() and x.numel() == 100
     assert torch.equal(x, ck.tensor(name).flatten()[50:150])
+
+
+def test_saved_files_get_the_usual_mode(tmp_path):
+    "Written through a private temporary file, a report still ends up readable as a plain open() would leave it."
+    import os, stat
+    from rlsub.scan import _write_atomic
+    _write_atomic(tmp_path / 'r.json', b'{}')
+    umask = os.umask(0); os.umask(umask)
+    assert stat.S_IMODE((tmp_path / 'r.json').stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ['r.json']
