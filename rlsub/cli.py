@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"rlsub: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr); return 2
     except KeyboardInterrupt:
-        print("rlsub: interrupted; nothing was written", file=sys.stderr); return 130
+        print("rlsub: interrupted; no file was left half-written (rlsub demo --keep holds the runs finished so far)", file=sys.stderr); return 130
     return 0
 
 # %% ../nbs/90_cli.ipynb 10

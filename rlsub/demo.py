@@ -152,7 +152,7 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
         if (moved - mask).count: raise RlsubError(f"subnet-only training moved {(moved - mask).count} entries outside its mask; please report this as a bug")
         floor, h_floor, _ = _run('full-seed1', work, sz, dev, seed + 1, progress=progress, log=log)
         log("[measure] sparsity, agreement, overlap, rank")
-        reps = {d: scan_pair(work / f'base-{d}', work / f'full-{d}', progress=False, device=str(dev)) for d in ('bf16', 'fp32')}
+        reps = tr.reports      # the full run's last snapshot against the start, per storage: the scan of base-* vs full-*, already made
         mask1 = SubnetMask.from_pair(work / 'base-bf16', work / 'full-seed1-bf16', 'abs', 1e-5, device=str(dev))
         rank = update_rank(work / 'base-fp32', work / 'full-fp32', device=str(dev))
         by_kind = reps['bf16'].sparsity(1e-5, 'abs', by='kind')

@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from .checkpoints import RlsubError
-from .scan import resolve_device
-from .grpo import (TrainState, _Freezer, _call, _rows, _split_rows, collate, completion_logprobs, progress_callbacks, rollout)
+from .grpo import (TrainState, _Epochs, _call, _optimizer_step, _prepare, _rows, _split_rows, collate, completion_logprobs,
+                        progress_callbacks, rollout, zero_variance)
 
 # %% auto 0
 __all__ = ['dpo_loss', 'sequence_logps', 'PreferencePairs', 'preference_pairs', 'DPOConfig', 'train_dpo']
@@ -67,7 +67,7 @@ def preference_pairs(policy, tokenizer, task,
         seqs = _split_rows(ro)
         for j, (q, a) in enumerate(part):
             r = [task.reward(c, a) for c in ro['texts'][j * G:(j + 1) * G]]
-            if max(r) == min(r): continue
+            if zero_variance(r): continue                                  # no right-and-wrong pair in this group
             w, l = j * G + r.index(max(r)), j * G + r.index(min(r))   # first best and first worst: right and wrong on a 0/1 reward
             rows.append((seqs[w][0].cpu(), seqs[w][1].cpu(), seqs[l][1].cpu()))
             texts.append(dict(prompt=q, answer=a, chosen=ro['texts'][w], rejected=ro['texts'][l]))
@@ -103,16 +103,6 @@ def _ref_logps(policy, pairs: PreferencePairs, pad_id: int, dev, chunk: int = 25
             out.append(torch.stack([sequence_logps(policy, collate([(r[0].to(dev), r[k].to(dev)) for r in part], pad_id)) for k in (1, 2)], 1))
     return torch.cat(out)
 
-class _Order:
-    "Pair indices in reshuffled epochs."
-    def __init__(self, n: int, rng: random.Random): self.n, self.rng, self.order = n, rng, []
-    def draw(self, k: int) -> list[int]:
-        out = []
-        while len(out) < k:
-            if not self.order: self.order = self.rng.sample(range(self.n), self.n)
-            out.append(self.order.pop())
-        return out
-
 def train_dpo(policy, tokenizer, pairs: PreferencePairs, config: DPOConfig | None = None,
               mask=None,                     # a SubnetMask: train only its entries, the rest stays bit-identical
               callbacks=(),                  # as in train_grpo: functions called with each row, or objects with on_train_begin / on_step_end / on_train_end
@@ -121,14 +111,9 @@ def train_dpo(policy, tokenizer, pairs: PreferencePairs, config: DPOConfig | Non
     "Train `policy` in place with DPO on `pairs`; a DataFrame with a row per step (loss, accuracy, margin, rewards, seconds)."
     cfg = config or DPOConfig()
     if not isinstance(pairs, PreferencePairs) or not len(pairs): raise RlsubError("train_dpo needs PreferencePairs with at least one pair; build them with preference_pairs(policy, tokenizer, task)")
-    if tokenizer.pad_token_id is None: raise RlsubError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
-    dev = resolve_device(cfg.device)
-    if any(p.dtype != torch.float32 for p in policy.parameters()): policy.float()   # fp32 master weights
-    policy.to(dev).eval()
-    freezer = _Freezer(policy, mask, dev) if mask is not None else None
+    dev, freezer, opt = _prepare(policy, tokenizer, cfg, mask)
     ref = _ref_logps(policy, pairs, tokenizer.pad_token_id, dev)
-    order = _Order(len(pairs), random.Random(cfg.seed)); torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    order = _Epochs(len(pairs), random.Random(cfg.seed)); torch.manual_seed(cfg.seed)
     state = TrainState(policy, tokenizer, pairs.task, cfg, mask, 0, [])
     callbacks = [*callbacks, *progress_callbacks(progress, cfg.steps)]
     _call(callbacks, 'on_train_begin', state)
@@ -140,10 +125,7 @@ def train_dpo(policy, tokenizer, pairs: PreferencePairs, config: DPOConfig | Non
         B, r = len(idx), ref[idx].to(dev)
         loss, margins, acc = dpo_loss(lp[:B], lp[B:], r[:, 0], r[:, 1], cfg.beta)
         opt.zero_grad(set_to_none=True); loss.backward()
-        if freezer: freezer.grads()
-        if cfg.grad_clip is not None: torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-        opt.step()
-        if freezer: freezer.restore()
+        _optimizer_step(policy, opt, freezer, cfg.grad_clip)
         row = dict(step=step, loss=loss.item(), accuracy=acc.item(), margin=margins.mean().item(),
                    chosen_reward=(cfg.beta * (lp[:B].detach() - r[:, 0])).mean().item(),
                    rejected_reward=(cfg.beta * (lp[B:].detach() - r[:, 1])).mean().item(),

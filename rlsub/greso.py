@@ -99,16 +99,18 @@ class Greso:
         while k < len(h) and h[-1 - k] != 'mixed': k += 1
         return k, (h[-1] if k else None)
 
+    def _keep_p(self, k: int, kind: str | None) -> float:
+        return keep_probability(k, self.p_easy if kind == 'easy' else self.p_hard, self.config.p_min)
+
     def keep_probability(self, prompt: str) -> float:
         "The probability `keep` rolls `prompt` out now."
-        k, kind = self.streak(prompt)
-        return keep_probability(k, self.p_easy if kind == 'easy' else self.p_hard, self.config.p_min)
+        return self._keep_p(*self.streak(prompt))
 
     def keep(self, prompt: str) -> bool:
         "Draw whether to roll `prompt` out (False: skip it this time)."
         self.counts['considered'] += 1
         k, kind = self.streak(prompt)
-        if k == 0 or self.rng.random() < self.keep_probability(prompt): return True
+        if k == 0 or self.rng.random() < self._keep_p(k, kind): return True
         self.counts[f'skipped_{kind}'] += 1
         return False
 
@@ -135,7 +137,8 @@ class Greso:
 
     def prompts(self) -> pd.DataFrame:
         "One row per prompt seen: epochs rolled out, current streak and kind, and the probability of a rollout now."
-        rows = [dict(prompt=p, epochs=len(h), streak=self.streak(p)[0], kind=self.streak(p)[1], keep_p=self.keep_probability(p)) for p, h in self.history.items()]
+        rows = [dict(prompt=p, epochs=len(h), streak=k, kind=kind, keep_p=self._keep_p(k, kind))
+                for p, h in self.history.items() for k, kind in [self.streak(p)]]
         return pd.DataFrame(rows, columns=['prompt', 'epochs', 'streak', 'kind', 'keep_p'])
 
     def __repr__(self):
@@ -146,16 +149,15 @@ class Greso:
 class _Curve:
     "Callback: held-out accuracy at the start and every `every` steps, with rollouts and training seconds so far."
     def __init__(self, every: int, n: int | None): self.every, self.n = every, n
-    def _eval(self, state, row=None):
+    def _eval(self, state):
         from rlsub.tiny import evaluate
-        if row is not None: self.roll += row['rollouts']; self.sec += row['seconds']
         return dict(step=state.step, rollouts=self.roll, seconds=self.sec, heldout=evaluate(state.policy, state.tokenizer, state.task, n=self.n))
     def on_train_begin(self, state):
         self.roll, self.sec = 0, 0.0
         self.rows = [self._eval(state)]
     def on_step_end(self, row, state):
-        if row['step'] % self.every == 0 or row['step'] == state.config.steps: self.rows.append(self._eval(state, row))
-        else: self.roll += row['rollouts']; self.sec += row['seconds']
+        self.roll += row['rollouts']; self.sec += row['seconds']
+        if row['step'] % self.every == 0 or row['step'] == state.config.steps: self.rows.append(self._eval(state))
 
 def race(make,                       # () -> (policy, tokenizer, task): a fresh start for each run
          config: GRPOConfig,         # the same for every run (use train_size, so prompts recur)

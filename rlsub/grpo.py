@@ -172,18 +172,26 @@ class _Freezer:
         for n, m in self.masks.items(): self.params[n].copy_(torch.where(m, self.params[n], self.start[n]))
 
 # %% ../nbs/08_grpo.ipynb 33
+class _Epochs:
+    "Indices 0..n-1 in epochs, each a fresh permutation from `rng`; `epoch` counts the epochs begun."
+    def __init__(self, n: int, rng: random.Random): self.n, self.rng, self.order, self.epoch = n, rng, [], 0
+    def draw(self, k: int) -> list[int]:
+        out = []
+        while len(out) < k:
+            if not self.order: self.order = self.rng.sample(range(self.n), self.n); self.epoch += 1
+            out.append(self.order.pop())
+        return out
+
 class _Prompts:
     "Training prompts: fresh from the task each draw, or a fixed pool of `size` visited in reshuffled epochs."
     def __init__(self, task, size: int | None, rng: random.Random):
-        self.task, self.rng, self.pool, self.order, self.epoch = task, rng, None, [], 0
-        if size is not None: self.pool = task.batch(size, rng)
+        self.task, self.rng, self.pool = task, rng, None
+        if size is not None: self.pool = task.batch(size, rng); self.epochs = _Epochs(size, rng)
+    @property
+    def epoch(self) -> int: return self.epochs.epoch
     def draw(self, n: int) -> list[tuple[str, str]]:
         if self.pool is None: return self.task.batch(n, self.rng)
-        out = []
-        while len(out) < n:
-            if not self.order: self.order = self.rng.sample(range(len(self.pool)), len(self.pool)); self.epoch += 1
-            out.append(self.pool[self.order.pop()])
-        return out
+        return [self.pool[i] for i in self.epochs.draw(n)]
 
 def zero_variance(rewards) -> bool:
     "True when every completion of a group got the same reward: the group's advantages are all 0."
@@ -301,6 +309,23 @@ def progress_callbacks(progress: bool | None, steps: int) -> list:
     return [ProgressBar(steps), LivePlot()] if _in_notebook() else [QuietLog(steps)]
 
 # %% ../nbs/08_grpo.ipynb 40
+def _prepare(policy, tokenizer, cfg, mask):
+    "Shared start of a training run: pad token checked, fp32 master weights on the device in eval mode; (device, freezer or None, AdamW)."
+    if tokenizer.pad_token_id is None: raise RlsubError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
+    dev = resolve_device(cfg.device)
+    if any(p.dtype != torch.float32 for p in policy.parameters()): policy.float()   # fp32 master weights
+    policy.to(dev).eval()
+    freezer = _Freezer(policy, mask, dev) if mask is not None else None
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return dev, freezer, opt
+
+def _optimizer_step(policy, opt, freezer, grad_clip):
+    "Mask the gradients (the clip sees the masked ones), clip, step, and restore the entries outside the mask."
+    if freezer: freezer.grads()
+    if grad_clip is not None: torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
+    opt.step()
+    if freezer: freezer.restore()
+
 def _rows(n: int, micro: int | None):
     "Slices of range(n) of at most `micro` rows (none when n is 0)."
     m = micro or n or 1
@@ -353,10 +378,7 @@ def _update(policy, opt, kept, ref, freezer, cfg, pad_id, max_new):
             loss += part_loss.item()
             ratio = torch.exp(logp.detach() - old_lp)
             clipped += (((ratio - 1).abs() > cfg.clip_eps) & m).sum().item()
-        if freezer: freezer.grads()
-        if cfg.grad_clip is not None: torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-        opt.step()
-        if freezer: freezer.restore()
+        _optimizer_step(policy, opt, freezer, cfg.grad_clip)
     return loss, (kl if ref is not None else float('nan')), clipped / max(ntok, 1), ntok
 
 def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
@@ -367,17 +389,12 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
                ) -> pd.DataFrame:
     "Train `policy` in place on `task` with GRPO; a DataFrame with a row per step (reward, accuracy, kl, clip_frac, tokens, rollouts, loss, seconds, ...)."
     cfg = config or GRPOConfig()
-    if tokenizer.pad_token_id is None: raise RlsubError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
-    dev = resolve_device(cfg.device)
-    if any(p.dtype != torch.float32 for p in policy.parameters()): policy.float()   # fp32 master weights
-    policy.to(dev).eval()
     sel = _selector(selection)
-    freezer = _Freezer(policy, mask, dev) if mask is not None else None
+    dev, freezer, opt = _prepare(policy, tokenizer, cfg, mask)
     ref = copy.deepcopy(policy).requires_grad_(False) if cfg.kl_coef > 0 else None
     max_new = cfg.max_new_tokens or task.max_new_tokens
     rng = random.Random(cfg.seed); torch.manual_seed(cfg.seed)
     pool = _Prompts(task, cfg.train_size, rng)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = TrainState(policy, tokenizer, task, cfg, mask, 0, [])
     callbacks = [*callbacks, *progress_callbacks(progress, cfg.steps)]
     _call(callbacks, 'on_train_begin', state)
