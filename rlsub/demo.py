@@ -84,12 +84,12 @@ def demo_figures(result) -> dict:
 
 def save_figures(result, folder) -> list[Path]:
     "Write `demo_figures(result)` as PNG files `demo-<name>.png` into the existing `folder`, each atomically."
-    from rlsub.explorer import _png
+    from rlsub.explorer import png
     folder = Path(folder).expanduser()
     if not folder.is_dir(): raise RlsubError(f"{folder} is not a folder; create it first")
     out = []
     for name, fig in demo_figures(result).items():
-        _write_atomic(folder / f'demo-{name}.png', _png(fig)); out.append(folder / f'demo-{name}.png')
+        _write_atomic(folder / f'demo-{name}.png', png(fig)); out.append(folder / f'demo-{name}.png')
     return out
 
 def demo_html(result) -> str:

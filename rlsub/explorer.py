@@ -20,9 +20,10 @@ from .scan import DEFAULT_THRESHOLD, LADDER, RULES, DeltaReport, changed, snap, 
 from .masks import SubnetMask, overlap
 
 # %% auto 0
-__all__ = ['headline', 'tensor_table', 'tensor_hist', 'TensorChanges', 'tensor_changes', 'plot_sparsity', 'plot_by_layer',
-           'plot_by_kind', 'plot_heatmap', 'plot_hist', 'plot_curve', 'plot_changes', 'Explorer', 'Comparison',
-           'plot_overlap', 'MaskComparison', 'explore', 'report_html', 'save_html', 'synthetic_report']
+__all__ = ['DISPLAY_DPI', 'PNG_DPI', 'headline', 'tensor_table', 'tensor_hist', 'TensorChanges', 'tensor_changes', 'png',
+           'RlsubFigure', 'new_figure', 'plot_sparsity', 'plot_by_layer', 'plot_by_kind', 'plot_heatmap', 'plot_hist',
+           'plot_curve', 'plot_changes', 'Explorer', 'Comparison', 'plot_overlap', 'MaskComparison', 'explore',
+           'report_html', 'save_html', 'synthetic_report']
 
 # %% ../nbs/06_explorer.ipynb 7
 _VIEW_KEYS = {'layer': ['layer'], 'kind': ['kind'], 'heatmap': ['layer', 'kind']}
@@ -121,9 +122,30 @@ _PALETTE = sns.color_palette('deep')
 def _style():
     with mpl.rc_context(_RC): yield
 
-def _figure(w: float = 7.0, h: float = 3.2, **kw) -> tuple[Figure, object]:
-    fig = Figure(figsize=(w, h), dpi=72)
+DISPLAY_DPI = 96   # CSS pixels per inch: a figure w inches wide is shown w·96 px wide in a notebook
+PNG_DPI = 192      # drawn at twice that, so text stays sharp on high-density screens and when zoomed
+
+def png(fig: Figure, dpi: int = PNG_DPI) -> bytes:
+    "`fig` as PNG bytes at `dpi`, every artist drawn (for files, pages and notebook outputs)."
+    buf = io.BytesIO()
+    with _style(): fig.savefig(buf, format='png', dpi=dpi)
+    if hasattr(fig, '_rlsub_bg'): _restyle(fig)   # savefig redrew at another size: the cached background is stale
+    return buf.getvalue()
+
+class RlsubFigure(Figure):
+    "A matplotlib `Figure` that shows itself as a sharp PNG wherever IPython displays it (JupyterLab, Notebook, VS Code, nbconvert), with no `%matplotlib inline`."
+    def _repr_png_(self):
+        w, h = self.get_size_inches()
+        return png(self), dict(width=round(w * DISPLAY_DPI), height=round(h * DISPLAY_DPI))
+
+def new_figure(w: float = 7.0, h: float = 3.2, **kw) -> RlsubFigure:
+    "An `RlsubFigure` of `w`×`h` inches on an Agg canvas, not registered with pyplot (`kw` go to `Figure`, e.g. `layout`)."
+    fig = RlsubFigure(figsize=(w, h), dpi=72, **kw)
     FigureCanvasAgg(fig)
+    return fig
+
+def _figure(w: float = 7.0, h: float = 3.2, **kw) -> tuple[Figure, object]:
+    fig = new_figure(w, h)
     return fig, fig.subplots(**kw)
 
 def _dynamic(fig: Figure, *artists):
@@ -572,7 +594,9 @@ def explore(a, b=None, labels: tuple[str, str] | None = None, show: bool = True)
     return ex
 
 # %% ../nbs/06_explorer.ipynb 55
-def _img(fig: Figure) -> str: return f"<img src='data:image/png;base64,{base64.b64encode(_png(fig)).decode()}'>"
+def _img(fig: Figure) -> str:
+    "An <img> holding `fig` as a sharp PNG, shown at its size in CSS pixels."
+    return f"<img width='{round(fig.get_figwidth() * DISPLAY_DPI)}' src='data:image/png;base64,{base64.b64encode(png(fig)).decode()}'>"
 
 def _frame_html(df: pd.DataFrame) -> str:
     df = df.copy()

@@ -273,9 +273,8 @@ class ProgressBar:
 
 def plot_history(hist: pd.DataFrame, window: int = 10):
     "Reward and accuracy (rolling means over `window` steps) and any sparsity columns against step; a matplotlib Figure."
-    from matplotlib.figure import Figure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    fig = Figure(figsize=(9, 3.2), layout='constrained'); FigureCanvasAgg(fig)
+    from rlsub.explorer import new_figure
+    fig = new_figure(9, 3.2, layout='constrained')
     sp = [c for c in hist.columns if c.startswith('sparsity_')]
     ax = fig.add_subplot(1, 2 if sp else 1, 1)
     for c in ('reward', 'accuracy'): ax.plot(hist.step, hist[c].rolling(window, min_periods=1).mean(), label=c)
@@ -291,10 +290,9 @@ class LivePlot:
     "Callback: `plot_history` redrawn in place in a notebook every `every` steps."
     def __init__(self, every: int = 5): self.every = every
     def _show(self, state):
-        import io
         from IPython.display import display, Image
-        buf = io.BytesIO(); plot_history(pd.DataFrame(state.rows)).savefig(buf, format='png', dpi=80)
-        img = Image(data=buf.getvalue())
+        data, size = plot_history(pd.DataFrame(state.rows))._repr_png_()
+        img = Image(data=data, **size)
         if self.handle is None: self.handle = display(img, display_id=True)
         else: self.handle.update(img)
     def on_train_begin(self, state): self.handle = None
