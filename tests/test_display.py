@@ -1,0 +1,65 @@
+"What a reader sees: every rlsub figure displays as an image through a real Jupyter kernel, with no `%matplotlib` magic; no committed notebook output is a `<Figure ...>` text."
+import json
+from pathlib import Path
+import nbformat, pytest
+from nbclient import NotebookClient
+
+NBS = Path(__file__).parents[1] / 'nbs'
+
+SETUP = """
+import tempfile, pandas as pd
+from pathlib import Path
+from rlsub.examples import make_pair
+from rlsub.scan import scan_pair
+from rlsub.masks import SubnetMask, overlap
+from rlsub.explorer import plot_sparsity, plot_by_layer, plot_by_kind, plot_heatmap, plot_hist, plot_curve, plot_changes, plot_overlap, tensor_hist, tensor_changes
+from rlsub.grpo import plot_history
+d = Path(tempfile.mkdtemp()); make_pair(d / 'p', seed=0)
+r = scan_pair(d / 'p/base', d / 'p/tuned', progress=False)
+name = r.table.name[2]
+m1 = SubnetMask.from_pair(d / 'p/base', d / 'p/tuned', 'exact')
+hist = pd.DataFrame(dict(step=[1, 2, 3], reward=[.2, .4, .5], accuracy=[.1, .3, .4], sparsity_bf16=[None, None, .9]))
+"""
+FIGURES = {   # one cell each: its last expression is a figure
+    'plot_by_layer': "plot_by_layer(r, 'abs', 1e-5)",
+    'plot_by_kind': "plot_by_kind(r)",
+    'plot_sparsity': "plot_sparsity(r.sparsity(None, 'exact', by='kind'), r.sparsity(1e-5, 'abs', by='kind'), labels=['exact', 'abs'])",
+    'plot_heatmap': "plot_heatmap(r.sparsity(None, 'exact', by=['layer', 'kind']))",
+    'plot_curve': "plot_curve(r.curve(), 'abs', 1e-5)",
+    'plot_hist': "plot_hist(tensor_hist(r, name, 'abs'), 1e-5)",
+    'plot_changes': "plot_changes(tensor_changes(d / 'p/base', d / 'p/tuned', name, 'exact'))",
+    'plot_overlap': "plot_overlap(overlap(m1, m1, by='kind'))",
+    'plot_history': "plot_history(hist)",
+}
+
+
+@pytest.fixture(scope='module')
+def executed():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SETUP)] + [nbformat.v4.new_code_cell(src) for src in FIGURES.values()]
+    NotebookClient(nb, timeout=300, kernel_name='python3').execute()
+    return dict(zip(FIGURES, nb.cells[1:]))
+
+
+@pytest.mark.parametrize('fn', FIGURES)
+def test_figure_displays_as_image(executed, fn):
+    outs = [o for o in executed[fn].outputs if o.output_type == 'execute_result']
+    assert len(outs) == 1, f'{fn}: expected one displayed result, got {executed[fn].outputs}'
+    data, meta = outs[0]['data'], outs[0].get('metadata', {})
+    assert 'image/png' in data, f"{fn} displays as {data.get('text/plain')!r}, not an image"
+    assert data['image/png'].startswith('iVBOR')                  # base64 of the PNG signature
+    w = meta.get('image/png', {}).get('width')
+    assert w and 300 <= w <= 1000, f'{fn}: shown {w} px wide'   # drawn at twice that: sharp, and fits a notebook column
+
+
+def _outputs(nb_path):
+    for cell in json.loads(nb_path.read_text())['cells']:
+        for o in cell.get('outputs', []): yield o
+
+
+@pytest.mark.parametrize('nb', sorted(p for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts), ids=lambda p: str(p.relative_to(NBS)))
+def test_no_committed_figure_text(nb):
+    for o in _outputs(nb):
+        data = o.get('data', {})
+        text = ''.join(data.get('text/plain', '')) + ''.join(o.get('text', ''))
+        assert not ('<Figure size' in text and 'image/png' not in data), f'{nb.name} has a cell showing {text.strip()[:60]!r} instead of a picture'
