@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from .checkpoints import RlsubError
 from .scan import resolve_device
+from .tiny import complete
 
 # %% auto 0
 __all__ = ['AGG_MODES', 'EVENTS', 'DTYPES', 'group_advantages', 'approx_kl', 'clipped_objective', 'masked_mean', 'aggregate',
@@ -105,11 +106,6 @@ class GRPOConfig:
         if self.train_size is not None and self.train_size < self.prompts_per_step: raise RlsubError(f"train_size={self.train_size} is smaller than prompts_per_step={self.prompts_per_step}; make the pool at least one batch")
 
 # %% ../nbs/08_grpo.ipynb 25
-def _completion_mask(comp: torch.Tensor, eos_id: int) -> torch.Tensor:
-    "True on completion tokens up to and including the first `eos_id`."
-    is_eos = comp == eos_id
-    return (is_eos.long().cumsum(1) - is_eos.long()) == 0
-
 def completion_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, n_prompt: int, temperature: float = 1.0) -> torch.Tensor:
     "[B, T] log-probs under `model` (logits / `temperature`) of the tokens `ids[:, n_prompt:]`, given everything before them (left padding honoured)."
     pos = (attn.long().cumsum(1) - 1).clamp(min=0)
@@ -117,17 +113,11 @@ def completion_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, n_prompt: 
     if temperature != 1.0: logits = logits / temperature
     return torch.gather(logits.log_softmax(-1), 2, ids[:, n_prompt:, None]).squeeze(2)
 
-@torch.no_grad()
-def rollout(policy, tokenizer, prompts: list[str], G: int, max_new_tokens: int, temperature: float = 1.0) -> dict:
-    "Sample `G` completions for each prompt; ids, attention mask, prompt length, completion mask and the texts."
-    dev = next(policy.parameters()).device
-    enc = tokenizer([p for p in prompts for _ in range(G)], return_tensors='pt', padding=True, padding_side='left').to(dev)
-    out = policy.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
-                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    n = enc.input_ids.shape[1]
-    cmask = _completion_mask(out[:, n:], tokenizer.eos_token_id)
-    return dict(ids=out, attn=torch.cat([enc.attention_mask.bool(), cmask], 1).long(), n_prompt=n, mask=cmask,
-                texts=tokenizer.batch_decode(out[:, n:], skip_special_tokens=True))
+def rollout(policy, tokenizer, prompts: list[str], G: int, max_new_tokens: int, temperature: float = 1.0,
+            add_special_tokens: bool = True) -> dict:   # False for prompts that are already a rendered chat template
+    "Sample `G` completions for each prompt from softmax(logits / `temperature`) alone (`rlsub.tiny.complete`); ids, attention mask, prompt length, completion mask (through the first stop id) and the texts."
+    c = complete(policy, tokenizer, [p for p in prompts for _ in range(G)], max_new_tokens, True, temperature, add_special_tokens)
+    return dict(ids=c['ids'], attn=torch.cat([c['prompt_attn'].bool(), c['mask']], 1).long(), n_prompt=c['n_prompt'], mask=c['mask'], texts=c['texts'])
 
 # %% ../nbs/08_grpo.ipynb 28
 def _split_rows(ro: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -338,7 +328,7 @@ def _collect(policy, tokenizer, pool, sel, cfg, max_new):
         if sel is not None: cand = [c for c in cand if sel.keep(c[0])]     # may leave none: the next round draws again
         for sl in _rows(len(cand), cfg.micro_batch and max(cfg.micro_batch // G, 1)):
             part = cand[sl]
-            ro = rollout(policy, tokenizer, [p for p, _ in part], G, max_new, cfg.temperature)
+            ro = rollout(policy, tokenizer, [p for p, _ in part], G, max_new, cfg.temperature, getattr(task, 'add_special_tokens', True))
             seqs = _split_rows(ro)
             for j, (prompt, answer) in enumerate(part):
                 r = [task.reward(c, answer) for c in ro['texts'][j * G:(j + 1) * G]]

@@ -15,7 +15,8 @@ from .examples import tiny_config
 
 # %% auto 0
 __all__ = ['CHARS', 'SPECIALS', 'TASKS', 'SIZES', 'ZOO', 'BASES', 'char_tokenizer', 'parse_completion', 'Task', 'addition',
-           'multiplication', 'tiny_policy', 'generate', 'evaluate', 'sft_batch', 'sft', 'load_base', 'make_base']
+           'multiplication', 'tiny_policy', 'stop_ids', 'generation_config', 'generate_ids', 'completion_mask',
+           'complete', 'generate', 'evaluate', 'sft_batch', 'sft', 'load_base', 'make_base']
 
 # %% ../nbs/07_tiny.ipynb 5
 CHARS = '0123456789+*-= '                       # digits, the operators, and space
@@ -105,33 +106,81 @@ def tiny_policy(tokenizer,                   # its vocabulary and special ids go
 # %% ../nbs/07_tiny.ipynb 18
 def _device(policy): return next(policy.parameters()).device
 
+def stop_ids(policy, tokenizer) -> list[int]:
+    "Every id that ends a completion: the tokenizer's eos and each eos id of the model's generation config (an int or a list)."
+    ids = [tokenizer.eos_token_id, getattr(getattr(policy, 'generation_config', None), 'eos_token_id', None)]
+    flat = [i for x in ids for i in (x if isinstance(x, (list, tuple)) else [x]) if i is not None]
+    if not flat: raise RlsubError("neither the tokenizer nor the model's generation config names an eos token; set tokenizer.eos_token first")
+    return sorted(set(flat))
+
+def generation_config(policy, tokenizer,
+                      max_new_tokens: int = 8,      # longest completion, its stop token included
+                      do_sample: bool = False,      # greedy when False
+                      temperature: float = 1.0):    # sampling from softmax(logits / temperature)
+    "A complete `GenerationConfig`: greedy, or plain sampling from softmax(logits/T) (no top-k/top-p/min-p, no penalties); stops at every `stop_ids`."
+    from transformers import GenerationConfig
+    warp = dict(temperature=temperature, top_k=0, top_p=1.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0) if do_sample else {}
+    return GenerationConfig(do_sample=do_sample, num_beams=1, num_return_sequences=1, max_new_tokens=max_new_tokens, min_length=0, min_new_tokens=0,
+                            repetition_penalty=1.0, encoder_repetition_penalty=1.0, no_repeat_ngram_size=0, encoder_no_repeat_ngram_size=0,
+                            length_penalty=1.0, renormalize_logits=False, remove_invalid_values=False, use_cache=True,
+                            eos_token_id=stop_ids(policy, tokenizer), pad_token_id=tokenizer.pad_token_id, **warp)
+
 @torch.no_grad()
+def generate_ids(policy, enc,                       # the tokenized prompts: input_ids and attention_mask
+                 gen_config):                       # from `generation_config`
+    "`policy.generate` in eval mode under `gen_config` alone: the model's own generation_config is set aside for the call."
+    was, own = policy.training, policy.generation_config
+    policy.eval(); policy.generation_config = gen_config   # transformers fills every field left unset from the model's config
+    try: return policy.generate(**enc, generation_config=gen_config)
+    finally: policy.generation_config = own; policy.train(was)
+
+# %% ../nbs/07_tiny.ipynb 21
+def completion_mask(comp: torch.Tensor,             # [B, T] completion ids
+                    stops) -> torch.Tensor:         # the ids that end a completion (`stop_ids`)
+    "[B, T] True on completion tokens up to and including the first stop id."
+    is_stop = torch.isin(comp, torch.as_tensor(list(stops), device=comp.device)).long()
+    return (is_stop.cumsum(1) - is_stop) == 0
+
+@torch.no_grad()
+def complete(policy, tokenizer, prompts: list[str],
+             max_new_tokens: int = 8,               # longest completion, its stop token included
+             do_sample: bool = False,               # greedy when False
+             temperature: float = 1.0,              # sampling from softmax(logits / temperature)
+             add_special_tokens: bool = True) -> dict:   # False for prompts that are already a rendered chat template
+    "Complete `prompts` (left-padded, one batch): ids, the prompts' attention mask, n_prompt, completion mask, and the texts up to their stop."
+    enc = tokenizer(prompts, return_tensors='pt', padding=True, padding_side='left', add_special_tokens=add_special_tokens).to(_device(policy))
+    stops = stop_ids(policy, tokenizer)
+    out = generate_ids(policy, enc, generation_config(policy, tokenizer, max_new_tokens, do_sample, temperature))
+    n = enc.input_ids.shape[1]
+    comp = out[:, n:]
+    mask = completion_mask(comp, stops)
+    keep = mask & ~torch.isin(comp, torch.tensor(stops, device=comp.device))
+    texts = [tokenizer.decode(c[k], skip_special_tokens=True) for c, k in zip(comp, keep)]
+    return dict(ids=out, prompt_attn=enc.attention_mask, n_prompt=n, mask=mask, texts=texts)
+
 def generate(policy, tokenizer, prompts: list[str],
-             max_new_tokens: int = 8,       # longest completion, <eos> included
-             do_sample: bool = False,       # greedy when False
-             temperature: float = 1.0) -> list[str]:
-    "Complete `prompts` (left-padded in one batch); returns the completions, special tokens dropped."
-    enc = tokenizer(prompts, return_tensors='pt', padding=True, padding_side='left').to(_device(policy))
-    was = policy.training; policy.eval()
-    kw = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if do_sample else dict(do_sample=False)
-    out = policy.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                          eos_token_id=tokenizer.eos_token_id, **kw)
-    policy.train(was)
-    return tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
+             max_new_tokens: int = 8,               # longest completion, its stop token included
+             do_sample: bool = False,               # greedy when False
+             temperature: float = 1.0,
+             add_special_tokens: bool = True) -> list[str]:   # False for prompts that are already a rendered chat template
+    "Complete `prompts` (left-padded in one batch); returns the completions up to their stop, special tokens dropped."
+    return complete(policy, tokenizer, prompts, max_new_tokens, do_sample, temperature, add_special_tokens)['texts']
 
 def evaluate(policy, tokenizer, task: Task,
              n: int | None = None,          # the first n held-out examples (all when None)
-             batch_size: int = 500) -> float:
+             batch_size: int = 500,
+             add_special_tokens: bool | None = None) -> float:   # None: the task's `add_special_tokens` (True when it has none)
     "Greedy accuracy of `policy` on `task`'s held-out set."
+    if add_special_tokens is None: add_special_tokens = getattr(task, 'add_special_tokens', True)
     data = task.eval_set(n)
     hits = 0.0
     for i in range(0, len(data), batch_size):
         chunk = data[i:i + batch_size]
-        comps = generate(policy, tokenizer, [p for p, _ in chunk], task.max_new_tokens)
+        comps = generate(policy, tokenizer, [p for p, _ in chunk], task.max_new_tokens, add_special_tokens=add_special_tokens)
         hits += sum(task.reward(c, a) for c, (_, a) in zip(comps, chunk))
     return hits / len(data)
 
-# %% ../nbs/07_tiny.ipynb 21
+# %% ../nbs/07_tiny.ipynb 24
 def sft_batch(tokenizer, pairs: list[tuple[str, str]], device='cpu') -> dict:
     "Right-padded input_ids, attention_mask and labels (-100 except on answer tokens and <eos>) for (prompt, answer) pairs."
     p = tokenizer([q for q, _ in pairs]).input_ids
@@ -145,7 +194,7 @@ def sft_batch(tokenizer, pairs: list[tuple[str, str]], device='cpu') -> dict:
     return dict(input_ids=ids.to(device), attention_mask=(torch.arange(L) < torch.tensor([len(s) for s in seqs])[:, None]).long().to(device),
                 labels=labels.to(device))
 
-# %% ../nbs/07_tiny.ipynb 23
+# %% ../nbs/07_tiny.ipynb 26
 def sft(policy, tokenizer, task: Task,
         steps: int = 100,                   # optimizer steps at most
         batch_size: int = 128,              # examples a step
@@ -173,7 +222,7 @@ def sft(policy, tokenizer, task: Task,
     policy.eval()
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_tiny.ipynb 27
+# %% ../nbs/07_tiny.ipynb 30
 ZOO = Path(str(importlib.resources.files('rlsub'))) / 'zoo'   # shipped with the package
 BASES = {'addition': dict(task=lambda: addition(3), size='demo', seed=0, lr=1e-3, batch_size=128, stop_at=0.35, eval_every=25, steps=3000)}
 

@@ -131,3 +131,62 @@ def test_sft_callback(tok):
     rows = []
     sft(tiny_policy(tok, 'tiny'), tok, addition(1), steps=3, batch_size=4, eval_every=10, eval_n=5, callback=rows.append)
     assert [r['step'] for r in rows] == [1, 2, 3]
+
+
+def leaky(tok, seed=3, **kw):
+    "A tiny policy whose generation_config asks for everything a checkpoint may ship: penalties, truncation, suppressed tokens."
+    pol = tiny_policy(tok, 'tiny', seed=seed)
+    gc = pol.generation_config
+    gc.repetition_penalty, gc.min_p, gc.top_k, gc.top_p, gc.no_repeat_ngram_size, gc.temperature = 1.3, 0.7, 3, 0.5, 1, 0.3
+    gc.suppress_tokens, gc.do_sample, gc.max_new_tokens, gc.min_new_tokens = [tok.convert_tokens_to_ids('7')], True, 2, 1
+    for k, v in kw.items(): setattr(gc, k, v)
+    return pol
+
+
+def greedy_by_hand(pol, tok, prompt, n):
+    "Greedy completion by repeated argmax of the raw logits, stopping at <eos>."
+    ids = tok([prompt], return_tensors='pt').input_ids
+    out = []
+    with torch.no_grad():
+        for _ in range(n):
+            nxt = pol(input_ids=ids).logits[0, -1].argmax().item()
+            if nxt == tok.eos_token_id: break
+            out.append(nxt); ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+    return tok.decode(out, skip_special_tokens=True)
+
+
+def test_greedy_generation_ignores_the_models_generation_config(tok):
+    prompts = ['1+2=', '123+456=', '9=', '0*0=']
+    clean, dirty = tiny_policy(tok, 'tiny', seed=3), leaky(tok, seed=3)
+    want = [greedy_by_hand(clean, tok, p, 6) for p in prompts]
+    assert generate(clean, tok, prompts, 6) == want
+    assert generate(dirty, tok, prompts, 6) == want
+
+
+def test_every_stop_id_ends_a_greedy_completion(tok):
+    pol = tiny_policy(tok, 'tiny', seed=3)
+    prompts = ['1+2=', '123+456=', '9=', '0*0=']
+    plain = generate(pol, tok, prompts, 6)
+    first = plain[0][0]                                   # make the first character it writes a stop id of the model
+    pol.generation_config.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids(first)]
+    assert generate(pol, tok, prompts, 6) == [c[:c.index(first)] if first in c else c for c in plain]
+
+
+class Spy:
+    "A tokenizer that records the add_special_tokens of each encoding call."
+    def __init__(self, tok): self.tok, self.calls = tok, []
+    def __call__(self, *a, **kw): self.calls.append(kw.get('add_special_tokens', True)); return self.tok(*a, **kw)
+    def __getattr__(self, k): return getattr(self.tok, k)
+
+
+def test_add_special_tokens_is_threaded_through_generate_and_evaluate(tok):
+    pol = tiny_policy(tok, 'tiny', seed=3)
+    assert generate(pol, tok, ['<bos>1+1=', '<bos>12+3='], 4, add_special_tokens=False) == generate(pol, tok, ['1+1=', '12+3='], 4)
+    chat = Task('chat', addition(1).sample, max_new_tokens=3)
+    chat.add_special_tokens = False                      # what a chat task whose prompts are rendered templates says
+    spy = Spy(tok)
+    evaluate(pol, spy, chat, n=4)
+    assert spy.calls == [False]
+    spy.calls = []
+    evaluate(pol, spy, addition(1), n=4)                  # tiny tasks keep today's behaviour
+    assert spy.calls == [True]
