@@ -12,7 +12,7 @@ from .checkpoints import RlsubError
 
 # %% auto 0
 __all__ = ['TOY_TEMPLATE', 'ARITHMETIC', 'final_number', 'number_reward', 'adds_bos', 'chat_prompt', 'toy_chat_tokenizer',
-           'ChatTask', 'arithmetic']
+           'ChatTask', 'arithmetic', 'arithmetic_questions', 'accuracy']
 
 # %% ../nbs/07a_tasks.ipynb 6
 _NUMBER = re.compile(r'(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?')
@@ -167,15 +167,33 @@ ARITHMETIC = {   # name -> (op, range of a, range of b, one line); ranges are Py
     'mul2x1': ('*', (10, 100), (2, 10), 'two-digit times one-digit from 2 (720 questions)'),
 }
 
+def _question(op: str, a: int, b: int) -> tuple[str, str]: return f'What is {a}{op}{b}?', str(_OPS[op](a, b))
+
 def arithmetic(name: str,                 # one of ARITHMETIC
                tokenizer,                 # the chat model's tokenizer
                **kw) -> ChatTask:         # ChatTask overrides: system, max_new_tokens, n_eval, eval_seed
     "The arithmetic preset `name` as a ChatTask for `tokenizer`'s chat template, read by its final number."
     if name not in ARITHMETIC: raise RlsubError(f"unknown arithmetic task {name!r}; use one of {', '.join(ARITHMETIC)}")
     op, (a0, a1), (b0, b1), desc = ARITHMETIC[name]
-    def sample(rng):
-        a, b = rng.randrange(a0, a1), rng.randrange(b0, b1)
-        return f'What is {a}{op}{b}?', str(_OPS[op](a, b))
-    size = (a1 - a0) * (b1 - b0)
-    kw.setdefault('n_eval', min(200, size // 2))
+    def sample(rng): return _question(op, rng.randrange(a0, a1), rng.randrange(b0, b1))
+    kw.setdefault('n_eval', min(200, (a1 - a0) * (b1 - b0) // 2))
     return ChatTask(name, tokenizer, sample, description=desc, **kw)
+
+def arithmetic_questions(name: str) -> list[tuple[str, str]]:   # one of ARITHMETIC
+    "Every (question, answer) of the arithmetic preset `name`, in order."
+    if name not in ARITHMETIC: raise RlsubError(f"unknown arithmetic task {name!r}; use one of {', '.join(ARITHMETIC)}")
+    op, ra, rb, _ = ARITHMETIC[name]
+    return [_question(op, a, b) for a in range(*ra) for b in range(*rb)]
+
+# %% ../nbs/07a_tasks.ipynb 26
+def accuracy(policy, tokenizer, task: ChatTask,
+             pairs: Sequence[tuple[str, str]],   # (question, answer), rendered through `task`'s template
+             batch_size: int = 200) -> float:    # prompts generated at once
+    "Greedy accuracy of `policy` on the questions `pairs`, prompted and rewarded as `task` does."
+    from rlsub.tiny import generate
+    hits = 0.0
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        comps = generate(policy, tokenizer, [task.prompt(q) for q, _ in chunk], task.max_new_tokens, add_special_tokens=task.add_special_tokens)
+        hits += sum(task.reward(c, a) for c, (_, a) in zip(comps, chunk))
+    return hits / len(pairs)
