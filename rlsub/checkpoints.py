@@ -11,7 +11,8 @@ import pandas as pd
 import torch
 
 # %% auto 0
-__all__ = ['KINDS', 'RlsubError', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint', 'open_checkpoint']
+__all__ = ['KINDS', 'RlsubError', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint', 'unique_tensors',
+           'open_checkpoint']
 
 # %% ../nbs/00_checkpoints.ipynb 5
 class RlsubError(Exception):
@@ -259,7 +260,18 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: holds no dict of tensors; rlsub reads state dicts saved with torch.save or save_pretrained")
     return sd
 
+def unique_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    "`tensors` with each shared tensor once, under its first name: a tied lm_head is the embedding, dropped as `save_pretrained` drops it."
+    seen, out = set(), {}
+    for n, t in tensors.items():
+        key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+        if key[1] and key in seen: continue        # data_ptr 0: meta or empty tensors share nothing
+        seen.add(key); out[n] = t
+    return out
+
 def _memory_checkpoint(tensors: dict[str, torch.Tensor], source: str, config: dict | None = None, file: str = '<memory>') -> Checkpoint:
+    "A checkpoint over tensors in memory (a model's or a state dict's), each shared tensor once: the same tensors as the files `save_pretrained` writes."
+    tensors = unique_tensors(tensors)
     infos = {n: TensorInfo(n, tuple(t.shape), t.dtype, file) for n, t in tensors.items()}
     return Checkpoint(infos, _MemoryReader(tensors), source, config)
 

@@ -4,13 +4,13 @@
 
 # %% ../nbs/08_grpo.ipynb 2
 from __future__ import annotations
-import copy, math, random, shutil, tempfile, time
+import copy, json, math, random, shutil, tempfile, time
 from pathlib import Path
 from dataclasses import dataclass, asdict
 from typing import Callable
 import pandas as pd
 import torch
-from .checkpoints import RlsubError
+from .checkpoints import RlsubError, unique_tensors
 from .scan import resolve_device
 from .tiny import complete
 
@@ -409,11 +409,13 @@ def _dtype(name: str) -> torch.dtype:
 
 def _untied_state(policy, dtype) -> dict[str, torch.Tensor]:
     "The state dict cast to `dtype`, each shared tensor once (a tied lm_head is the embedding: not written twice, as `save_pretrained` does)."
-    seen, out = set(), {}
-    for n, t in policy.state_dict().items():
-        if t.data_ptr() in seen: continue
-        seen.add(t.data_ptr()); out[n] = t.detach().to('cpu', dtype)
-    return out
+    return {n: t.detach().to('cpu', dtype) for n, t in unique_tensors(policy.state_dict()).items()}
+
+def _set_config_dtype(path: Path, dtype: torch.dtype):
+    "Write the stored `dtype` into config.json: transformers 5's `save_pretrained` writes the in-memory model's (fp32), so bf16 weights would reload as fp32."
+    cfg = json.loads(path.read_text())
+    cfg['dtype'] = str(dtype).removeprefix('torch.')
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + '\n')
 
 def save_policy(policy, tokenizer, out,      # a new folder
                 dtype: str = 'bf16',         # 'bf16' (as the paper's checkpoints), 'fp32' or 'fp16'
@@ -423,15 +425,13 @@ def save_policy(policy, tokenizer, out,      # a new folder
     if out.exists(): raise RlsubError(f"{out} already exists; choose a new folder (rlsub never overwrites a checkpoint)")
     if not out.parent.is_dir(): raise RlsubError(f"{out.parent} is not a folder; create it first")
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    old = policy.config.dtype
     try:
-        policy.config.dtype = dt
         policy.save_pretrained(tmp, state_dict=_untied_state(policy, dt))
+        _set_config_dtype(tmp / 'config.json', dt)
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
         tmp.chmod(0o755); tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
-    finally: policy.config.dtype = old
     return out
 
 # %% ../nbs/08_grpo.ipynb 57

@@ -312,3 +312,15 @@ def test_train_grpo_tokenizes_chat_prompts_without_special_tokens(tok):
     spy.calls = []
     train(tiny_policy(tok, 'tiny'), spy, addition(1), cfg(steps=1))
     assert spy.calls and all(spy.calls)
+
+
+@pytest.mark.parametrize('dtype,want', [('bf16', torch.bfloat16), ('fp16', torch.float16), ('fp32', torch.float32)])
+def test_save_policy_config_says_the_stored_dtype(tok, tmp_path, dtype, want):
+    from transformers import AutoConfig, AutoModelForCausalLM
+    pol = tiny_policy(tok, 'tiny')
+    before = pol.config.dtype
+    out = save_policy(pol, tok, tmp_path / dtype, dtype)
+    assert AutoConfig.from_pretrained(out).dtype == want
+    back = AutoModelForCausalLM.from_pretrained(out)        # dtype='auto' is the default in transformers 5
+    assert {p.dtype for p in back.parameters()} == {want}
+    assert str(pol.config.dtype).removeprefix('torch.') == str(before).removeprefix('torch.') and next(pol.parameters()).dtype == torch.float32   # the live policy is untouched

@@ -43,8 +43,9 @@ def test_load_scan_and_mask_match_the_files(saved):
         assert files.table.set_index('name').changed.to_dict() == {n: live[n] for n in files.table.name}
         m, mf = p.mask(), SubnetMask.from_pair(saved / 'base', saved / 'tuned')
         assert m.count == 100 and m.meta['base'] == str(saved / 'base')
-        assert 'lm_head.weight' in m and 'lm_head.weight' not in mf          # tied: the loaded model has it, the files do not
+        assert m.names == mf.names and 'lm_head.weight' not in m             # tied: counted once, in memory as in the files
         assert all(m.tensor(n).equal(mf.tensor(n)) for n in mf.names)
+        assert r.table.name.tolist() == files.table.name.tolist() and r.table.numel.sum() == files.table.numel.sum()
 
 
 def test_generate_is_seeded_and_batched_like_single_prompts(saved):

@@ -224,3 +224,21 @@ def test_saved_files_get_the_usual_mode(tmp_path):
     umask = os.umask(0); os.umask(umask)
     assert stat.S_IMODE((tmp_path / 'r.json').stat().st_mode) == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ['r.json']
+
+
+def test_a_tied_lm_head_counts_once_in_memory_as_on_disk(tmp_path):
+    from transformers import AutoModelForCausalLM
+    from rlsub.examples import tiny_config
+    from rlsub.masks import SubnetMask
+    torch.manual_seed(0)
+    a = AutoModelForCausalLM.from_config(tiny_config('qwen2', tie_word_embeddings=True))
+    b = AutoModelForCausalLM.from_config(tiny_config('qwen2', tie_word_embeddings=True))
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad(): b.model.embed_tokens.weight[:2] += 1; b.model.layers[0].mlp.up_proj.weight[:3] += 1
+    a.save_pretrained(tmp_path / 'a'); b.save_pretrained(tmp_path / 'b')
+    live, files = scan_pair(a, b, progress=False), scan_pair(tmp_path / 'a', tmp_path / 'b', progress=False)
+    assert live.table.name.tolist() == files.table.name.tolist() and 'lm_head.weight' not in live.table.name.tolist()
+    assert live.table.numel.sum() == files.table.numel.sum() == sum(p.numel() for p in a.parameters())
+    assert live.table.changed.tolist() == files.table.changed.tolist()
+    assert SubnetMask.from_pair(a, b).names == SubnetMask.from_pair(tmp_path / 'a', tmp_path / 'b').names
+    assert len(open_checkpoint(a.state_dict())) == len(open_checkpoint(tmp_path / 'a'))   # a state dict shares storage the same way
