@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_explorer.ipynb 2
 from __future__ import annotations
-import base64, html, io, math
+import base64, html, io, math, re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,16 +14,18 @@ import torch
 import matplotlib as mpl
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import NullLocator, PercentFormatter
 import seaborn as sns
-from .checkpoints import RlsubError, open_checkpoint, _prod
+from .checkpoints import KINDS, RlsubError, open_checkpoint, _prod
 from .scan import DEFAULT_THRESHOLD, LADDER, RULES, DeltaReport, changed, snap, _label, _write_atomic
 from .masks import SubnetMask, overlap
 
 # %% auto 0
-__all__ = ['DISPLAY_DPI', 'PNG_DPI', 'headline', 'tensor_table', 'tensor_hist', 'TensorChanges', 'tensor_changes', 'png',
-           'RlsubFigure', 'new_figure', 'plot_sparsity', 'plot_by_layer', 'plot_by_kind', 'plot_heatmap', 'plot_hist',
-           'plot_curve', 'plot_changes', 'Explorer', 'Comparison', 'plot_overlap', 'MaskComparison', 'explore',
-           'report_html', 'save_html', 'synthetic_report']
+__all__ = ['DISPLAY_DPI', 'PNG_DPI', 'WIDGET_DPI', 'MAIN_W', 'SIDE_W', 'headline', 'tensor_table', 'tensor_hist', 'TensorChanges',
+           'tensor_changes', 'png', 'RlsubFigure', 'new_figure', 'plot_sparsity', 'plot_by_layer', 'plot_by_kind',
+           'plot_heatmap', 'plot_hist', 'plot_curve', 'plot_changes', 'Explorer', 'Comparison', 'plot_overlap',
+           'MaskComparison', 'explore', 'report_html', 'save_html', 'synthetic_report']
 
 # %% ../nbs/06_explorer.ipynb 7
 _VIEW_KEYS = {'layer': ['layer'], 'kind': ['kind'], 'heatmap': ['layer', 'kind']}
@@ -45,10 +47,28 @@ class _Grouper:
         return df
 
 # %% ../nbs/06_explorer.ipynb 10
+def _fmt_t(v: float) -> str:
+    "A threshold in the one format used everywhere: 0, 1e-5, 3.15e-4, 1."
+    if v == 0: return '0'
+    m, e = f"{v:.2e}".split('e')
+    m, e = m.rstrip('0').rstrip('.'), int(e)
+    return m if e == 0 else f"{m}e{e}"
+
+_OPS = {'abs': '|Δ|', 'rel': '|Δ|/max(|w|,|ŵ|)'}
+_NUM = re.compile(r'(?<![\w.])\d+(?:\.\d+)?(?:e[-+]?\d+)?')
+
+def _relabel(label: str) -> str:
+    "A rule label from `rlsub.scan` with its numbers written by `_fmt_t` ('exact' spelled out)."
+    return 'exact: stored bits differ' if label == 'exact' else _NUM.sub(lambda m: _fmt_t(float(m.group())), label)
+
+def _rule_text(rule: str, threshold: float | None = None, requested: float | None = None) -> str:
+    "What counts as changed, e.g. 'abs: |Δ| > 1e-5'."
+    return _relabel(_label(rule, threshold, requested))
+
 def headline(report: DeltaReport, rule: str = 'exact', threshold: float | None = None) -> dict:
     "Overall sparsity, density and parameters changed under `rule` at `threshold`, with the rule's label."
     s = report.sparsity(threshold, rule)
-    return dict(sparsity=float(s), density=1 - float(s), changed=int(report.changed(rule, threshold).sum()), params=report.numel, label=s.label)
+    return dict(sparsity=float(s), density=1 - float(s), changed=int(report.changed(rule, threshold).sum()), params=report.numel, label=_relabel(s.label))
 
 _SORTS = {'sparsity': ('sparsity', True), 'size': ('params', False), 'model order': (None, True)}
 
@@ -73,7 +93,7 @@ def tensor_hist(report: DeltaReport, name: str, rule: str = 'abs') -> pd.DataFra
     counts = (report.abs_hist if rule == 'abs' else report.rel_hist)[idx[0]]
     lo, hi = np.concatenate([[-math.inf], LADDER]), np.concatenate([LADDER, [math.inf]])
     df = pd.DataFrame({'lo': lo, 'hi': hi, 'count': counts})
-    df.columns.name = f"{name} ({rule})"
+    df.columns.name, df.attrs['rule'] = f"{name} ({rule})", rule
     return df
 
 # %% ../nbs/06_explorer.ipynb 16
@@ -88,7 +108,7 @@ class TensorChanges:
 
     def __repr__(self):
         n = self.rows.size * self.cols.size
-        return f"TensorChanges {self.name} {list(self.shape)} ({_label(self.rule, self.threshold)}): {self.changed:,} of {n:,} changed ({self.changed / max(n, 1):.2%}), {self.blocks.shape[0]}×{self.blocks.shape[1]} blocks"
+        return f"TensorChanges {self.name} {list(self.shape)} ({_rule_text(self.rule, self.threshold)}): {self.changed:,} of {n:,} changed ({self.changed / max(n, 1):.2%}), {self.blocks.shape[0]}×{self.blocks.shape[1]} blocks"
 
 def _grid(n: int, k: int) -> np.ndarray: return np.linspace(0, n, k + 1).round().astype(np.int64)
 
@@ -124,6 +144,7 @@ def _style():
 
 DISPLAY_DPI = 96   # CSS pixels per inch: a figure w inches wide is shown w·96 px wide in a notebook
 PNG_DPI = 192      # drawn at twice that, so text stays sharp on high-density screens and when zoomed
+WIDGET_DPI = 120   # the dashboard's figures: 1.25 device pixels per CSS pixel (144 measured near the 50 ms budget under load)
 
 def png(fig: Figure, dpi: int = PNG_DPI) -> bytes:
     "`fig` as PNG bytes at `dpi`, every artist drawn (for files, pages and notebook outputs)."
@@ -144,8 +165,9 @@ def new_figure(w: float = 7.0, h: float = 3.2, **kw) -> RlsubFigure:
     FigureCanvasAgg(fig)
     return fig
 
-def _figure(w: float = 7.0, h: float = 3.2, **kw) -> tuple[Figure, object]:
+def _figure(w: float = 7.0, h: float = 3.2, dpi: int = 72, **kw) -> tuple[Figure, object]:
     fig = new_figure(w, h)
+    if dpi != 72: fig.set_dpi(dpi)
     return fig, fig.subplots(**kw)
 
 def _dynamic(fig: Figure, *artists):
@@ -155,8 +177,14 @@ def _dynamic(fig: Figure, *artists):
 
 def _restyle(fig: Figure): fig._rlsub_bg = None   # something besides the dynamic artists changed: draw everything next time
 
+def _static(fig: Figure) -> Figure:
+    "A figure for files and notebooks, not the dashboard: its dynamic artists drawn like the rest (savefig skips animated ones)."
+    for a in getattr(fig, '_rlsub_dynamic', []): a.set_animated(False)
+    fig.__dict__.pop('_rlsub_dynamic', None); fig.__dict__.pop('_rlsub_bg', None)
+    return fig
+
 def _png(fig: Figure) -> bytes:
-    "The figure as PNG bytes (drawn by Agg, only its dynamic artists when the rest is unchanged; fast compression)."
+    "The figure as PNG bytes at its own dpi (drawn by Agg, only its dynamic artists when the rest is unchanged; fast compression)."
     from PIL import Image
     c, dyn = fig.canvas, getattr(fig, '_rlsub_dynamic', None)
     with _style():
@@ -170,143 +198,194 @@ def _png(fig: Figure) -> bytes:
     Image.frombuffer('RGBA', fig.canvas.get_width_height(), fig.canvas.buffer_rgba(), 'raw', 'RGBA', 0, 1).save(buf, 'png', compress_level=1)
     return buf.getvalue()
 
-def _title(fig: Figure):
-    "A title text at the top of `fig`: placed once (an axes title is re-placed at every draw, which costs a third of it)."
-    return fig.text(0.5, 0.99, '', ha='center', va='top', fontsize='medium')
+def _title(fig: Figure, y: float = 0.985):
+    "A title text at the top left of `fig`: placed once (an axes title is re-placed at every draw, which costs a third of it)."
+    return fig.text(0.012, y, '', ha='left', va='top', fontsize='medium')
+
+def _legend_above(ax, n: int):
+    "The legend in one row above the axes' top right corner: never over the data."
+    ax.legend(loc='lower right', bbox_to_anchor=(1.0, 1.0), ncols=n, frameon=False, fontsize='small', borderaxespad=0.15, handletextpad=0.3)
 
 def _thin(ax, axis: str = 'both'):
     "No minor ticks on log axes: fewer texts to lay out at every draw."
-    from matplotlib.ticker import NullLocator
     if axis in ('x', 'both'): ax.xaxis.set_minor_locator(NullLocator())
     if axis in ('y', 'both'): ax.yaxis.set_minor_locator(NullLocator())
 
 def _group_label(v) -> str: return '—' if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(v)
 
-# %% ../nbs/06_explorer.ipynb 22
-def _draw_sparsity(fig, ax, dfs: dict[str, pd.DataFrame]):
+def _ticks(labels: list[str], most: int = 16) -> list[int]:
+    "Positions to label among `labels`: every 1st, 2nd, 5th, 10th... layer so at most `most` show, and always the non-numbers ('—')."
+    n_num = sum(l.isdigit() for l in labels)
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 10**9) if n_num / s <= most)
+    return [i for i, l in enumerate(labels) if not l.isdigit() or int(l) % step == 0]
+
+def _model_order(kinds) -> list:
+    "Kinds in the order a block runs (q k v o qkv gate up down norm embed lm_head other), unknown ones last."
+    return sorted(kinds, key=lambda k: (KINDS.index(k) if k in KINDS else len(KINDS), str(k)))
+
+def _lowest(lo: float) -> float:
+    "The bottom of a sparsity axis whose lowest value is `lo`: 1 minus a round span (1, 2 or 5 × 10ᵏ), so small moves keep the axis."
+    span = max((1 - lo) * 1.15, 1e-2)              # at least 1 %: tick labels stay short
+    return max(0.0, 1 - min(s * 10.0 ** math.ceil(math.log10(span / s)) for s in (1, 2, 5)))
+
+_PCT, _PCT0 = PercentFormatter(1.0), PercentFormatter(1.0, decimals=0)   # shares as %: decimals as the axis needs, none
+
+# %% ../nbs/06_explorer.ipynb 23
+_MAX_VALUES = 16   # values printed by the dots when there are at most this many
+
+def _union(dfs) -> pd.Index:
     groups = pd.Index([])
-    for df in dfs.values(): groups = groups.append(df.index[~df.index.isin(groups)])
-    x, w = np.arange(len(groups)), 0.8 / max(len(dfs), 1)
-    bars = {lab: ax.bar(x + (i - (len(dfs) - 1) / 2) * w, np.zeros(len(groups)), w, color=_PALETTE[i], label=lab) for i, lab in enumerate(dfs)}
-    step = max(1, len(groups) // 16)
-    ax.set_xticks(x[::step], [_group_label(g) for g in groups[::step]])
-    ax.set_xlabel(groups.name or '')
-    ax.set_ylabel('sparsity (share unchanged)')
-    if len(dfs) > 1: ax.legend(loc='lower right', fontsize='small')
+    for df in dfs: groups = groups.append(df.index[~df.index.isin(groups)]).rename(df.index.name)
+    if groups.name == 'kind': groups = pd.Index(_model_order(groups), name='kind')
+    return groups
+
+def _draw_sparsity(fig, ax, dfs: dict[str, pd.DataFrame]):
+    "Sparsity per group as dots (one series per DataFrame) on an axis zoomed to the data; values printed when few."
+    groups, n = _union(dfs.values()), len(dfs)
+    x, w = np.arange(len(groups)), min(0.25, 0.6 / max(n, 1))
+    dots = {lab: ax.plot(x + (i - (n - 1) / 2) * w, np.ones(len(groups)), 'o', ms=5, color=_PALETTE[i], label=lab)[0] for i, lab in enumerate(dfs)}
+    texts = ([ax.annotate('', (xi, 1), xytext=(0, 4), textcoords='offset points', ha='center', va='bottom', fontsize='x-small', color=_PALETTE[i])
+              for i, d in enumerate(dots.values()) for xi in d.get_xdata()] if len(groups) * n <= _MAX_VALUES else [])
+    labels = [_group_label(g) for g in groups]
+    ticks = _ticks(labels)
+    ax.set_xticks(ticks, [labels[i] for i in ticks]); ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_xlabel('layer (—: tensors outside the layers)' if groups.name == 'layer' else (groups.name or ''))
+    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(_PCT)
+    if n > 1: _legend_above(ax, n)
     title = _title(fig)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.18)
-    _dynamic(fig, title, *[r for b in bars.values() for r in b])
+    fig.subplots_adjust(left=0.13, right=0.98, top=0.84 if n > 1 else 0.88, bottom=0.17)
+    _dynamic(fig, title, *dots.values(), *texts)
 
     def update(dfs: dict[str, pd.DataFrame], floor: float | None = None):   # floor: the lowest sparsity the axis must show (None: this data's)
-        lo = 1.0
+        lo, vals = 1.0, []
         for lab, df in dfs.items():
             v = df.sparsity.reindex(groups).to_numpy(dtype=float)
-            for rect, h in zip(bars[lab], v): rect.set_height(h)
+            dots[lab].set_ydata(v); vals.append(v)
             if np.isfinite(v).any(): lo = min(lo, np.nanmin(v))
-        lo = lo if floor is None else floor
-        pad = max((1 - lo) * 0.1, 1e-4)
-        if ax.get_ylim() != (lim := (max(0.0, lo - pad), 1 + pad / 2)): ax.set_ylim(lim); _restyle(fig)
-        title.set_text(next(iter(dfs.values())).columns.name or '')
+        bottom = _lowest(lo if floor is None else min(lo, floor))
+        top = 1 + (1 - bottom) * (0.14 if texts else 0.04)            # room for the printed values above the top dots
+        for t, v in zip(texts, np.concatenate(vals)): t.xy = (t.xy[0], v); t.set_text('' if v != v else f"{v:.1%}")
+        if ax.get_ylim() != (bottom, top): ax.set_ylim(bottom, top); _restyle(fig)
+        name = next(iter(dfs.values())).columns.name
+        title.set_text(f"Sparsity by {groups.name}" + (f" · {_relabel(name)}" if name else ''))
     update(dfs)
     return update
 
 def plot_sparsity(*dfs: pd.DataFrame, labels: list[str] | None = None) -> Figure:
-    "Bars of sparsity per group from `report.sparsity(..., by='layer')` or `by='kind'` (several DataFrames: one series each)."
+    "Dots of sparsity per group from `report.sparsity(..., by='layer')` or `by='kind'` (several DataFrames: one series each); values printed when few."
     labels = labels or [f"#{i + 1}" for i in range(len(dfs))]
     with _style():
         fig, ax = _figure()
         _draw_sparsity(fig, ax, dict(zip(labels, dfs)))
-    return fig
+    return _static(fig)
 
 def plot_by_layer(report: DeltaReport, rule: str = 'exact', threshold: float | None = None) -> Figure:
     "Sparsity by layer (layer '—': the tensors outside the layers)."
     return plot_sparsity(report.sparsity(threshold, rule, by='layer'))
 
 def plot_by_kind(report: DeltaReport, rule: str = 'exact', threshold: float | None = None) -> Figure:
-    "Sparsity by kind of tensor (q, k, v, o, gate, up, down, norm, embed, lm_head, ...)."
+    "Sparsity by kind of tensor, in model order (q, k, v, o, gate, up, down, norm, embed, lm_head, ...)."
     return plot_sparsity(report.sparsity(threshold, rule, by='kind'))
 
-# %% ../nbs/06_explorer.ipynb 25
+# %% ../nbs/06_explorer.ipynb 28
+_MAX_CELLS = 12 * 12   # heatmap values printed in the cells when there are at most this many
+
 def _draw_heatmap(fig, ax, df: pd.DataFrame):
+    "Sparsity per (layer, kind) cell; cells with no tensor hatched grey; values printed when few; colours from the data's lowest value to 1."
     layers = list(dict.fromkeys(df.index.get_level_values('layer')))
-    kinds = list(dict.fromkeys(df.index.get_level_values('kind')))
+    kinds = _model_order(dict.fromkeys(df.index.get_level_values('kind')))
     rpos = {_group_label(v): i for i, v in enumerate(layers)}
     cpos = {k: j for j, k in enumerate(kinds)}
     ri = np.array([rpos[_group_label(v)] for v in df.index.get_level_values('layer')])
     ci = np.array([cpos[k] for k in df.index.get_level_values('kind')])
     grid = np.full((len(layers), len(kinds)), np.nan)
-    im = ax.imshow(grid, aspect='auto', cmap='rocket', interpolation='nearest', vmin=0, vmax=1)
+    ax.add_patch(Rectangle((-0.5, -0.5), len(kinds), len(layers), facecolor='#eeeeee', edgecolor='#b0b0b0', hatch='///', lw=0, zorder=0))
+    im = ax.imshow(grid, aspect='auto', cmap=mpl.colormaps['rocket'].with_extremes(bad=(0, 0, 0, 0)), interpolation='nearest', vmin=0, vmax=1, zorder=1)
     ax.grid(False)
-    ax.set_xticks(np.arange(len(kinds)), kinds)
-    step = max(1, len(layers) // 16)
-    ax.set_yticks(np.arange(0, len(layers), step), [_group_label(v) for v in layers[::step]])
-    ax.set_xlabel('kind'); ax.set_ylabel('layer')
-    cb = fig.colorbar(im, ax=ax, label='sparsity')
+    ax.set_xticks(np.arange(len(kinds)), kinds, **(dict(rotation=40, ha='right', rotation_mode='anchor') if len(kinds) > 7 else {}))
+    labels = [_group_label(v) for v in layers]
+    ticks = _ticks(labels)
+    ax.set_yticks(ticks, [labels[i] for i in ticks])
+    ax.set_xlabel('kind'); ax.set_ylabel('layer (—: outside the layers)')
+    fig.colorbar(im, ax=ax, label='sparsity (share unchanged)', format=_PCT, fraction=0.05, pad=0.02)
+    if len(ri) < grid.size: fig.text(0.99, 0.01, 'hatched: no tensor of that kind', ha='right', va='bottom', fontsize='x-small', color='#555555')
+    texts = [ax.text(c, r, '', ha='center', va='center', fontsize='x-small', zorder=2) for r, c in zip(ri, ci)] if grid.size <= _MAX_CELLS else []
     title = _title(fig)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.14)
-    _dynamic(fig, im, title)
+    fig.subplots_adjust(left=0.12, right=0.86, top=0.91, bottom=0.2 if len(kinds) > 7 else 0.15)
+    _dynamic(fig, im, title, *texts)
 
     def update(df: pd.DataFrame, floor: float | None = None):   # floor: the bottom of the colour scale (None: this data's lowest)
         grid[:] = np.nan
-        grid[ri, ci] = df.sparsity.to_numpy()
+        v = df.sparsity.to_numpy(dtype=float)
+        grid[ri, ci] = v
         im.set_data(grid)
-        lo = (np.nanmin(grid) if np.isfinite(grid).any() else 0.0) if floor is None else floor
-        if im.get_clim() != (lim := (min(lo, 1 - 1e-6), 1.0)): im.set_clim(*lim); _restyle(fig)
-        title.set_text(df.columns.name or '')
+        lo = (np.nanmin(grid) if np.isfinite(grid).any() else 1.0) if floor is None else floor
+        if im.get_clim() != (lim := (min(_lowest(lo), 1 - 1e-4), 1.0)): im.set_clim(*lim); _restyle(fig)
+        for t, x in zip(texts, v):                                    # light text on the dark (more changed) cells
+            t.set_text(f"{x:.1%}"); t.set_color('white' if (x - lim[0]) / (lim[1] - lim[0]) < 0.55 else 'black')
+        title.set_text(f"Sparsity by layer and kind · {_relabel(df.columns.name or '')}")
     update(df)
     return update
 
 def plot_heatmap(df: pd.DataFrame) -> Figure:
-    "Heatmap of sparsity, layers down and kinds across, from `report.sparsity(..., by=['layer', 'kind'])`."
+    "Heatmap of sparsity, layers down and kinds across (model order), from `report.sparsity(..., by=['layer', 'kind'])`."
     with _style():
         fig, ax = _figure(7.0, 4.2)
         _draw_heatmap(fig, ax, df)
-    return fig
+    return _static(fig)
 
-# %% ../nbs/06_explorer.ipynb 28
+# %% ../nbs/06_explorer.ipynb 31
 _X0 = 10 ** -10.5                                          # where the bins with no log position start
 _EDGES = np.concatenate([[10 ** -11, _X0], LADDER[1:], [10.0]])   # 104 plotting edges for the 103 bins
+_XLABEL = {'abs': '|Δ| (log scale)', 'rel': '|Δ| / max(|w|, |ŵ|) (log scale)'}
 
 def _xpos(threshold: float) -> float: return threshold if threshold > 0 else _X0
+
+def _decades(lo: float, hi: float) -> tuple[float, float]: return 10.0 ** math.floor(math.log10(lo)), 10.0 ** math.ceil(math.log10(hi))
 
 def _draw_hist(fig, ax, df: pd.DataFrame, threshold: float | None):
     st = ax.stairs(np.ones(len(_EDGES) - 1), _EDGES, fill=True, baseline=0.5, color=_PALETTE[0], alpha=0.8)
     ax.set_xscale('log'); ax.set_yscale('log'); _thin(ax)
-    ax.set_xlim(10 ** -11, 10.0)
-    ax.set_ylabel('entries')
+    ax.set_ylabel('entries (log scale)')
     line = ax.axvline(1e-5, color=_PALETTE[3], lw=1.5)
-    title = _title(fig)
-    ax.set_xlabel('|Δ| (abs) or |Δ|/max(|w|,|ŵ|) (rel)')
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.2)
+    title = _title(fig); title.set_fontsize('small')
+    fig.subplots_adjust(left=0.14, right=0.95, top=0.8, bottom=0.2)
     _dynamic(fig, st, line, title)
 
     def update(df: pd.DataFrame, threshold: float | None):
-        c = df['count'].to_numpy(dtype=float)
+        c, rule = df['count'].to_numpy(dtype=float), df.attrs.get('rule', 'abs')
         st.set_data(np.where(c > 0, c, 0.5), _EDGES)
-        lim = (0.5, 10.0 ** math.ceil(math.log10(max(c.sum(), 1) * 2)))   # whole decades over all the tensor's changes: both rules, most tensors
-        if ax.get_ylim() != lim: ax.set_ylim(*lim); _restyle(fig)
-        line.set_visible(threshold is not None)
+        nz = np.flatnonzero(c)
+        xs = ([_EDGES[nz[0]], _EDGES[nz[-1] + 1]] if nz.size else [1e-6, 1e-2]) + [DEFAULT_THRESHOLD[rule]]
+        lo, hi = _decades(min(xs) / 2, max(xs) * 2)                  # whole decades around the tensor's changes and the rule's usual threshold
+        ylim = (0.5, 10.0 ** math.ceil(math.log10(max(c.max(initial=1), 1) * 2)))
+        if ax.get_ylim() != ylim or ax.get_xlim() != (lo, hi) or ax.get_xlabel() != _XLABEL[rule]:
+            ax.set_ylim(*ylim); ax.set_xlim(max(lo, 10 ** -11), min(hi, 10.0)); ax.set_xlabel(_XLABEL[rule]); _restyle(fig)
+        line.set_visible(threshold is not None and lo <= _xpos(threshold) <= hi)   # off the axis: the title says how many are above
         if threshold is not None: line.set_xdata([_xpos(threshold)] * 2)
-        title.set_text(f"{df.columns.name}: {int(c.sum()):,} changed" + ('' if threshold is None else f", {int(c[df.lo.to_numpy() >= threshold].sum()):,} above {threshold:g}"))
+        name = df.columns.name.rsplit(' (', 1)[0] if df.columns.name else ''
+        title.set_text(f"{name}\n{rule}: {int(c.sum()):,} changed" +
+                       ('' if threshold is None else f", {int(c[df.lo.to_numpy() >= threshold].sum()):,} above {_fmt_t(threshold)}"))
     update(df, threshold)
     return update
 
 def plot_hist(df: pd.DataFrame, threshold: float | None = None) -> Figure:
-    "The |Δ| histogram of one tensor from `tensor_hist`, on log axes, with `threshold` marked."
+    "The |Δ| histogram of one tensor from `tensor_hist`, on log axes around its changes, with `threshold` marked."
     with _style():
-        fig, ax = _figure(7.0, 2.8)
+        fig, ax = _figure(6.0, 2.8)
         _draw_hist(fig, ax, df, threshold)
-    return fig
+    return _static(fig)
 
-# %% ../nbs/06_explorer.ipynb 31
+# %% ../nbs/06_explorer.ipynb 34
 def _draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float | None):
     x = np.array([_xpos(v) for v in curve.index])
-    for i, r in enumerate(('abs', 'rel')): ax.step(x, curve[r], where='post', label=f"{r}: {_label(r, 1).split(' > ')[0]} > t", color=_PALETTE[i])
-    ax.set_xscale('log'); _thin(ax, 'x'); ax.set_xlabel('threshold t'); ax.set_ylabel('sparsity')
-    ax.legend(loc='lower right', fontsize='small')
+    for i, r in enumerate(('abs', 'rel')): ax.step(x, curve[r], where='post', label=f"{r}: {_OPS[r]} > t", color=_PALETTE[i])
+    ax.set_xscale('log'); _thin(ax, 'x'); ax.set_xlabel('threshold t (log scale; t = 0 drawn at the left edge)')
+    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(_PCT)
+    _legend_above(ax, 2)
     line = ax.axvline(1e-5, color=_PALETTE[3], lw=1.5)
-    title = _title(fig)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.16)
+    title = _title(fig, 0.97)
+    fig.subplots_adjust(left=0.11, right=0.98, top=0.84, bottom=0.16)
     _dynamic(fig, line, title)
 
     def update(rule: str | None, threshold: float | None):
@@ -314,7 +393,7 @@ def _draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float
         if threshold is not None:
             line.set_xdata([_xpos(threshold)] * 2)
             line.set_color(_PALETTE[0 if rule == 'abs' else 1])
-        title.set_text(f"{rule} at {threshold:g}: sparsity {curve[rule].iloc[snap(threshold)[0]]:.2%}" if line.get_visible() else 'sparsity against threshold')
+        title.set_text(f"Sparsity at {rule} {_fmt_t(threshold)}: {curve[rule].iloc[snap(threshold)[0]]:.2%}" if line.get_visible() else 'Sparsity against threshold')
     update(rule, threshold)
     return update
 
@@ -323,44 +402,57 @@ def plot_curve(curve: pd.DataFrame, rule: str | None = None, threshold: float | 
     with _style():
         fig, ax = _figure()
         _draw_curve(fig, ax, curve, rule, threshold)
-    return fig
-
-# %% ../nbs/06_explorer.ipynb 34
-def plot_changes(tc: TensorChanges) -> Figure:
-    "The block picture of a `TensorChanges`, its row densities on the right and column densities below."
-    with _style():
-        fig, axs = _figure(6.0, 4.6, nrows=2, ncols=2, gridspec_kw=dict(width_ratios=[4, 1], height_ratios=[4, 1]))
-        im, right, below = axs[0, 0], axs[0, 1], axs[1, 0]
-        axs[1, 1].set_visible(False)
-        pic = im.imshow(tc.blocks, aspect='auto', cmap='rocket_r', vmin=0, interpolation='nearest',
-                        extent=(0, tc.cols.size, tc.rows.size, 0))
-        im.grid(False); im.set_title(f"{tc.name} ({_label(tc.rule, tc.threshold)})", fontsize='small')
-        fig.colorbar(pic, ax=right, label='share changed')
-        right.plot(tc.rows, np.arange(tc.rows.size) + 0.5, lw=0.8); right.set_ylim(tc.rows.size, 0); right.set_xlabel('row density')
-        right.set_yticklabels([])
-        below.plot(np.arange(tc.cols.size) + 0.5, tc.cols, lw=0.8); below.set_xlim(0, tc.cols.size); below.set_ylabel('column\ndensity')
-        fig.subplots_adjust(left=0.1, right=0.92, top=0.93, bottom=0.1, wspace=0.05, hspace=0.1)
-    return fig
+    return _static(fig)
 
 # %% ../nbs/06_explorer.ipynb 37
-_VIEWS = (('by layer', 'layer'), ('by kind', 'kind'), ('layer × kind', 'heatmap'), ('tensors', 'tensors'))
+def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:   # w, h: inches
+    "The block picture of a `TensorChanges` (rows down, columns across), the share changed per row on the right and per column below."
+    with _style():
+        fig = new_figure(w, h, layout='constrained')
+        axs = fig.subplots(2, 2, gridspec_kw=dict(width_ratios=[4, 1], height_ratios=[4, 1]))
+        im, right, below = axs[0, 0], axs[0, 1], axs[1, 0]
+        axs[1, 1].set_visible(False)
+        pic = im.imshow(tc.blocks, aspect='auto', cmap='rocket_r', vmin=0, interpolation='nearest', extent=(0, tc.cols.size, tc.rows.size, 0))
+        im.grid(False); im.set_ylabel('row'); im.tick_params(labelbottom=False)
+        fig.suptitle(f"Where {tc.name} changed · {_rule_text(tc.rule, tc.threshold)}", fontsize='small')
+        fig.colorbar(pic, ax=right, label='share changed per block', format=_PCT0)
+        right.plot(tc.rows, np.arange(tc.rows.size) + 0.5, lw=0.8); right.set_ylim(tc.rows.size, 0)
+        right.tick_params(labelleft=False); right.set_xlabel('per row'); right.xaxis.set_major_formatter(_PCT0)
+        right.xaxis.set_major_locator(mpl.ticker.MaxNLocator(2))
+        below.plot(np.arange(tc.cols.size) + 0.5, tc.cols, lw=0.8); below.set_xlim(0, tc.cols.size)
+        below.set_xlabel('column'); below.set_ylabel('per column'); below.yaxis.set_major_formatter(_PCT0)
+        below.yaxis.set_major_locator(mpl.ticker.MaxNLocator(2))
+    return fig
 
-def _step_label(v: float) -> str: return '0' if v == 0 else f"{v:.3g}"
+# %% ../nbs/06_explorer.ipynb 40
+_VIEWS = (('by layer', 'layer'), ('by kind', 'kind'), ('layer × kind', 'heatmap'), ('tensors', 'tensors'))
+MAIN_W, SIDE_W = 5.4, 4.2      # inches: the main figure, and the tensor's histogram and picture beside it (518 + 403 CSS px: side by side in a 960 px output)
 
 def _widgets():
     import ipywidgets as W
     return W
 
+def _image(W, w: float, cls: str):
+    "An Image shown `w` inches wide at 96 CSS px per inch (its PNG has more pixels: sharp, not stretched), shrinking with the page."
+    im = W.Image(format='png', layout=W.Layout(width=f'{round(w * DISPLAY_DPI)}px', max_width='100%', height='auto'))
+    im.add_class(f'rlsub-{cls}')
+    return im
+
 def _threshold_slider(W):
-    s = W.SelectionSlider(options=[(_step_label(v), float(v)) for v in LADDER], value=DEFAULT_THRESHOLD['abs'],
-                          description='threshold', continuous_update=False, layout=W.Layout(width='420px'))
-    s.add_class('rlsub-threshold')
-    return s
+    s = W.SelectionSlider(options=[(_fmt_t(v), float(v)) for v in LADDER], value=DEFAULT_THRESHOLD['abs'], description='threshold',
+                          readout=False, continuous_update=False, layout=W.Layout(width='300px'), style={'description_width': '62px'})
+    r = W.HTML(layout=W.Layout(width='56px'))             # our readout: '—' under exact, where the threshold means nothing
+    s.add_class('rlsub-threshold'); r.add_class('rlsub-readout')
+    return s, r
 
 def _rule_buttons(W):
-    b = W.ToggleButtons(options=list(RULES), value='exact', description='rule', style={'button_width': '60px'})
+    b = W.ToggleButtons(options=list(RULES), value='exact', description='rule', style={'button_width': '62px', 'description_width': '32px'}, layout=W.Layout(width='auto'))
     b.add_class('rlsub-rule')
     return b
+
+def _show_threshold(self):
+    "The readout beside the slider: the threshold in `_fmt_t`'s format, '—' under 'exact'."
+    self.readout.value = '<span style="color:#999">—</span>' if self.rule.value == 'exact' else f"<b>{_fmt_t(self.threshold.value)}</b>"
 
 def _headline_html(h: dict) -> str:
     return (f"<b style='font-size:1.2em'>sparsity {h['sparsity']:.2%}</b> &nbsp;·&nbsp; density {h['density']:.2%} &nbsp;·&nbsp; "
@@ -377,34 +469,46 @@ def _table_html(df: pd.DataFrame, max_rows: int = 1000) -> str:
     return (f"<div style='max-height:360px;overflow-y:auto'><table style='font-size:0.85em;text-align:right'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
-# %% ../nbs/06_explorer.ipynb 38
+def _locate(p, where=None) -> Path | None:
+    "Checkpoint path `p` as given, else relative to folder `where` (a report's own folder); None when neither exists."
+    if not isinstance(p, (str, Path)) or not str(p) or str(p).startswith('('): return None
+    p = Path(p).expanduser()
+    for c in [p] + ([Path(where) / p] if where is not None and not p.is_absolute() else []):
+        if c.exists(): return c
+    return None
+
+# %% ../nbs/06_explorer.ipynb 41
 class Explorer:
     "An ipywidgets dashboard over one `DeltaReport`: rule, threshold, view, and one tensor's |Δ|; `self.widget` is what is displayed."
-    def __init__(self, report: DeltaReport, size: int = 64):   # size: blocks across the lazily read tensor picture
+    def __init__(self, report: DeltaReport, size: int = 64,   # size: blocks across the lazily read tensor picture
+                 base=None, tuned=None,                        # the checkpoints, when not where the report says
+                 where=None):                                  # folder that relative checkpoint paths in the report are relative to
         W = _widgets()
         self.report, self.size = report, size
         self._groups = {v: _Grouper(report.table, keys) for v, keys in _VIEW_KEYS.items()}
-        self._curve, self._figs, self._changes, self._floors, self._hist_update = report.curve(), {}, {}, {}, None
+        self._curve, self._figs, self._changes, self._hist_update = report.curve(), {}, {}, None
         m = report.meta
-        self.reachable = all(isinstance(m.get(s), str) and m[s] and Path(m[s]).expanduser().exists() for s in ('base', 'tuned'))
-        self.rule, self.threshold = _rule_buttons(W), _threshold_slider(W)
+        self.base, self.tuned = _locate(base or m.get('base'), where), _locate(tuned or m.get('tuned'), where)
+        self.reachable = self.base is not None and self.tuned is not None
+        self.rule, (self.threshold, self.readout) = _rule_buttons(W), _threshold_slider(W)
         self.threshold.disabled = True
-        self.view = W.ToggleButtons(options=list(_VIEWS), value='layer', description='view', style={'button_width': '90px'})
+        self.view = W.ToggleButtons(options=list(_VIEWS), value='layer', description='view', style={'button_width': '100px', 'description_width': '36px'}, layout=W.Layout(width='auto'))
         self.sort = W.Dropdown(options=list(_SORTS), value='sparsity', description='sort by', layout=W.Layout(width='220px', display='none'))
-        self.tensor = W.Dropdown(options=[('(choose a tensor)', None)] + [(n, n) for n in report.table.name], value=None,
-                                 description='tensor', layout=W.Layout(width='560px'))
-        self.headline, self.table = W.HTML(), W.HTML(layout=W.Layout(display='none'))
-        self.figure, self.hist, self.changes = W.Image(format='png'), W.Image(format='png'), W.Image(format='png')
-        self.note = W.HTML()
+        self._names = set(report.table.name)
+        self.tensor = W.Combobox(options=list(report.table.name), value='', placeholder='type part of a name, e.g. layers.3.mlp', ensure_option=True,
+                                 description='tensor', layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI)}px', max_width='100%'),
+                                 style={'description_width': '48px'})
+        self.headline, self.table, self.note = W.HTML(), W.HTML(layout=W.Layout(display='none')), W.HTML()
+        self.figure, self.hist, self.changes = _image(W, MAIN_W, 'figure'), _image(W, SIDE_W, 'hist'), _image(W, SIDE_W, 'changes')
+        self.tabs = W.Tab(children=[self.hist, self.changes], titles=('|Δ| histogram', 'where it changed'), layout=W.Layout(display='none'))
         for w, c in [(self.view, 'view'), (self.sort, 'sort'), (self.tensor, 'tensor'), (self.headline, 'headline'), (self.table, 'table'),
-                     (self.figure, 'figure'), (self.hist, 'hist'), (self.changes, 'changes'), (self.note, 'note')]: w.add_class(f'rlsub-{c}')
-        self.hist.layout.display = self.changes.layout.display = 'none'
-        self.widget = W.VBox([self.headline, W.HBox([self.rule, self.threshold]), W.HBox([self.view, self.sort]), self.figure, self.table,
-                              self.tensor, self.hist, self.changes, self.note])
+                     (self.note, 'note'), (self.tabs, 'tabs')]: w.add_class(f'rlsub-{c}')
+        self.widget = _layout(W, self)
         self._busy = False
         self.rule.observe(self._on_rule, 'value')
         for w in (self.threshold, self.view, self.sort): w.observe(lambda _: self.refresh(), 'value')
         self.tensor.observe(lambda _: self._show_tensor(), 'value')
+        self.tabs.observe(lambda _: self._show_tensor(), 'selected_index')
         self.refresh()
 
     @property
@@ -412,7 +516,19 @@ class Explorer:
         "(rule, threshold) as the report takes them: threshold None under 'exact'."
         return self.rule.value, (None if self.rule.value == 'exact' else self.threshold.value)
 
-# %% ../nbs/06_explorer.ipynb 40
+    @property
+    def chosen(self) -> str | None:
+        "The tensor chosen in the search box, None while what is typed names none."
+        return self.tensor.value if self.tensor.value in self._names else None
+
+def _layout(W, ex):
+    "Headline; one row of controls; the view's figure (and table) beside the tensor's search box, note and tabs (they wrap below on a narrow page)."
+    row = lambda *c, **kw: W.Box(list(c), layout=W.Layout(display='flex', flex_flow='row wrap', align_items=kw.get('align', 'center'), **kw.get('lay', {})))
+    main = W.VBox([ex.figure, ex.sort, ex.table], layout=W.Layout(width=f'{round(MAIN_W * DISPLAY_DPI) + 10}px', max_width='100%'))
+    side = W.VBox([ex.tensor, ex.note, ex.tabs], layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI) + 14}px', max_width='100%'))
+    return W.VBox([ex.headline, row(ex.rule, ex.threshold, ex.readout, ex.view), row(main, side, align='flex-start')])
+
+# %% ../nbs/06_explorer.ipynb 43
 def _on_rule(self, change):
     rule = change['new']
     self._busy = True                                       # one redraw, after the slider has moved too
@@ -427,10 +543,10 @@ def _main_figure(self, view: str, rule: str, threshold) -> bytes:
     if view == 'tensors': key, data = 'curve', (rule, threshold)
     else:
         df = self._groups[view](self.report.changed(rule, threshold).to_numpy(), _label(rule, None if threshold is None else snap(threshold)[1]))
-        key, data = view, ((df,) if view == 'heatmap' else ({'report': df},)) + (self._floor(view, rule),)
+        key, data = view, (df if view == 'heatmap' else {'report': df},)
     with _style():
         if key not in self._figs:
-            fig, ax = _figure(7.0, 4.2) if key == 'heatmap' else _figure()
+            fig, ax = _figure(MAIN_W, 4.0 if key == 'heatmap' else 3.0, dpi=WIDGET_DPI)
             if key == 'curve': self._figs[key] = fig, _draw_curve(fig, ax, self._curve, *data)
             else: self._figs[key] = fig, (_draw_heatmap if key == 'heatmap' else _draw_sparsity)(fig, ax, data[0])
         self._figs[key][1](*data)
@@ -440,58 +556,58 @@ def _refresh(self):
     "Bring every output up to date with the controls."
     if self._busy: return
     rule, thr = self.state
+    _show_threshold(self)
     self.headline.value = _headline_html(headline(self.report, rule, thr))
     view = self.view.value
     self.sort.layout.display = self.table.layout.display = None if view == 'tensors' else 'none'
     if view == 'tensors': self.table.value = _table_html(tensor_table(self.report, rule, thr, self.sort.value))
     self.figure.value = _main_figure(self, view, rule, thr)
-    if self.tensor.value is not None: self._show_tensor(names_only=False)
+    if self.chosen is not None: self._show_tensor()
 
-def _floor(self, view: str, rule: str) -> float:
-    "The lowest sparsity of any group of `view` under `rule` at any threshold (at the lowest step): the axis stays put while the threshold moves."
-    key = (view, rule)
-    if key not in self._floors:
-        self._floors[key] = float(self._groups[view](self.report.changed(rule, None if rule == 'exact' else 0.0).to_numpy()).sparsity.min())
-    return self._floors[key]
+Explorer._on_rule, Explorer.refresh = _on_rule, _refresh
 
-Explorer._on_rule, Explorer.refresh, Explorer._floor = _on_rule, _refresh, _floor
-
-# %% ../nbs/06_explorer.ipynb 42
-def _show_tensor(self, names_only: bool = True):
-    name = self.tensor.value
-    self.hist.layout.display = self.changes.layout.display = 'none' if name is None else None
-    if name is None: self.note.value = ''; return
+# %% ../nbs/06_explorer.ipynb 45
+def _show_tensor(self):
+    "Draw the chosen tensor's histogram, and its picture when that tab is open (reading the checkpoints, with a note meanwhile)."
+    name = self.chosen
+    self.tabs.layout.display = 'none' if name is None else None
+    if name is None:
+        self.note.value = '' if not self.tensor.value else f"<i>no tensor is named {html.escape(self.tensor.value)!s}: choose one from the list</i>"
+        return
     rule, thr = self.state
     df = tensor_hist(self.report, name, 'rel' if rule == 'rel' else 'abs')
-    if self._hist_update is None:
-        with _style():
-            fig, ax = _figure(7.0, 2.8)
+    with _style():
+        if self._hist_update is None:
+            fig, ax = _figure(SIDE_W, 2.6, dpi=WIDGET_DPI)
             self._hist_fig, self._hist_update = fig, _draw_hist(fig, ax, df, thr)
-    else:
-        with _style(): self._hist_update(df, thr)
-    self.hist.value = _png(self._hist_fig)
+        else: self._hist_update(df, thr)
+    self.hist.value, self.note.value = _png(self._hist_fig), ''
+    if self.tabs.selected_index != 1: return                      # the picture reads the weights: only when it is looked at
     if not self.reachable:
-        self.changes.layout.display = 'none'
-        self.note.value = f"<i>where {html.escape(name)} changed needs the checkpoints, which are not reachable from here (base: {html.escape(str(self.report.meta.get('base', '?')))})</i>"
+        self.changes.value = b''
+        self.note.value = (f"<i>where {html.escape(name)} changed needs the checkpoints, which are not reachable from here "
+                           f"(base: {html.escape(str(self.report.meta.get('base', '?')))}); pass them: explore(report, base=..., tuned=...)</i>")
         return
+    if (name, rule, thr) not in self._changes: self.note.value = f"<i>reading {html.escape(name)} from both checkpoints…</i>"
     self.changes.value, self.note.value = self.changes_png(name, rule, thr), ''
 
 def _changes_png(self, name: str, rule: str, threshold) -> bytes:
     "The block picture of `name` under `rule` at `threshold`, read lazily (the last 8 kept)."
     key = (name, rule, threshold)
     if key not in self._changes:
-        m = self.report.meta
         row = self.report.table.set_index('name').loc[name]
         if row.status != 'matched': return b''
-        self._changes[key] = _png(plot_changes(tensor_changes(m['base'], m['tuned'], name, rule, threshold, size=self.size)))
+        fig = plot_changes(tensor_changes(self.base, self.tuned, name, rule, threshold, size=self.size), SIDE_W, 3.6)
+        fig.set_dpi(WIDGET_DPI)
+        self._changes[key] = _png(fig)
         while len(self._changes) > 8: self._changes.pop(next(iter(self._changes)))
     return self._changes[key]
 
 Explorer._show_tensor, Explorer.changes_png = _show_tensor, _changes_png
 Explorer._repr_html_ = None
-Explorer.__repr__ = lambda self: f"Explorer over {len(self.report.table)} tensors: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, tensor {self.tensor.value}"
+Explorer.__repr__ = lambda self: f"Explorer over {len(self.report.table)} tensors: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, tensor {self.chosen}"
 
-# %% ../nbs/06_explorer.ipynb 46
+# %% ../nbs/06_explorer.ipynb 49
 def _compare_headline_html(hs: dict[str, dict]) -> str:
     rows = [('sparsity', lambda h: f"<b>{h['sparsity']:.2%}</b>"), ('density', lambda h: f"{h['density']:.2%}"),
             ('changed', lambda h: f"{h['changed']:,}"), ('parameters', lambda h: f"{h['params']:,}")]
@@ -507,12 +623,13 @@ class Comparison:
         self.reports = dict(zip(labels, (a, b)))
         self._groups = {lab: {v: _Grouper(r.table, _VIEW_KEYS[v]) for v in ('layer', 'kind')} for lab, r in self.reports.items()}
         self._figs = {}
-        self.rule, self.threshold = _rule_buttons(W), _threshold_slider(W)
+        self.rule, (self.threshold, self.readout) = _rule_buttons(W), _threshold_slider(W)
         self.threshold.disabled = True
-        self.view = W.ToggleButtons(options=list(_VIEWS[:2]), value='layer', description='view')
-        self.headline, self.figure = W.HTML(), W.Image(format='png')
-        for w, c in [(self.view, 'view'), (self.headline, 'headline'), (self.figure, 'figure')]: w.add_class(f'rlsub-{c}')
-        self.widget = W.VBox([self.headline, W.HBox([self.rule, self.threshold]), self.view, self.figure])
+        self.view = W.ToggleButtons(options=list(_VIEWS[:2]), value='layer', description='view', style={'button_width': '100px', 'description_width': '36px'}, layout=W.Layout(width='auto'))
+        self.headline, self.figure = W.HTML(), _image(W, MAIN_W, 'figure')
+        for w, c in [(self.view, 'view'), (self.headline, 'headline')]: w.add_class(f'rlsub-{c}')
+        self.widget = W.VBox([self.headline, W.Box([self.rule, self.threshold, self.readout, self.view],
+                                                   layout=W.Layout(display='flex', flex_flow='row wrap', align_items='center')), self.figure])
         self._busy = False
         self.rule.observe(lambda c: _on_rule(self, c), 'value')
         for w in (self.threshold, self.view): w.observe(lambda _: self.refresh(), 'value')
@@ -523,52 +640,74 @@ class Comparison:
     def refresh(self):
         if self._busy: return
         rule, thr = self.state
+        _show_threshold(self)
         self.headline.value = _compare_headline_html({lab: headline(r, rule, thr) for lab, r in self.reports.items()})
         label = _label(rule, None if thr is None else snap(thr)[1])
         dfs = {lab: self._groups[lab][self.view.value](r.changed(rule, thr).to_numpy(), label) for lab, r in self.reports.items()}
         v = self.view.value
         with _style():
             if v not in self._figs:
-                fig, ax = _figure()
+                fig, ax = _figure(MAIN_W, 3.0, dpi=WIDGET_DPI)
                 self._figs[v] = fig, _draw_sparsity(fig, ax, dfs)
             else: self._figs[v][1](dfs)
         self.figure.value = _png(self._figs[v][0])
 
     def __repr__(self): return f"Comparison of {' and '.join(self.reports)}: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}"
 
-# %% ../nbs/06_explorer.ipynb 49
-def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('mask 1', 'mask 2')) -> Figure:
-    "o₁ and o₂ by group against their chance levels, from `overlap(a, b, by='layer' or 'kind')`."
+# %% ../nbs/06_explorer.ipynb 52
+def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figure:   # labels: short names of the two masks
+    "o₁ and o₂ by group (bars from 0) against their chance levels, from `overlap(a, b, by='layer' or 'kind')`."
+    if df.index.name == 'kind': df = df.loc[_model_order(df.index)]
+    a, b = labels
     with _style():
-        fig, ax = _figure()
+        fig, ax = _figure(MAIN_W, 3.0)
         x = np.arange(len(df))
-        for i, (o, ch, lab) in enumerate([('o1', 'chance_o1', f"o1: share of {labels[0]} also in {labels[1]}"), ('o2', 'chance_o2', f"o2: share of {labels[1]} also in {labels[0]}")]):
+        for i, (o, ch, lab) in enumerate([('o1', 'chance_o1', f"o₁: share of {a} also in {b}"), ('o2', 'chance_o2', f"o₂: share of {b} also in {a}")]):
             ax.bar(x + (i - 0.5) * 0.4, df[o], 0.4, color=_PALETTE[i], label=lab)
             ax.scatter(x + (i - 0.5) * 0.4, df[ch], marker='_', s=120, color='black', zorder=3, label='chance' if i else None)
-        ax.set_xticks(x, [_group_label(g) for g in df.index], rotation=90 if len(df) > 12 else 0)
-        ax.set_xlabel(df.index.name or ''); ax.set_ylabel('overlap'); ax.set_ylim(0, 1.05)
-        ax.legend(loc='upper right', fontsize='x-small')
-        fig.subplots_adjust(left=0.1, right=0.98, top=0.95, bottom=0.3 if len(df) > 12 else 0.18)
+        names = [_group_label(g) for g in df.index]
+        ticks = _ticks(names)
+        ax.set_xticks(ticks, [names[i] for i in ticks]); ax.set_xlim(-0.6, len(df) - 0.4)
+        ax.set_xlabel('layer (—: tensors outside the layers)' if df.index.name == 'layer' else (df.index.name or ''))
+        ax.set_ylabel('overlap'); ax.set_ylim(0, 1.0); ax.yaxis.set_major_formatter(_PCT)
+        short = len(a) + len(b) <= 12
+        _legend_above(ax, 3 if short else 2)
+        h, l = ax.get_legend_handles_labels()
+        ax.legend([h[l.index(k)] for k in sorted(l, key=lambda s: s == 'chance')], sorted(l, key=lambda s: s == 'chance'), loc='lower right',
+                  bbox_to_anchor=(1.0, 1.0), ncols=3 if short else 2, frameon=False, fontsize='small', borderaxespad=0.15)
+        fig.subplots_adjust(left=0.11, right=0.98, top=0.88 if short else 0.8, bottom=0.17)
     return fig
 
-def _overlap_html(o, labels) -> str:
+def _overlap_html(o, names, labels) -> str:
     z = lambda v: f"{v:+.1f} sd" if v == v and abs(v) != math.inf else '—'
-    return (f"<b>{html.escape(labels[0])}</b>: sparsity {1 - o.density1:.2%} (density {o.density1:.2%}, {o.n1:,}) &nbsp;·&nbsp; "
-            f"<b>{html.escape(labels[1])}</b>: sparsity {1 - o.density2:.2%} (density {o.density2:.2%}, {o.n2:,}) &nbsp;·&nbsp; {o.both:,} in both<br>"
-            f"o1 {o.o1:.2%} (chance {o.chance_o1:.2%}, {z(o.z1)}) &nbsp;·&nbsp; o2 {o.o2:.2%} (chance {o.chance_o2:.2%}, {z(o.z2)}) &nbsp;·&nbsp; "
+    return (f"<b>{html.escape(names[0])}</b> ({html.escape(labels[0])}): sparsity {1 - o.density1:.2%}, {o.n1:,} entries &nbsp;·&nbsp; "
+            f"<b>{html.escape(names[1])}</b> ({html.escape(labels[1])}): sparsity {1 - o.density2:.2%}, {o.n2:,} entries &nbsp;·&nbsp; {o.both:,} in both<br>"
+            f"o₁ {o.o1:.2%} (chance {o.chance_o1:.2%}, {z(o.z1)}) &nbsp;·&nbsp; o₂ {o.o2:.2%} (chance {o.chance_o2:.2%}, {z(o.z2)}) &nbsp;·&nbsp; "
             f"Jaccard {o.jaccard:.2%} (chance {o.chance_jaccard:.2%})")
+
+_OVERLAP_COLS = {'params': 'params', 'n1': 'in {a}', 'n2': 'in {b}', 'both': 'in both', 'o1': 'o₁', 'chance_o1': 'chance o₁', 'z1': 'z₁',
+                 'o2': 'o₂', 'chance_o2': 'chance o₂', 'z2': 'z₂', 'jaccard': 'Jaccard'}
+
+def _overlap_table(df: pd.DataFrame, names) -> str:
+    "The overlap by group as HTML: counts with thousands separators, shares as percentages, z to one decimal."
+    out = pd.DataFrame(index=df.index.map(_group_label))
+    for c, h in _OVERLAP_COLS.items():
+        v = df[c].to_numpy()
+        f = (lambda x: f"{x:,}") if c in ('params', 'n1', 'n2', 'both') else (lambda x: '—' if x != x else f"{x:+.1f}") if c[0] == 'z' else (lambda x: '—' if x != x else f"{x:.2%}")
+        out[h.format(a=names[0], b=names[1])] = [f(x) for x in v]
+    return out.to_html(border=0)
 
 class MaskComparison:
     "Two `SubnetMask`s: their densities and their overlap against chance, overall and by layer or kind."
-    def __init__(self, a: SubnetMask, b: SubnetMask, labels: tuple[str, str] | None = None):
+    def __init__(self, a: SubnetMask, b: SubnetMask, labels: tuple[str, str] | None = None):   # labels: short names (default 'A', 'B')
         W = _widgets()
-        self.masks, self.labels = (a, b), tuple(labels or (a.label, b.label))
+        self.masks, self.labels = (a, b), tuple(labels or ('A', 'B'))
         self.overall = overlap(a, b)
         self.by = {v: overlap(a, b, by=v) for v in ('layer', 'kind')}          # computed once: the controls only choose
-        self._png = {v: _png(plot_overlap(df, self.labels)) for v, df in self.by.items()}
-        self.view = W.ToggleButtons(options=list(_VIEWS[:2]), value='kind', description='view')
-        self.headline, self.figure, self.table = W.HTML(_overlap_html(self.overall, self.labels)), W.Image(format='png'), W.HTML()
-        for w, c in [(self.view, 'view'), (self.headline, 'headline'), (self.figure, 'figure'), (self.table, 'table')]: w.add_class(f'rlsub-{c}')
+        self._png = {v: _png(_at(plot_overlap(df, self.labels), WIDGET_DPI)) for v, df in self.by.items()}
+        self.view = W.ToggleButtons(options=list(_VIEWS[:2]), value='kind', description='view', style={'button_width': '100px', 'description_width': '36px'}, layout=W.Layout(width='auto'))
+        self.headline, self.figure, self.table = W.HTML(_overlap_html(self.overall, self.labels, (a.label, b.label))), _image(W, MAIN_W, 'figure'), W.HTML()
+        for w, c in [(self.view, 'view'), (self.headline, 'headline'), (self.table, 'table')]: w.add_class(f'rlsub-{c}')
         self.widget = W.VBox([self.headline, self.view, self.figure, self.table])
         self.view.observe(lambda _: self.refresh(), 'value')
         self.refresh()
@@ -576,24 +715,29 @@ class MaskComparison:
     def refresh(self):
         v = self.view.value
         self.figure.value = self._png[v]
-        df = self.by[v][['params', 'n1', 'n2', 'both', 'density1', 'density2', 'o1', 'chance_o1', 'z1', 'o2', 'chance_o2', 'z2', 'jaccard']]
-        self.table.value = df.rename(index=_group_label).to_html(float_format=lambda x: f"{x:.4g}")
+        self.table.value = _overlap_table(self.by[v], self.labels)
 
-    def __repr__(self): return f"MaskComparison of {self.labels[0]} and {self.labels[1]}: view {self.view.value}"
+    def __repr__(self): return f"MaskComparison of {self.labels[0]} ({self.masks[0].label}) and {self.labels[1]} ({self.masks[1].label}): view {self.view.value}"
 
-# %% ../nbs/06_explorer.ipynb 52
-def explore(a, b=None, labels: tuple[str, str] | None = None, show: bool = True):
-    "Display a dashboard over a `DeltaReport`, two reports side by side, or two `SubnetMask`s and their overlap; return it."
-    if b is None and isinstance(a, DeltaReport): ex = Explorer(a)
+def _at(fig: Figure, dpi: int) -> Figure: fig.set_dpi(dpi); return fig
+
+# %% ../nbs/06_explorer.ipynb 55
+def explore(a, b=None, labels: tuple[str, str] | None = None, show: bool = True,
+            base=None, tuned=None):   # the checkpoints, for tensor pictures, when the report's own paths do not reach them
+    "Display a dashboard over a `DeltaReport` (or a saved report's path), two reports side by side, or two `SubnetMask`s and their overlap; return it."
+    where = None
+    if isinstance(a, (str, Path)) and b is None and Path(a).is_file():
+        a, where = DeltaReport.load(a), Path(a).parent          # its checkpoint paths may be relative to the report's folder
+    if b is None and isinstance(a, DeltaReport): ex = Explorer(a, base=base, tuned=tuned, where=where)
     elif isinstance(a, DeltaReport) and isinstance(b, DeltaReport): ex = Comparison(a, b, tuple(labels or ('A', 'B')))
     elif isinstance(a, SubnetMask) and isinstance(b, SubnetMask): ex = MaskComparison(a, b, labels)
-    else: raise RlsubError(f"explore takes a DeltaReport, two DeltaReports or two SubnetMasks, got {type(a).__name__}" + (f" and {type(b).__name__}" if b is not None else ''))
+    else: raise RlsubError(f"explore takes a DeltaReport (or a report file), two DeltaReports or two SubnetMasks, got {type(a).__name__}" + (f" and {type(b).__name__}" if b is not None else ''))
     if show:
         from IPython.display import display
         display(ex.widget)
     return ex
 
-# %% ../nbs/06_explorer.ipynb 55
+# %% ../nbs/06_explorer.ipynb 58
 def _img(fig: Figure) -> str:
     "An <img> holding `fig` as a sharp PNG, shown at its size in CSS pixels."
     return f"<img width='{round(fig.get_figwidth() * DISPLAY_DPI)}' src='data:image/png;base64,{base64.b64encode(png(fig)).decode()}'>"
@@ -630,7 +774,7 @@ def save_html(report: DeltaReport, path, rule: str = 'exact', threshold: float |
     _write_atomic(path, report_html(report, rule, threshold, title=f"rlsub report: {path.stem}").encode())
     return path
 
-# %% ../nbs/06_explorer.ipynb 58
+# %% ../nbs/06_explorer.ipynb 61
 def synthetic_report(config, seed: int = 0) -> DeltaReport:
     "A `DeltaReport` with the layout of a model of `config` and seeded random counts and histograms (no weights)."
     from rlsub.examples import checkpoint_layout

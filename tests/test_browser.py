@@ -169,7 +169,7 @@ STATE_JS = """([root, want, old]) => {
   const q = c => root.querySelector('.rlsub-' + c), fig = q('figure'), img = fig.tagName === 'IMG' ? fig : fig.querySelector('img');
   const sel = q('rule').querySelector('select'), btn = q('rule').querySelector('button.mod-active');
   const rule = sel ? sel.value : (btn ? btn.innerText.trim() : null);
-  const m = (q('threshold').querySelector('.widget-readout') || {innerText: ''}).innerText.match(/\d*\.?\d+(?:[eE][-+]?\d+)?/);
+  const m = (q('readout') || {innerText: ''}).innerText.match(/\d*\.?\d+(?:[eE][-+]?\d+)?/);   // our readout: '—' under exact
   let step = -1;
   if (m) { const t = parseFloat(m[0]) * (1 + 1e-9); while (step + 1 < want.ladder.length && want.ladder[step + 1] <= t) step++; }
   const pct = (want[rule] || [])[step], head = q('headline').innerText;

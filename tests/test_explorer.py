@@ -32,10 +32,23 @@ def test_grouper_matches_sparsity_at_every_step(big):
 
 def test_dom_contract(big):
     ex = Explorer(big)
-    for w, c in [(ex.headline, 'rlsub-headline'), (ex.threshold, 'rlsub-threshold'), (ex.rule, 'rlsub-rule'), (ex.figure, 'rlsub-figure')]:
+    for w, c in [(ex.headline, 'rlsub-headline'), (ex.threshold, 'rlsub-threshold'), (ex.readout, 'rlsub-readout'), (ex.rule, 'rlsub-rule'),
+                 (ex.figure, 'rlsub-figure'), (ex.tensor, 'rlsub-tensor'), (ex.tabs, 'rlsub-tabs')]:
         assert c in w._dom_classes
-    assert type(ex.figure).__name__ == 'Image' and type(ex.headline).__name__ == 'HTML'
+    assert type(ex.figure).__name__ == 'Image' and type(ex.headline).__name__ == 'HTML' and type(ex.tensor).__name__ == 'Combobox'
     assert f"{big.sparsity():.2%}" in ex.headline.value
+    assert ex.figure.layout.width == '518px' and not ex.threshold.readout      # shown at 5.4 in x 96 px, drawn at more pixels
+    from PIL import Image
+    assert Image.open(__import__('io').BytesIO(ex.figure.value)).width == round(5.4 * 120)
+
+
+def test_one_threshold_format(big):
+    ex = Explorer(big)
+    assert '—' in ex.readout.value                                          # exact: no number by the disabled slider
+    j = int(np.flatnonzero(np.isclose(LADDER, 3.15e-4))[0])
+    ex.rule.value = 'abs'; ex.threshold.value = float(LADDER[j])             # which '{:g}' writes 0.000315
+    assert ex.readout.value == '<b>3.15e-4</b>' and ex.threshold.options[j][0] == '3.15e-4'
+    assert 'abs: |Δ| &gt; 3.15e-4' in ex.headline.value and '0.000315' not in ex.headline.value
 
 
 def test_every_control_changes_what_it_should(big):
@@ -62,16 +75,20 @@ def test_tensor_without_checkpoints(big):
     assert not ex.reachable
     name = big.table.name[5]
     ex.tensor.value = name
-    assert ex.hist.value[:4] == b'\x89PNG' and 'not reachable' in ex.note.value and ex.changes.layout.display == 'none'
-    ex.tensor.value = None
-    assert ex.hist.layout.display == 'none'
+    assert ex.hist.value[:4] == b'\x89PNG' and ex.note.value == ''           # the picture is read only when its tab is opened
+    ex.tabs.selected_index = 1
+    assert 'not reachable' in ex.note.value and 'base=' in ex.note.value and ex.changes.value == b''
+    ex.tensor.value = 'layers.0'                                           # typing: not a name yet
+    assert ex.chosen is None and ex.tabs.layout.display == 'none'
+    ex.tensor.value = ''
+    assert ex.tabs.layout.display == 'none' and ex.note.value == ''
 
 
 def test_tensor_picture_follows_threshold(pair):
     folder, report = pair
     ex = Explorer(report, size=16)
     name = 'model.layers.1.mlp.up_proj.weight'
-    ex.rule.value, ex.tensor.value = 'abs', name
+    ex.rule.value, ex.tensor.value, ex.tabs.selected_index = 'abs', name, 1
     a = ex.changes.value
     ex.threshold.value = 1e-3
     assert a != ex.changes.value and ex.changes.value[:4] == b'\x89PNG'
