@@ -5,6 +5,7 @@
 # %% ../nbs/08_grpo.ipynb 2
 from __future__ import annotations
 import copy, json, math, random, shutil, tempfile, time
+from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass, asdict
 from typing import Callable
@@ -16,9 +17,9 @@ from .tiny import complete
 
 # %% auto 0
 __all__ = ['AGG_MODES', 'EVENTS', 'DTYPES', 'group_advantages', 'approx_kl', 'clipped_objective', 'masked_mean', 'aggregate',
-           'GRPOConfig', 'completion_logprobs', 'rollout', 'collate', 'zero_variance', 'DynamicSampling', 'TrainState',
-           'QuietLog', 'ProgressBar', 'plot_history', 'LivePlot', 'progress_callbacks', 'train_grpo', 'save_policy',
-           'Tracker']
+           'GRPOConfig', 'token_logprobs', 'completion_logprobs', 'rollout', 'collate', 'zero_variance',
+           'DynamicSampling', 'TrainState', 'QuietLog', 'ProgressBar', 'plot_history', 'LivePlot', 'progress_callbacks',
+           'train_grpo', 'save_policy', 'Tracker']
 
 # %% ../nbs/08_grpo.ipynb 5
 def group_advantages(rewards: torch.Tensor,  # [B*G] rewards, the G completions of each prompt together
@@ -89,6 +90,7 @@ class GRPOConfig:
     weight_decay: float = 0.0       # AdamW's decoupled decay; outside a mask it is undone every step
     grad_clip: float | None = 1.0   # clip the global gradient norm (None: no clipping), as TRL does
     micro_batch: int | None = None  # sequences per forward/backward pass (None: the whole batch); bounds memory on real models, same gradient
+    gradient_checkpointing: bool = False   # recompute each layer's activations in the backward pass instead of storing them: less memory on real models, more compute, same gradient
     train_size: int | None = None   # a fixed pool of this many training prompts visited in shuffled epochs (selection needs prompts to recur); None: fresh prompts every step
     max_fill_rounds: int = 8        # with a `selection`, rollout rounds a step may take to fill the batch before training on what it has
     seed: int = 0                   # draws prompts and seeds torch's sampling: same seed, same run
@@ -106,12 +108,26 @@ class GRPOConfig:
         if self.train_size is not None and self.train_size < self.prompts_per_step: raise RlsubError(f"train_size={self.train_size} is smaller than prompts_per_step={self.prompts_per_step}; make the pool at least one batch")
 
 # %% ../nbs/08_grpo.ipynb 25
-def completion_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, n_prompt: int, temperature: float = 1.0) -> torch.Tensor:
-    "[B, T] log-probs under `model` (logits / `temperature`) of the tokens `ids[:, n_prompt:]`, given everything before them (left padding honoured)."
-    pos = (attn.long().cumsum(1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, n_prompt - 1:-1].float()
+def token_logprobs(logits: torch.Tensor,   # [B, T, V] logits predicting `tokens`
+                   tokens: torch.Tensor,   # [B, T]
+                   temperature: float = 1.0) -> torch.Tensor:
+    "[B, T] log softmax(logits / `temperature`) at `tokens`, in fp32, as gather − logsumexp (no [B, T, V] log-prob tensor is kept)."
+    logits = logits.float()
     if temperature != 1.0: logits = logits / temperature
-    return torch.gather(logits.log_softmax(-1), 2, ids[:, n_prompt:, None]).squeeze(2)
+    return logits.gather(2, tokens[..., None]).squeeze(2) - logits.logsumexp(-1)
+
+def _keeps_logits(model) -> bool:
+    "Whether `model.forward` takes `logits_to_keep` (transformers' causal LMs: the lm_head then runs on the last positions only)."
+    import inspect
+    return 'logits_to_keep' in inspect.signature(model.forward).parameters
+
+def completion_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, n_prompt: int, temperature: float = 1.0) -> torch.Tensor:
+    "[B, T] log-probs under `model` (logits / `temperature`) of the tokens `ids[:, n_prompt:]`, given everything before them (left padding honoured); logits only at those T positions."
+    pos = (attn.long().cumsum(1) - 1).clamp(min=0)
+    T = ids.shape[1] - n_prompt
+    keep = dict(logits_to_keep=T + 1) if _keeps_logits(model) else {}    # the lm_head skips the prompt: positions n_prompt-1 .. end
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False, **keep).logits[:, -(T + 1):-1]
+    return token_logprobs(logits, ids[:, n_prompt:], temperature)
 
 def rollout(policy, tokenizer, prompts: list[str], G: int, max_new_tokens: int, temperature: float = 1.0,
             add_special_tokens: bool = True) -> dict:   # False for prompts that are already a rendered chat template
@@ -298,14 +314,39 @@ def progress_callbacks(progress: bool | None, steps: int) -> list:
 
 # %% ../nbs/08_grpo.ipynb 40
 def _prepare(policy, tokenizer, cfg, mask):
-    "Shared start of a training run: pad token checked, fp32 master weights on the device in eval mode; (device, freezer or None, AdamW)."
+    "Shared start of a training run: pad token checked, fp32 master weights on the device in eval mode, checkpointing on if asked; (device, freezer or None, AdamW)."
     if tokenizer.pad_token_id is None: raise RlsubError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
     dev = resolve_device(cfg.device)
     if any(p.dtype != torch.float32 for p in policy.parameters()): policy.float()   # fp32 master weights
     policy.to(dev).eval()
+    if getattr(cfg, 'gradient_checkpointing', False) and not _checkpointing(policy):
+        if not getattr(policy, 'supports_gradient_checkpointing', False): raise RlsubError(f"{type(policy).__name__} does not support gradient checkpointing; set gradient_checkpointing=False")
+        _set_checkpointing(policy, True)
     freezer = _Freezer(policy, mask, dev) if mask is not None else None
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     return dev, freezer, opt
+
+def _checkpointing(policy) -> bool:
+    "Whether gradient checkpointing is on for `policy` (transformers 5.24 calls it activation checkpointing)."
+    if hasattr(policy, 'is_activation_checkpointing'): return bool(policy.is_activation_checkpointing)
+    return bool(getattr(policy, 'is_gradient_checkpointing', False))
+
+def _set_checkpointing(policy, on: bool):
+    "Turn gradient checkpointing (non-reentrant) on or off, under whichever name this transformers uses."
+    new = hasattr(policy, 'activation_checkpointing_enable')
+    if on and new: policy.activation_checkpointing_enable({'use_reentrant': False})
+    elif on: policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})
+    else: policy.activation_checkpointing_disable() if new else policy.gradient_checkpointing_disable()
+
+@contextmanager
+def _loss_mode(policy):
+    "Training mode on just the layers transformers checkpoints (it checkpoints only in training mode), for the loss forward and backward; every other module, dropout included, stays in eval mode, so the log-probs are those of the policy that sampled."
+    from transformers.modeling_layers import GradientCheckpointingLayer
+    layers = [m for m in policy.modules() if isinstance(m, GradientCheckpointingLayer)] if _checkpointing(policy) else []
+    for m in layers: m.training = True
+    try: yield
+    finally:
+        for m in layers: m.training = False
 
 def _optimizer_step(policy, opt, freezer, grad_clip):
     "Mask the gradients (the clip sees the masked ones), clip, step, and restore the entries outside the mask."
@@ -348,25 +389,26 @@ def _update(policy, opt, kept, ref, freezer, cfg, pad_id, max_new):
     with torch.no_grad():
         if cfg.updates_per_batch > 1: old = [completion_logprobs(policy, *take(sl), cfg.temperature) for sl in parts]
         if ref is not None: ref_lp = [completion_logprobs(ref, *take(sl), cfg.temperature) for sl in parts]
-    for _ in range(cfg.updates_per_batch):
-        opt.zero_grad(set_to_none=True)
-        loss = kl = clipped = 0.0
-        for i, sl in enumerate(parts):
-            m = b['mask'][sl]
-            logp = completion_logprobs(policy, *take(sl), cfg.temperature)
-            old_lp = logp.detach() if old is None else old[i]
-            obj = clipped_objective(logp, old_lp, adv[sl], cfg.clip_eps)
-            if ref_lp is not None:
-                kl_tok = approx_kl(logp, ref_lp[i]); obj = obj - cfg.kl_coef * kl_tok
-                kl += (kl_tok.detach() * m).sum().item() / max(ntok, 1)
-            # each slice's share of the whole batch's aggregate, so micro-batches add up to the same gradient
-            w = m.sum().item() / max(ntok, 1) if cfg.loss_agg == 'token' else (sl.stop - sl.start) / len(adv)
-            part_loss = -aggregate(obj, m, cfg.loss_agg, max_new) * w
-            part_loss.backward()
-            loss += part_loss.item()
-            ratio = torch.exp(logp.detach() - old_lp)
-            clipped += (((ratio - 1).abs() > cfg.clip_eps) & m).sum().item()
-        _optimizer_step(policy, opt, freezer, cfg.grad_clip)
+    with _loss_mode(policy):                # checkpointed layers in training mode for the forward and backward
+        for _ in range(cfg.updates_per_batch):
+            opt.zero_grad(set_to_none=True)
+            loss = kl = clipped = 0.0
+            for i, sl in enumerate(parts):
+                m = b['mask'][sl]
+                logp = completion_logprobs(policy, *take(sl), cfg.temperature)
+                old_lp = logp.detach() if old is None else old[i]
+                obj = clipped_objective(logp, old_lp, adv[sl], cfg.clip_eps)
+                if ref_lp is not None:
+                    kl_tok = approx_kl(logp, ref_lp[i]); obj = obj - cfg.kl_coef * kl_tok
+                    kl += (kl_tok.detach() * m).sum().item() / max(ntok, 1)
+                # each slice's share of the whole batch's aggregate, so micro-batches add up to the same gradient
+                w = m.sum().item() / max(ntok, 1) if cfg.loss_agg == 'token' else (sl.stop - sl.start) / len(adv)
+                part_loss = -aggregate(obj, m, cfg.loss_agg, max_new) * w
+                part_loss.backward()
+                loss += part_loss.item()
+                ratio = torch.exp(logp.detach() - old_lp)
+                clipped += (((ratio - 1).abs() > cfg.clip_eps) & m).sum().item()
+            _optimizer_step(policy, opt, freezer, cfg.grad_clip)
     return loss, (kl if ref is not None else float('nan')), clipped / max(ntok, 1), ntok
 
 def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
@@ -378,6 +420,7 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
     "Train `policy` in place on `task` with GRPO; a DataFrame with a row per step (reward, accuracy, kl, clip_frac, tokens, rollouts, loss, seconds, ...)."
     cfg = config or GRPOConfig()
     sel = _selector(selection)
+    was_checkpointing = _checkpointing(policy)
     dev, freezer, opt = _prepare(policy, tokenizer, cfg, mask)
     ref = copy.deepcopy(policy).requires_grad_(False) if cfg.kl_coef > 0 else None
     max_new = cfg.max_new_tokens or task.max_new_tokens
@@ -398,9 +441,11 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
         state.step = step; state.rows.append(row)
         _call(callbacks, 'on_step_end', row, state)
     _call(callbacks, 'on_train_end', state)
+    if _checkpointing(policy) and not was_checkpointing:                  # the policy leaves as it came
+        _set_checkpointing(policy, False)
     return pd.DataFrame(state.rows)
 
-# %% ../nbs/08_grpo.ipynb 54
+# %% ../nbs/08_grpo.ipynb 56
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 def _dtype(name: str) -> torch.dtype:
@@ -434,7 +479,7 @@ def save_policy(policy, tokenizer, out,      # a new folder
         shutil.rmtree(tmp, ignore_errors=True); raise
     return out
 
-# %% ../nbs/08_grpo.ipynb 57
+# %% ../nbs/08_grpo.ipynb 59
 class Tracker:
     "Callback: sparsity against the start and the previous snapshot every `every` steps, per storage precision and rule; optional checkpoints."
     def __init__(self, every: int = 10,                         # steps between snapshots (the last step is always one)

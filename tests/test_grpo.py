@@ -324,3 +324,44 @@ def test_save_policy_config_says_the_stored_dtype(tok, tmp_path, dtype, want):
     back = AutoModelForCausalLM.from_pretrained(out)        # dtype='auto' is the default in transformers 5
     assert {p.dtype for p in back.parameters()} == {want}
     assert str(pol.config.dtype).removeprefix('torch.') == str(before).removeprefix('torch.') and next(pol.parameters()).dtype == torch.float32   # the live policy is untouched
+
+
+def _mlp_calls(pol):
+    "A counter of layer 0's MLP forward calls (a checkpointed layer runs again in the backward pass)."
+    n = [0]
+    pol.model.layers[0].mlp.register_forward_pre_hook(lambda *a: n.__setitem__(0, n[0] + 1))   # a pre-hook: the replay stops early, before the MLP returns
+    return n
+
+
+@pytest.mark.parametrize('how', ['config', 'policy'])
+def test_gradient_checkpointing_really_recomputes_and_gives_the_same_weights(tok, how):
+    runs = {}
+    for on in (False, True):
+        pol = tiny_policy(tok, 'tiny', seed=0)
+        if on and how == 'policy': pol.gradient_checkpointing_enable()      # what a user did before GRPOConfig had the field
+        calls = _mlp_calls(pol)
+        c = cfg(steps=2, micro_batch=8, **(dict(gradient_checkpointing=True) if on and how == 'config' else {}))
+        train(pol, tok, EVEN, c)
+        runs[on] = calls[0], {n: p.detach().clone() for n, p in pol.named_parameters()}
+        assert pol.is_activation_checkpointing == (on and how == 'policy')       # train_grpo leaves the policy as it came
+    assert runs[True][0] - runs[False][0] == 2 * 2                              # 2 steps x 2 micro-batches, each recomputed once
+    for n, p in runs[False][1].items(): torch.testing.assert_close(runs[True][1][n], p, atol=0, rtol=0)
+
+
+def test_completion_logprobs_match_the_naive_full_vocabulary_version(tok):
+    from transformers import AutoModelForCausalLM
+    from rlsub.examples import tiny_config
+    def naive(model, ids, attn, n, T):
+        pos = (attn.long().cumsum(1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, n - 1:-1].float() / T
+        return torch.gather(logits.log_softmax(-1), 2, ids[:, n:, None]).squeeze(2)
+    torch.manual_seed(0)
+    for pol in (tiny_policy(tok, 'tiny', seed=1), AutoModelForCausalLM.from_config(tiny_config('llama', vocab_size=len(tok))).eval()):
+        ro = rollout(pol, tok, ['1+1=', '123+456=', '9='], G=2, max_new_tokens=5)
+        for T in (1.0, 0.7):
+            lp = completion_logprobs(pol, ro['ids'], ro['attn'], ro['n_prompt'], T)
+            torch.testing.assert_close(lp, naive(pol, ro['ids'], ro['attn'], ro['n_prompt'], T), atol=1e-5, rtol=1e-5)
+        seen = []
+        h = pol.lm_head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+        completion_logprobs(pol, ro['ids'], ro['attn'], ro['n_prompt']); h.remove()
+        assert seen == [ro['ids'].shape[1] - ro['n_prompt'] + 1]               # the lm_head never sees the prompt
