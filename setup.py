@@ -42,6 +42,7 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data = True,
+    package_data = package_data,           # the shipped tiny base (rlsub/zoo/addition-base)
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements, 'trl': trl_requirements },
     dependency_links = cfg.get('dep_links','').split(),
