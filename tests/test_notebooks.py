@@ -10,5 +10,5 @@ NOTEBOOKS = sorted(p for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' not i
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=lambda p: str(p.relative_to(NBS)))
 def test_notebook(nb):
-    ok, _ = _run_nb(nb, skip_flags=get_config().tst_flags.split('|'))
+    ok, _ = _run_nb(nb, skip_flags=get_config().tst_flags.split())
     assert ok, f'{nb.name} failed (the cell and traceback are printed above)'
