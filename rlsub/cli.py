@@ -54,9 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('-o', '--output', help='write the per-step table here (CSV)')
     t.add_argument('--final', default=None, help='a final model to follow the checkpoints')
     _run_args(t); _rule_args(t, by=None)
-    d = sub.add_parser('demo', help="the paper's findings in miniature: three GRPO runs of the shipped tiny policy, a results table and an HTML report")
+    d = sub.add_parser('demo', help="the paper's findings in miniature: three GRPO runs of a policy (the shipped tiny one, or SmolLM2-135M), a results table and an HTML report")
+    d.add_argument('--model', choices=['tiny-addition', 'smollm2-135m'], default='tiny-addition', help='tiny-addition: the shipped 0.8M-parameter policy (default, about 3 minutes on 2 CPU cores); smollm2-135m: SmolLM2-135M-Instruct, a real chat model (within 15 minutes on 2 CPU cores)')
     d.add_argument('-o', '--output', default='rlsub-demo.html', help='the HTML report to write (default rlsub-demo.html)')
-    d.add_argument('--size', choices=['test', 'small', 'large'], default='small', help='small: a few minutes on CPU (default); large: for a GPU; test: seconds, checks the pipeline only')
+    d.add_argument('--size', choices=['test', 'small', 'large'], default='small', help='small: sized for a CPU (default); large: for a GPU; test: checks the pipeline only')
     d.add_argument('--keep', default=None, help='keep the runs\' checkpoints in this new folder (default: a temporary one, removed)')
     d.add_argument('--seed', type=int, default=0, help='seed of the first run; the noise-floor run uses seed + 1')
     d.add_argument('--figures', default=None, help='also write the figures as PNG files into this existing folder')
@@ -152,7 +153,7 @@ def _demo(args):
     out = _output(args.output)
     if args.figures is not None and not Path(args.figures).is_dir(): raise RlsubError(f"--figures {args.figures}: no such folder; create it first")
     from rlsub.demo import run_demo, save_figures
-    res = run_demo(args.size, device=args.device, out=out, workdir=args.keep, seed=args.seed, progress=False if args.no_progress else None)
+    res = run_demo(args.size, device=args.device, out=out, workdir=args.keep, seed=args.seed, progress=False if args.no_progress else None, model=args.model)
     print(f"\n{res}")
     if args.figures is not None: print(f"figures: {', '.join(str(p) for p in save_figures(res, args.figures))}")
 
