@@ -5,6 +5,7 @@
 # %% ../nbs/00_checkpoints.ipynb 2
 from __future__ import annotations
 import json, mmap, os, re, struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
@@ -12,7 +13,7 @@ import torch
 
 # %% auto 0
 __all__ = ['KINDS', 'RlsubError', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint', 'unique_tensors',
-           'open_checkpoint']
+           'open_checkpoint', 'set_config_dtype', 'quiet_transformers']
 
 # %% ../nbs/00_checkpoints.ipynb 5
 class RlsubError(Exception):
@@ -345,3 +346,23 @@ def open_checkpoint(src, revision: str | None = None) -> Checkpoint:
         raise CheckpointError(f"{path}: not a checkpoint file (expected .safetensors or .bin)")
     if _HUB_ID.fullmatch(str(src)) and not str(src).startswith(('.', '/')): return _open_folder(_from_hub(str(src), revision), str(src))
     raise CheckpointError(f"{src}: no such file or folder, and not a hub repo id (org/name)")
+
+# %% ../nbs/00_checkpoints.ipynb 49
+def set_config_dtype(folder,                          # a folder save_pretrained wrote
+                     dtype: torch.dtype | str):       # the dtype its weights are stored in
+    "Make `folder/config.json` name the stored `dtype` (`save_pretrained` writes the in-memory model's)."
+    path = Path(folder) / 'config.json'
+    cfg = json.loads(path.read_text())
+    cfg['dtype'] = str(dtype).removeprefix('torch.')
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + '\n')
+
+@contextmanager
+def quiet_transformers():
+    "No progress bars and no info/warning logs from transformers inside the block; the previous settings come back after it."
+    from transformers.utils import logging as tf_logging
+    bars, level = tf_logging.is_progress_bar_enabled(), tf_logging.get_verbosity()
+    tf_logging.disable_progress_bar(); tf_logging.set_verbosity_error()
+    try: yield
+    finally:
+        tf_logging.set_verbosity(level)
+        if bars: tf_logging.enable_progress_bar()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 from typing import Callable
 import pandas as pd
 import torch
-from .checkpoints import RlsubError, unique_tensors
+from .checkpoints import RlsubError, unique_tensors, set_config_dtype, quiet_transformers
 from .scan import resolve_device
 from .tiny import complete
 
@@ -456,12 +456,6 @@ def _untied_state(policy, dtype) -> dict[str, torch.Tensor]:
     "The state dict cast to `dtype`, each shared tensor once (a tied lm_head is the embedding: not written twice, as `save_pretrained` does)."
     return {n: t.detach().to('cpu', dtype) for n, t in unique_tensors(policy.state_dict()).items()}
 
-def _set_config_dtype(path: Path, dtype: torch.dtype):
-    "Write the stored `dtype` into config.json: transformers 5's `save_pretrained` writes the in-memory model's (fp32), so bf16 weights would reload as fp32."
-    cfg = json.loads(path.read_text())
-    cfg['dtype'] = str(dtype).removeprefix('torch.')
-    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + '\n')
-
 def save_policy(policy, tokenizer, out,      # a new folder
                 dtype: str = 'bf16',         # 'bf16' (as the paper's checkpoints), 'fp32' or 'fp16'
                 ) -> Path:
@@ -471,9 +465,10 @@ def save_policy(policy, tokenizer, out,      # a new folder
     if not out.parent.is_dir(): raise RlsubError(f"{out.parent} is not a folder; create it first")
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
     try:
-        policy.save_pretrained(tmp, state_dict=_untied_state(policy, dt))
-        _set_config_dtype(tmp / 'config.json', dt)
-        if tokenizer is not None: tokenizer.save_pretrained(tmp)
+        with quiet_transformers():
+            policy.save_pretrained(tmp, state_dict=_untied_state(policy, dt))
+            if tokenizer is not None: tokenizer.save_pretrained(tmp)
+        set_config_dtype(tmp, dt)     # save_pretrained wrote the in-memory (fp32) dtype
         tmp.chmod(0o755); tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise

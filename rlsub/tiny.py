@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 import pandas as pd
 import torch
-from .checkpoints import RlsubError
+from .checkpoints import RlsubError, quiet_transformers
 from .examples import tiny_config
 
 # %% auto 0
@@ -120,7 +120,7 @@ def generation_config(policy, tokenizer,
     "A complete `GenerationConfig`: greedy, or plain sampling from softmax(logits/T) (no top-k/top-p/min-p, no penalties); stops at every `stop_ids`."
     from transformers import GenerationConfig
     warp = dict(temperature=temperature, top_k=0, top_p=1.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0) if do_sample else {}
-    return GenerationConfig(do_sample=do_sample, num_beams=1, num_return_sequences=1, max_new_tokens=max_new_tokens, min_length=0, min_new_tokens=0,
+    return GenerationConfig(do_sample=do_sample, num_beams=1, num_return_sequences=1, max_new_tokens=max_new_tokens, min_length=0,
                             repetition_penalty=1.0, encoder_repetition_penalty=1.0, no_repeat_ngram_size=0, encoder_no_repeat_ngram_size=0,
                             length_penalty=1.0, renormalize_logits=False, remove_invalid_values=False, use_cache=True,
                             eos_token_id=stop_ids(policy, tokenizer), pad_token_id=tokenizer.pad_token_id, **warp)
@@ -233,7 +233,7 @@ def load_base(name: str = 'addition', device: str = 'cpu'):
     if name not in BASES: raise RlsubError(f"no shipped base {name!r}; use one of {', '.join(BASES)}")
     path = ZOO / f'{name}-base'
     if not (path / 'config.json').is_file(): raise RlsubError(f"{path} is missing; reinstall rlsub or rebuild it with make_base({name!r})")
-    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(resolve_device(device)).eval()
+    with quiet_transformers(): policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(resolve_device(device)).eval()
     return policy, PreTrainedTokenizerFast.from_pretrained(path), BASES[name]['task']()   # not AutoTokenizer: see the note below
 
 def make_base(name: str = 'addition', out: Path | None = None, callback=None) -> pd.DataFrame:

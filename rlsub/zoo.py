@@ -8,7 +8,7 @@ import importlib.util, json, os, re, shutil, tempfile
 from pathlib import Path
 import pandas as pd
 import torch
-from .checkpoints import RlsubError
+from .checkpoints import RlsubError, set_config_dtype, quiet_transformers
 from .scan import resolve_device
 from .tasks import ARITHMETIC, arithmetic, arithmetic_questions, accuracy
 from .tiny import addition
@@ -47,21 +47,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get('RLSUB_CACHE') or '~/.cache/rlsub').expanduser()
 
 # %% ../nbs/07b_zoo.ipynb 12
-def _set_config_dtype(folder: Path, dtype: str = 'bfloat16'):
-    "Make `folder/config.json` say `dtype` (save_pretrained writes the in-memory dtype)."
-    cfg = json.loads((folder / 'config.json').read_text())
-    cfg['dtype'] = dtype
-    (folder / 'config.json').write_text(json.dumps(cfg, indent=2, sort_keys=True) + '\n')
-
 def _convert_smollm2(gguf: Path, out: Path):
     "Dequantise `gguf` to fp32, cast to bf16 and save model and tokenizer into the existing folder `out`."
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
-                                                 quantization_config=GgufConfig(dequantize=True))
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tok.padding_side = 'left'
-    model.to(torch.bfloat16).save_pretrained(out); tok.save_pretrained(out)
-    _set_config_dtype(out, 'bfloat16')
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+                                                     quantization_config=GgufConfig(dequantize=True))
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tok.padding_side = 'left'
+        model.to(torch.bfloat16).save_pretrained(out); tok.save_pretrained(out)
+    set_config_dtype(out, torch.bfloat16)
 
 # %% ../nbs/07b_zoo.ipynb 13
 def _complete(folder: Path) -> bool: return (folder / 'config.json').is_file() and (folder / 'model.safetensors').is_file()
@@ -109,8 +104,9 @@ def _load_folder(folder: Path, device: torch.device, dtype: torch.dtype | None):
     "(policy, tokenizer) from a save_pretrained folder."
     from transformers import AutoModelForCausalLM
     if not (folder / 'config.json').is_file(): raise RlsubError(f"{folder}: no config.json; point at a folder save_pretrained wrote")
-    policy = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or 'auto')
-    return policy.to(device).eval(), _load_tokenizer(folder)
+    with quiet_transformers():
+        policy = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or 'auto')
+        return policy.to(device).eval(), _load_tokenizer(folder)
 
 # %% ../nbs/07b_zoo.ipynb 18
 _HUB_FILES = ['*.json', '*.jinja', '*.model', '*.txt', '*.tiktoken']   # config, generation config, tokenizer files
