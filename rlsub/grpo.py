@@ -278,18 +278,22 @@ class ProgressBar:
     def on_train_end(self, state): self.bar.close()
 
 def plot_history(hist: pd.DataFrame, window: int = 10):
-    "Reward and accuracy (rolling means over `window` steps) and any sparsity columns against step; a matplotlib Figure."
+    "Sampled reward and accuracy (rolling means over `window` steps; one line when they are equal) and any sparsity columns against step; a matplotlib Figure."
     from rlsub.explorer import new_figure
     fig = new_figure(9, 3.2, layout='constrained')
     sp = [c for c in hist.columns if c.startswith('sparsity_')]
+    from matplotlib.ticker import MaxNLocator
     ax = fig.add_subplot(1, 2 if sp else 1, 1)
-    for c in ('reward', 'accuracy'): ax.plot(hist.step, hist[c].rolling(window, min_periods=1).mean(), label=c)
-    ax.set(xlabel='step', title=f'sampled reward (mean of {window} steps)', ylim=(0, 1)); ax.legend(loc='lower right')
+    same = hist.reward.equals(hist.accuracy)            # a 0/1 reward: the mean reward is the share right, one line says both
+    for c in ('reward',) if same else ('reward', 'accuracy'):
+        ax.plot(hist.step, hist[c].rolling(window, min_periods=1).mean(), label='reward = share right (0/1 reward)' if same else f'{c} (sampled)')
+    ax.set(xlabel='step', title=f'sampled completions, mean of {window} steps (not held-out greedy accuracy)', ylim=(0, 1))
+    ax.title.set_fontsize('medium'); ax.legend(loc='lower right'); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if sp:
         ax2 = fig.add_subplot(1, 2, 2)
         for c in sp:
             d = hist[['step', c]].dropna(); ax2.plot(d.step, d[c], marker='o', ms=3, label=c.removeprefix('sparsity_'))
-        ax2.set(xlabel='step', title='sparsity against the start'); ax2.legend()
+        ax2.set(xlabel='step', title='sparsity against the start'); ax2.legend(); ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 class LivePlot:
