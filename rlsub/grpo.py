@@ -287,7 +287,7 @@ def plot_history(hist: pd.DataFrame, window: int = 10):
     same = hist.reward.equals(hist.accuracy)            # a 0/1 reward: the mean reward is the share right, one line says both
     for c in ('reward',) if same else ('reward', 'accuracy'):
         ax.plot(hist.step, hist[c].rolling(window, min_periods=1).mean(), label='reward = share right (0/1 reward)' if same else f'{c} (sampled)')
-    ax.set(xlabel='step', title=f'sampled completions, mean of {window} steps (not held-out greedy accuracy)', ylim=(0, 1))
+    ax.set(xlabel='step', title=f'sampled during training, mean of {window} steps', ylim=(0, 1))
     ax.title.set_fontsize('medium'); ax.legend(loc='lower right'); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if sp:
         ax2 = fig.add_subplot(1, 2, 2)
