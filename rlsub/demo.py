@@ -18,8 +18,8 @@ from .zoo import load_policy, default_task
 from .grpo import GRPOConfig, Tracker, train_grpo, save_policy, plot_history
 
 # %% auto 0
-__all__ = ['SIZES', 'MODELS', 'DemoSize', 'demo_size', 'binomial_se', 'claims_table', 'demo_figures', 'save_figures', 'demo_html',
-           'DemoResult', 'run_demo']
+__all__ = ['SIZES', 'MODELS', 'DemoSize', 'demo_size', 'round_weights', 'binomial_se', 'claims_table', 'demo_figures',
+           'save_figures', 'demo_html', 'DemoResult', 'run_demo']
 
 # %% ../nbs/11_demo.ipynb 5
 @dataclass
@@ -60,6 +60,12 @@ def _accuracy(pol, tok, task, n) -> dict:
     n = len(task.eval_set(n))
     return dict(accuracy=evaluate(pol, tok, task, n), n_eval=n)
 
+@torch.no_grad()
+def round_weights(policy, dtype: torch.dtype = torch.bfloat16):
+    "Round `policy`'s weights in place to the values storing them in `dtype` keeps (they stay in their own dtype): the model a bf16 checkpoint would give back."
+    for p in policy.parameters(): p.copy_(p.to(dtype))
+    return policy
+
 def _run(name, work, model, size, dev, seed, mask=None, progress=None, log=print):
     "One GRPO run from the base; its summary, history and tracker; final weights saved in bf16 and fp32."
     pol, tok, task = _base(model, dev)
@@ -72,10 +78,11 @@ def _run(name, work, model, size, dev, seed, mask=None, progress=None, log=print
     secs = time.perf_counter() - t0
     for d in ('bf16', 'fp32'): save_policy(pol, tok, work / f'{name}-{d}', d)
     acc = _accuracy(pol, tok, task, size.eval_n)
-    log(f"[{name}] held-out accuracy {_acc(acc)} ({secs:.0f} s)")
+    acc['accuracy_bf16'] = _accuracy(round_weights(pol), tok, task, size.eval_n)['accuracy']   # the same model as saved in bf16
+    log(f"[{name}] held-out accuracy {_acc(acc)} as trained (fp32), {_acc(acc, 'accuracy_bf16')} stored in bf16 ({secs:.0f} s)")
     return dict(run=name, **acc, seconds=secs), hist, tr
 
-# %% ../nbs/11_demo.ipynb 10
+# %% ../nbs/11_demo.ipynb 11
 def _agree(work, a, b, d='bf16') -> dict:
     r = scan_pair(work / f'{a}-{d}', work / f'{b}-{d}', progress=False)
     return {'1e-5': r.sparsity(1e-5, 'abs'), '1e-4': r.sparsity(1e-4, 'abs')}
@@ -86,9 +93,9 @@ def binomial_se(p: float, n: int) -> float:
     "Standard error of an accuracy `p` measured on `n` independent examples, √(p(1−p)/n)."
     return math.sqrt(p * (1 - p) / n) if n else math.nan
 
-def _acc(a: dict) -> str:
+def _acc(a: dict, key: str = 'accuracy') -> str:
     "An accuracy with its standard error: '50.6 % ± 2.2'."
-    return f"{a['accuracy']:.1%} ± {100 * binomial_se(a['accuracy'], a['n_eval']):.1f}"
+    return f"{a[key]:.1%} ± {100 * binomial_se(a[key], a['n_eval']):.1f}"
 
 def claims_table(m: dict) -> pd.DataFrame:
     "The paper's claims next to what this run measured (`m`, from `run_demo`)."
@@ -98,15 +105,17 @@ def claims_table(m: dict) -> pd.DataFrame:
         ('…the same run stored in fp32 (Zhu et al.: much of the sparsity is bf16 rounding)', 'dense', _pct(sp['fp32'])),
         ('every matrix type is updated about equally sparsely (bf16, range over q k v o gate up down)', 'similar', f"{_pct(kinds.min())} – {_pct(kinds.max())}"),
         ('the update is nearly full rank (mean rank / min(shape), fp32 Δ)', '> 99 %', _pct(m['rank'])),
-        (f"subnet-only training matches full training (held-out accuracy ± s.e., n = {acc['full']['n_eval']})", 'same or better',
-         f"{_acc(acc['subnet'])} vs {_acc(acc['full'])} (base {_acc(acc['base'])})"),
+        (f"subnet-only training matches full training (held-out accuracy ± s.e., n = {acc['full']['n_eval']}; models stored in bf16)", 'same or better',
+         f"{_acc(acc['subnet'], 'accuracy_bf16')} vs {_acc(acc['full'], 'accuracy_bf16')} (base {_acc(acc['base'])})"),
+        ('…the same runs as trained, in fp32 (storing in bf16 rounds part of the update away)', '—',
+         f"{_acc(acc['subnet'])} vs {_acc(acc['full'])}"),
         ('subnet-only and full models agree within 1e-5 (bf16)', '90–94 %', f"{_pct(m['agree']['1e-5'])} (two seeds: {_pct(m['floor']['1e-5'])})"),
         ('…and within 1e-4', '100 %', f"{_pct(m['agree']['1e-4'])} (two seeds: {_pct(m['floor']['1e-4'])})"),
         ('subnetworks of two seeds overlap beyond chance: o₁ / o₂ (chance)', 'far above chance', f"{_pct(m['overlap'].o1)} / {_pct(m['overlap'].o2)} ({_pct(m['overlap'].chance_o1)} / {_pct(m['overlap'].chance_o2)})"),
     ]
     return pd.DataFrame(rows, columns=['finding', 'paper', 'this run'])
 
-# %% ../nbs/11_demo.ipynb 13
+# %% ../nbs/11_demo.ipynb 14
 def demo_figures(result) -> dict:
     "The demo's figures by name: training curves of each run, sparsity by matrix type and by layer (bf16 vs fp32), overlap of two seeds by type."
     from rlsub.explorer import plot_sparsity, plot_overlap
@@ -143,7 +152,7 @@ def demo_html(result) -> str:
     style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}img{max-width:100%}"
     return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>rlsub demo</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
 
-# %% ../nbs/11_demo.ipynb 15
+# %% ../nbs/11_demo.ipynb 16
 @dataclass
 class DemoResult:
     "What `run_demo` measured: the claims table, per-run summary, histories, tracker table and the raw figures."
@@ -168,7 +177,7 @@ def _peak_rss_gib() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**30 if sys.platform == 'darwin' else r / 2**20
 
-# %% ../nbs/11_demo.ipynb 16
+# %% ../nbs/11_demo.ipynb 17
 def _measure(work, tr, mask, dev, acc) -> dict:
     "Everything the claims table needs, from the runs saved in `work` and the full run's tracker `tr`."
     reps = tr.reports      # the full run's last snapshot against the start, per storage: the scan of base-* vs full-*, already made
@@ -205,6 +214,7 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
         base, tok, task = _base(model, dev)
         base_acc = _accuracy(base, tok, task, sz.eval_n)
         for d in ('bf16', 'fp32'): save_policy(base, tok, work / f'base-{d}', d)
+        base_acc['accuracy_bf16'] = _accuracy(round_weights(base), tok, task, sz.eval_n)['accuracy']
         del base
         log(f"[base] {model}: held-out accuracy {_acc(base_acc)} on {task.name}")
         full, h_full, tr = _run('full', work, model, sz, dev, seed, progress=progress, log=log)
@@ -214,7 +224,7 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
         if (moved - mask).count: raise RlsubError(f"subnet-only training moved {(moved - mask).count} entries outside its mask; please report this as a bug")
         floor, h_floor, _ = _run('full-seed1', work, model, sz, dev, seed + 1, progress=progress, log=log)
         log("[measure] sparsity, agreement, overlap, rank")
-        acc = dict(base=base_acc, **{k: {c: r[c] for c in ('accuracy', 'n_eval')} for k, r in (('full', full), ('subnet', sub), ('floor', floor))})
+        acc = dict(base=base_acc, **{k: {c: r[c] for c in ('accuracy', 'accuracy_bf16', 'n_eval')} for k, r in (('full', full), ('subnet', sub), ('floor', floor))})
         m = _measure(work, tr, mask, dev, acc)
         runs = pd.DataFrame([dict(run='base', **base_acc, seconds=0.0), full, sub, floor]).set_index('run')
         line = (f"{model} ({m['params'] / 1e6:,.1f}M parameters) on {task.name}: {sz.steps} GRPO steps × {sz.prompts} prompts × {sz.group_size} completions, "

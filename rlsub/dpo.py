@@ -63,7 +63,7 @@ def preference_pairs(policy, tokenizer, task,
     rows, texts = [], []
     for sl in _rows(n_prompts, chunk):
         part = prompts[sl]
-        ro = rollout(policy, tokenizer, [q for q, _ in part], G, task.max_new_tokens)
+        ro = rollout(policy, tokenizer, [q for q, _ in part], G, task.max_new_tokens, add_special_tokens=getattr(task, 'add_special_tokens', True))
         seqs = _split_rows(ro)
         for j, (q, a) in enumerate(part):
             r = [task.reward(c, a) for c in ro['texts'][j * G:(j + 1) * G]]

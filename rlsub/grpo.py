@@ -521,6 +521,8 @@ class Tracker:
         self.prev = cur
         self._save(state, state.step)
 
+    def on_train_end(self, state): self.start = self.prev = None   # the snapshots (two copies of the model per storage) are only needed while training
+
     @property
     def table(self) -> pd.DataFrame:
         "step, storage, rule, threshold, sparsity (against the start), step_sparsity (against the previous snapshot)."
