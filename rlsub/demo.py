@@ -120,7 +120,7 @@ def demo_figures(result) -> dict:
     "The demo's figures by name: training curves of each run, sparsity by matrix type and by layer (bf16 vs fp32), overlap of two seeds by type."
     from rlsub.explorer import plot_sparsity, plot_overlap
     m = result.measured
-    figs = {f'history-{n}': plot_history(h) for n, h in result.histories.items()}
+    figs = {f'history-{n}': plot_history(h, window=max(1, len(h) // 10)) for n, h in result.histories.items()}   # a 10-step run: every step
     figs['sparsity-by-kind'] = plot_sparsity(m['kind_bf16'], m['kind_fp32'], labels=['bf16', 'fp32'])
     figs['sparsity-by-layer'] = plot_sparsity(m['layer_bf16'], m['layer_fp32'], labels=['bf16', 'fp32'])
     figs['overlap-by-kind'] = plot_overlap(m['overlap_by_kind'], ('seed 0', 'seed 1'))
