@@ -670,12 +670,11 @@ def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figu
         ax.set_xticks(ticks, [names[i] for i in ticks]); ax.set_xlim(-0.6, len(df) - 0.4)
         ax.set_xlabel('layer (—: tensors outside the layers)' if df.index.name == 'layer' else (df.index.name or ''))
         ax.set_ylabel('overlap'); ax.set_ylim(0, 1.0); ax.yaxis.set_major_formatter(_PCT)
-        short = len(a) + len(b) <= 12
-        _legend_above(ax, 3 if short else 2)
+        short = len(a) + len(b) <= 4           # the legend fits in one row only for names like 'A' and 'B'
         h, l = ax.get_legend_handles_labels()
-        ax.legend([h[l.index(k)] for k in sorted(l, key=lambda s: s == 'chance')], sorted(l, key=lambda s: s == 'chance'), loc='lower right',
-                  bbox_to_anchor=(1.0, 1.0), ncols=3 if short else 2, frameon=False, fontsize='small', borderaxespad=0.15)
-        fig.subplots_adjust(left=0.11, right=0.98, top=0.88 if short else 0.8, bottom=0.17)
+        order = sorted(l, key=lambda s: s == 'chance')
+        fig.legend([h[l.index(k)] for k in order], order, loc='outside upper center', ncols=3 if short else 2, frameon=False, fontsize='small')
+        fig.set_layout_engine('constrained')     # room for two-line group labels, the axis titles and the legend above, whatever their size
     return fig
 
 def _overlap_html(o, names, labels) -> str:
