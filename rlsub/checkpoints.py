@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 # %% auto 0
-__all__ = ['KINDS', 'RlsubError', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint', 'unique_tensors',
-           'open_checkpoint', 'set_config_dtype', 'quiet_transformers']
+__all__ = ['KINDS', 'RlsubError', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint', 'unique_tensors', 'is_hub_id',
+           'hub_folder', 'open_checkpoint', 'set_config_dtype', 'quiet_transformers']
 
 # %% ../nbs/00_checkpoints.ipynb 5
 class RlsubError(Exception):
@@ -312,16 +312,21 @@ def _open_folder(folder: Path, source: str) -> Checkpoint:
 # %% ../nbs/00_checkpoints.ipynb 31
 _HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*/[\w.-]+')
 
-def _from_hub(repo_id: str, revision: str | None) -> Path:
-    "Download (or find in the local cache) the weights and config of a hub model; nothing else is fetched."
+def is_hub_id(name) -> bool:
+    "Does `name` look like a hub repo id (org/name) rather than a local path?"
+    return bool(_HUB_ID.fullmatch(str(name))) and not str(name).startswith(('.', '/', '~'))
+
+def hub_folder(repo_id: str, revision: str | None = None,
+               files: tuple[str, ...] = ('config.json',)) -> Path:   # patterns fetched besides the weights (a tokenizer's files, say)
+    "Download (or find in the local cache) the weights of a hub model and `files`; nothing else is fetched."
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
     try:
-        for patterns in (['*.safetensors', '*.safetensors.index.json', 'config.json'], ['pytorch_model*.bin', 'pytorch_model.bin.index.json', 'config.json']):
-            folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+        for weights in (['*.safetensors', '*.safetensors.index.json'], ['pytorch_model*.bin', 'pytorch_model.bin.index.json']):
+            folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=weights + list(files)))
             if any(folder.glob('*.safetensors')) or any(folder.glob('pytorch_model*.bin')): return folder
     except LocalEntryNotFoundError:
-        raise CheckpointError(f"{repo_id}: not in the local hub cache and the hub cannot be reached (HF_HUB_OFFLINE or no network); download it first or pass a local folder") from None
+        raise CheckpointError(f"{repo_id}: not a local folder, and not in the hub cache (not in the local hub cache, and the hub cannot be reached: HF_HUB_OFFLINE or no network); download it first or pass a local folder") from None
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         raise CheckpointError(f"{repo_id}: {type(e).__name__.removesuffix('Error').replace('NotFound', ' not found')} on the hub; check the id, revision and your token") from None
     except HfHubHTTPError as e:
@@ -344,7 +349,7 @@ def open_checkpoint(src, revision: str | None = None) -> Checkpoint:
         if path.suffix in ('.bin', '.pt', '.pth'): return _bin_checkpoint([path], str(src), _read_config(path.parent))
         if path.name.endswith('.index.json'): return _open_folder(path.parent, str(src))
         raise CheckpointError(f"{path}: not a checkpoint file (expected .safetensors or .bin)")
-    if _HUB_ID.fullmatch(str(src)) and not str(src).startswith(('.', '/')): return _open_folder(_from_hub(str(src), revision), str(src))
+    if is_hub_id(src): return _open_folder(hub_folder(str(src), revision), str(src))
     raise CheckpointError(f"{src}: no such file or folder, and not a hub repo id (org/name)")
 
 # %% ../nbs/00_checkpoints.ipynb 49

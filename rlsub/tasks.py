@@ -130,7 +130,7 @@ def _split(self: ChatTask):
     return self._held, self._train
 
 def _held_out(self: ChatTask) -> list[tuple[str, str]]:
-    "The held-out (question, answer) pairs, as plain questions."
+    "The held-out (question, answer) pairs, the questions as written (not yet through the chat template)."
     return list(_split(self)[0])
 
 def _batch(self: ChatTask, n: int, rng: random.Random) -> list[tuple[str, str]]:

@@ -4,11 +4,11 @@
 
 # %% ../nbs/07b_zoo.ipynb 2
 from __future__ import annotations
-import importlib.util, json, os, re, shutil, tempfile
+import importlib.util, json, os, shutil, tempfile
 from pathlib import Path
 import pandas as pd
 import torch
-from .checkpoints import RlsubError, set_config_dtype, quiet_transformers
+from .checkpoints import RlsubError, set_config_dtype, quiet_transformers, hub_folder, is_hub_id
 from .scan import resolve_device
 from .tasks import ARITHMETIC, arithmetic, arithmetic_questions, accuracy
 from .tiny import addition
@@ -83,7 +83,6 @@ def smollm2_folder(force: bool = False) -> Path:   # convert again even when the
 # %% ../nbs/07b_zoo.ipynb 17
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp32': torch.float32, 'float32': torch.float32,
            'fp16': torch.float16, 'float16': torch.float16}
-_HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*/[\w.-]+')
 
 def _dtype(dtype) -> torch.dtype | None:
     "None, a torch floating dtype, or one of the names in _DTYPES."
@@ -109,23 +108,7 @@ def _load_folder(folder: Path, device: torch.device, dtype: torch.dtype | None):
         return policy.to(device).eval(), _load_tokenizer(folder)
 
 # %% ../nbs/07b_zoo.ipynb 18
-_HUB_FILES = ['*.json', '*.jinja', '*.model', '*.txt', '*.tiktoken']   # config, generation config, tokenizer files
-
-def _hub_folder(repo_id: str) -> Path:
-    "A hub model's snapshot folder (weights, configs, tokenizer), from huggingface_hub's cache or the hub."
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-    try:
-        for weights in (['*.safetensors'], ['pytorch_model*.bin']):
-            folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES + weights))
-            if any(folder.glob('*.safetensors')) or any(folder.glob('pytorch_model*.bin')): return folder
-    except LocalEntryNotFoundError:
-        raise RlsubError(f"{repo_id}: not a local folder, and not in the hub cache while the hub cannot be reached; download it first or pass a local folder") from None
-    except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise RlsubError(f"{repo_id}: no such model on the hub; check the id (or pass a local folder)") from None
-    except HfHubHTTPError as e:
-        raise RlsubError(f"{repo_id}: the hub refused the download ({str(e).splitlines()[0]})") from None
-    raise RlsubError(f"{repo_id}: the hub repo has no safetensors or pytorch_model.bin weights")
+_HUB_FILES = ('*.json', '*.jinja', '*.model', '*.txt', '*.tiktoken')   # a hub policy's configs and tokenizer files, fetched with its weights (`hub_folder`)
 
 # %% ../nbs/07b_zoo.ipynb 19
 def load_policy(name: str,                 # a name in POLICIES, a save_pretrained folder, or a hub id (org/name)
@@ -140,7 +123,7 @@ def load_policy(name: str,                 # a name in POLICIES, a save_pretrain
     if name == 'smollm2-135m': return _load_folder(smollm2_folder(), dev, dt)
     path = Path(str(name)).expanduser()
     if path.is_dir(): return _load_folder(path, dev, dt)
-    if _HUB_ID.fullmatch(str(name)) and not str(name).startswith(('.', '/', '~')): return _load_folder(_hub_folder(str(name)), dev, dt)
+    if is_hub_id(name): return _load_folder(hub_folder(str(name), files=_HUB_FILES), dev, dt)
     raise RlsubError(f"unknown policy {name!r}: not one of {', '.join(POLICIES)}, not an existing folder, not a hub id (org/name)")
 
 # %% ../nbs/07b_zoo.ipynb 24
