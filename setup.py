@@ -24,7 +24,8 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 trl_requirements = shlex.split(cfg.get('trl_requirements', ''))
-dev_requirements = shlex.split(cfg.get('dev_requirements', '')) + trl_requirements
+lora_requirements = shlex.split(cfg.get('lora_requirements', ''))
+dev_requirements = shlex.split(cfg.get('dev_requirements', '')) + trl_requirements + lora_requirements
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -44,7 +45,7 @@ setuptools.setup(
     include_package_data = True,
     package_data = package_data,           # the shipped tiny base (rlsub/zoo/addition-base)
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'trl': trl_requirements },
+    extras_require={ 'dev': dev_requirements, 'trl': trl_requirements, 'lora': lora_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

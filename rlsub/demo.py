@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from .checkpoints import RlsubError
 from .scan import scan_pair, resolve_device, _write_atomic
-from .masks import SubnetMask, overlap
+from .masks import SubnetMask, overlap, random_mask
 from .rank import update_rank, rank_summary
 from .tiny import evaluate
 from .zoo import load_policy, default_task
@@ -66,15 +66,19 @@ def round_weights(policy, dtype: torch.dtype = torch.bfloat16):
     for p in policy.parameters(): p.copy_(p.to(dtype))
     return policy
 
-def _run(name, work, model, size, dev, seed, mask=None, progress=None, log=print):
+def _run(name, work, model, size, dev, seed, mask=None, progress=None, log=print,
+         adapter=None,      # policy -> (model to train, function giving back the plain trained policy), e.g. LoRA (rlsub.controls.lora)
+         lr=None):          # None: the size's learning rate
     "One GRPO run from the base; its summary, history and tracker; final weights saved in bf16 and fp32."
     pol, tok, task = _base(model, dev)
-    cfg = GRPOConfig(steps=size.steps, prompts_per_step=size.prompts, group_size=size.group_size, lr=size.lr, seed=seed, device=str(dev),
+    train, finish = adapter(pol) if adapter else (pol, None)
+    cfg = GRPOConfig(steps=size.steps, prompts_per_step=size.prompts, group_size=size.group_size, lr=lr or size.lr, seed=seed, device=str(dev),
                      max_new_tokens=size.max_new_tokens, micro_batch=size.micro_batch)
     tr = Tracker(every=size.track_every or max(size.steps // 5, 1))
     log(f"[{name}] GRPO, {size.steps} steps of {size.prompts}×{size.group_size} rollouts" + (f", mask {mask.density:.1%} of parameters" if mask else ''))
     t0 = time.perf_counter()
-    hist = train_grpo(pol, tok, task, cfg, mask=mask, callbacks=[tr], progress=progress)
+    hist = train_grpo(train, tok, task, cfg, mask=mask, callbacks=[tr], progress=progress)
+    if finish: pol = finish()
     secs = time.perf_counter() - t0
     for d in ('bf16', 'fp32'): save_policy(pol, tok, work / f'{name}-{d}', d)
     acc = _accuracy(pol, tok, task, size.eval_n)
@@ -111,6 +115,9 @@ def claims_table(m: dict) -> pd.DataFrame:
          f"{_acc(acc['subnet'])} vs {_acc(acc['full'])}"),
         ('subnet-only and full models agree within 1e-5 (bf16)', '90–94 %', f"{_pct(m['agree']['1e-5'])} (two seeds: {_pct(m['floor']['1e-5'])})"),
         ('…and within 1e-4', '100 %', f"{_pct(m['agree']['1e-4'])} (two seeds: {_pct(m['floor']['1e-4'])})"),
+        ('RL subnetwork vs a random mask of the same size (per-tensor density): held-out accuracy stored in bf16 (± s.e.); agreement with the full run within 1e-5 (bf16)',
+         'not tested (MTH: a random 1 % matches full RL)',
+         f"accuracy {_acc(acc['subnet'], 'accuracy_bf16')} vs {_acc(acc['random'], 'accuracy_bf16')}; agree {_pct(m['agree']['1e-5'])} vs {_pct(m['agree_random']['1e-5'])}"),
         ('subnetworks of two seeds overlap beyond chance: o₁ / o₂ (chance)', 'far above chance', f"{_pct(m['overlap'].o1)} / {_pct(m['overlap'].o2)} ({_pct(m['overlap'].chance_o1)} / {_pct(m['overlap'].chance_o2)})"),
     ]
     return pd.DataFrame(rows, columns=['finding', 'paper', 'this run'])
@@ -189,7 +196,7 @@ def _measure(work, tr, mask, dev, acc) -> dict:
                 kind_bf16=by_kind, kind_fp32=reps['fp32'].sparsity(1e-5, 'abs', by='kind'),
                 layer_bf16=reps['bf16'].sparsity(1e-5, 'abs', by='layer'), layer_fp32=reps['fp32'].sparsity(1e-5, 'abs', by='layer'),
                 rank=rank_summary(rank, by=None).rank_fraction.iloc[0], rank_by_kind=rank_summary(rank), acc=acc,
-                agree=_agree(work, 'subnet', 'full'), floor=_agree(work, 'full-seed1', 'full'),
+                agree=_agree(work, 'subnet', 'full'), agree_random=_agree(work, 'random', 'full'), floor=_agree(work, 'full-seed1', 'full'),
                 overlap=overlap(mask, mask1), overlap_by_kind=overlap(mask, mask1, by='kind'), mask_density=mask.density,
                 params=reps['bf16'].numel)
 
@@ -202,7 +209,7 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
              log=print,                         # where status lines go (None: silent)
              model: str = 'tiny-addition',      # the policy, by name: 'tiny-addition' or 'smollm2-135m' (rlsub.zoo)
              ) -> DemoResult:
-    "Run the demo: three GRPO runs from `model`'s base and every measurement; the claims table, and the HTML report at `out`."
+    "Run the demo: four GRPO runs from `model`'s base and every measurement; the claims table, and the HTML report at `out`."
     sz = demo_size(model, size)
     dev, log = resolve_device(device), log or (lambda *a: None)
     out = None if out is None else Path(out).expanduser()
@@ -222,14 +229,15 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
         sub, h_sub, _ = _run('subnet', work, model, sz, dev, seed, mask=mask, progress=progress, log=log)
         moved = SubnetMask.from_pair(work / 'base-fp32', work / 'subnet-fp32', 'exact', device=str(dev))
         if (moved - mask).count: raise RlsubError(f"subnet-only training moved {(moved - mask).count} entries outside its mask; please report this as a bug")
+        rnd, h_rnd, _ = _run('random', work, model, sz, dev, seed, mask=random_mask(mask, seed=seed), progress=progress, log=log)
         floor, h_floor, _ = _run('full-seed1', work, model, sz, dev, seed + 1, progress=progress, log=log)
         log("[measure] sparsity, agreement, overlap, rank")
-        acc = dict(base=base_acc, **{k: {c: r[c] for c in ('accuracy', 'accuracy_bf16', 'n_eval')} for k, r in (('full', full), ('subnet', sub), ('floor', floor))})
+        acc = dict(base=base_acc, **{k: {c: r[c] for c in ('accuracy', 'accuracy_bf16', 'n_eval')} for k, r in (('full', full), ('subnet', sub), ('random', rnd), ('floor', floor))})
         m = _measure(work, tr, mask, dev, acc)
-        runs = pd.DataFrame([dict(run='base', **base_acc, seconds=0.0), full, sub, floor]).set_index('run')
+        runs = pd.DataFrame([dict(run='base', **base_acc, seconds=0.0), full, sub, rnd, floor]).set_index('run')
         line = (f"{model} ({m['params'] / 1e6:,.1f}M parameters) on {task.name}: {sz.steps} GRPO steps × {sz.prompts} prompts × {sz.group_size} completions, "
                 f"lr {sz.lr:g}, seeds {seed} and {seed + 1}, on {dev.type}; {time.perf_counter() - t0:.0f} s in all, peak RSS {_peak_rss_gib():.2f} GiB")
-        res = DemoResult(claims_table(m), runs, dict(full=h_full, subnet=h_sub, **{'full-seed1': h_floor}), tr.table, m, line)
+        res = DemoResult(claims_table(m), runs, dict(full=h_full, subnet=h_sub, random=h_rnd, **{'full-seed1': h_floor}), tr.table, m, line)
         if out is not None:
             _write_atomic(out, demo_html(res).encode()); res.html = out
         return res
