@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_explorer.ipynb 2
 from __future__ import annotations
-import base64, html, io, math, re
+import base64, functools, html, io, math, re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +24,8 @@ from .masks import SubnetMask, overlap
 # %% auto 0
 __all__ = ['DISPLAY_DPI', 'PNG_DPI', 'WIDGET_DPI', 'MAIN_W', 'SIDE_W', 'headline', 'tensor_table', 'tensor_hist', 'TensorChanges',
            'tensor_changes', 'png', 'RlsubFigure', 'new_figure', 'plot_sparsity', 'plot_by_layer', 'plot_by_kind',
-           'plot_heatmap', 'plot_hist', 'plot_curve', 'plot_changes', 'Explorer', 'Comparison', 'plot_overlap',
-           'MaskComparison', 'explore', 'report_html', 'save_html', 'synthetic_report']
+           'plot_heatmap', 'group_at', 'group_point', 'plot_hist', 'plot_curve', 'plot_changes', 'Explorer',
+           'Comparison', 'plot_overlap', 'MaskComparison', 'explore', 'report_html', 'save_html', 'synthetic_report']
 
 # %% ../nbs/06_explorer.ipynb 7
 _VIEW_KEYS = {'layer': ['layer'], 'kind': ['kind'], 'heatmap': ['layer', 'kind']}
@@ -211,6 +211,10 @@ def _thin(ax, axis: str = 'both'):
     if axis in ('x', 'both'): ax.xaxis.set_minor_locator(NullLocator())
     if axis in ('y', 'both'): ax.yaxis.set_minor_locator(NullLocator())
 
+def _pickable(fig: Figure, ax, x=None, y=None):   # x, y: (name, values) of the groups at positions 0, 1, ... along that axis
+    "Remember which groups `ax` shows where, for `group_at`."
+    fig._rlsub_pick = ax, x, y
+
 def _group_label(v) -> str: return '—' if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 def _ticks(labels: list[str], most: int = 16) -> list[int]:
@@ -255,6 +259,7 @@ def _draw_sparsity(fig, ax, dfs: dict[str, pd.DataFrame]):
     title = _title(fig)
     fig.subplots_adjust(left=0.13, right=0.98, top=0.84 if n > 1 else 0.88, bottom=0.17)
     _dynamic(fig, title, *dots.values(), *texts)
+    _pickable(fig, ax, (groups.name, list(groups)))
 
     def update(dfs: dict[str, pd.DataFrame], floor: float | None = None):   # floor: the lowest sparsity the axis must show (None: this data's)
         lo, vals = 1.0, []
@@ -313,6 +318,7 @@ def _draw_heatmap(fig, ax, df: pd.DataFrame):
     title = _title(fig)
     fig.subplots_adjust(left=0.12, right=0.86, top=0.91, bottom=0.2 if len(kinds) > 7 else 0.15)
     _dynamic(fig, im, title, *texts)
+    _pickable(fig, ax, ('kind', kinds), ('layer', layers))
 
     def update(df: pd.DataFrame, floor: float | None = None):   # floor: the bottom of the colour scale (None: this data's lowest)
         grid[:] = np.nan
@@ -335,6 +341,31 @@ def plot_heatmap(df: pd.DataFrame) -> Figure:
     return _static(fig)
 
 # %% ../nbs/06_explorer.ipynb 31
+def group_at(fig: Figure, x: float, y: float) -> dict | None:   # x, y: fractions of the figure's width and height, from its top left
+    "The groups a figure by `plot_sparsity` or `plot_heatmap` shows at point (x, y), e.g. {'kind': 'q', 'layer': 3}; None off its groups."
+    ax, *axes = getattr(fig, '_rlsub_pick', (None, None, None))
+    if ax is None: return None
+    px, py = x * fig.bbox.width, (1 - y) * fig.bbox.height
+    if not ax.bbox.contains(px, py): return None
+    out = {}
+    for p, g in zip(ax.transData.inverted().transform((px, py)), axes):
+        if g is None: continue
+        i = int(np.floor(p + 0.5))
+        if not 0 <= i < len(g[1]): return None
+        out[g[0]] = g[1][i]
+    return out or None
+
+def group_point(fig: Figure, **groups) -> tuple[float, float]:
+    "Where (fractions from the top left, as `group_at` takes them) a figure shows `groups`, e.g. `group_point(fig, layer=3, kind='q')`."
+    ax, *axes = fig._rlsub_pick
+    pos = [0.0, 0.0]
+    for i, g in enumerate(axes):
+        if g is None: pos[i] = sum(ax.get_ylim()) / 2 if i else sum(ax.get_xlim()) / 2
+        else: pos[i] = [_group_label(v) for v in g[1]].index(_group_label(groups[g[0]]))
+    px, py = ax.transData.transform(pos)
+    return px / fig.bbox.width, 1 - py / fig.bbox.height
+
+# %% ../nbs/06_explorer.ipynb 34
 _X0 = 10 ** -10.5                                          # where the bins with no log position start
 _EDGES = np.concatenate([[10 ** -11, _X0], LADDER[1:], [10.0]])   # 104 plotting edges for the 103 bins
 _XLABEL = {'abs': '|Δ| (log scale)', 'rel': '|Δ| / max(|w|, |ŵ|) (log scale)'}
@@ -376,7 +407,7 @@ def plot_hist(df: pd.DataFrame, threshold: float | None = None) -> Figure:
         _draw_hist(fig, ax, df, threshold)
     return _static(fig)
 
-# %% ../nbs/06_explorer.ipynb 34
+# %% ../nbs/06_explorer.ipynb 37
 def _draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float | None):
     x = np.array([_xpos(v) for v in curve.index])
     for i, r in enumerate(('abs', 'rel')): ax.step(x, curve[r], where='post', label=f"{r}: {_OPS[r]} > t", color=_PALETTE[i])
@@ -404,7 +435,7 @@ def plot_curve(curve: pd.DataFrame, rule: str | None = None, threshold: float | 
         _draw_curve(fig, ax, curve, rule, threshold)
     return _static(fig)
 
-# %% ../nbs/06_explorer.ipynb 37
+# %% ../nbs/06_explorer.ipynb 40
 def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:   # w, h: inches
     "The block picture of a `TensorChanges` (rows down, columns across), the share changed per row on the right and per column below."
     with _style():
@@ -424,7 +455,7 @@ def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:  
         below.yaxis.set_major_locator(mpl.ticker.MaxNLocator(2))
     return fig
 
-# %% ../nbs/06_explorer.ipynb 40
+# %% ../nbs/06_explorer.ipynb 43
 _VIEWS = (('by layer', 'layer'), ('by kind', 'kind'), ('layer × kind', 'heatmap'), ('tensors', 'tensors'))
 MAIN_W, SIDE_W = 5.4, 4.2      # inches: the main figure, and the tensor's histogram and picture beside it (518 + 403 CSS px: side by side in a 960 px output)
 
@@ -432,9 +463,10 @@ def _widgets():
     import ipywidgets as W
     return W
 
-def _image(W, w: float, cls: str):
+def _image(W, w: float, cls: str, click: bool = False):   # click: a `ClickImage`, which reports where it is clicked
     "An Image shown `w` inches wide at 96 CSS px per inch (its PNG has more pixels: sharp, not stretched), shrinking with the page."
-    im = W.Image(format='png', layout=W.Layout(width=f'{round(w * DISPLAY_DPI)}px', max_width='100%', height='auto'))
+    lay = W.Layout(width=f'{round(w * DISPLAY_DPI)}px', max_width='100%', height='auto')
+    im = _clickables()[0](layout=lay) if click else W.Image(format='png', layout=lay)
     im.add_class(f'rlsub-{cls}')
     return im
 
@@ -461,11 +493,12 @@ def _headline_html(h: dict) -> str:
 def _fmt_shape(s) -> str: return '×'.join(map(str, s)) if isinstance(s, tuple) and s else ('scalar' if s == () else '—')
 
 def _table_html(df: pd.DataFrame, max_rows: int = 1000) -> str:
-    "A per-tensor table as compact HTML (built directly: pandas' to_html is too slow for every change)."
-    rows = [f"<tr><td style='text-align:left'>{html.escape(n)}</td><td>{_group_label(l)}</td><td>{k}</td><td>{_fmt_shape(s)}</td>"
+    "A per-tensor table as compact HTML, each row carrying its tensor's name (built directly: pandas' to_html is too slow for every change)."
+    rows = [f"<tr data-name='{html.escape(n)}'><td style='text-align:left'>{html.escape(n)}</td><td>{_group_label(l)}</td><td>{k}</td><td>{_fmt_shape(s)}</td>"
             f"<td>{p:,}</td><td>{c:,}</td><td>{'—' if sp != sp else f'{sp:.2%}'}</td></tr>"
             for n, l, k, s, p, c, sp in zip(df.name, df.layer, df.kind, df['shape'], df.params, df.changed, df.sparsity, strict=True)][:max_rows]
     head = ''.join(f"<th>{c}</th>" for c in ('name', 'layer', 'kind', 'shape', 'params', 'changed', 'sparsity'))
+    if not rows: return "<i>no tensor of that kind in that layer</i>"
     return (f"<div style='max-height:360px;overflow-y:auto'><table style='font-size:0.85em;text-align:right'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
@@ -477,7 +510,74 @@ def _locate(p, where=None) -> Path | None:
         if c.exists(): return c
     return None
 
-# %% ../nbs/06_explorer.ipynb 41
+# %% ../nbs/06_explorer.ipynb 44
+_IMAGE_ESM = """
+function render({ model, el }) {
+  const img = document.createElement('img');
+  img.style.cssText = 'width:100%;height:auto;display:block';
+  let url = '';
+  const show = () => {
+    const v = model.get('value');
+    if (url) URL.revokeObjectURL(url);
+    url = v && v.byteLength ? URL.createObjectURL(new Blob([v], { type: 'image/png' })) : '';
+    if (url) img.src = url; else img.removeAttribute('src');
+  };
+  const cursor = () => { img.style.cursor = model.get('pointer') ? 'pointer' : 'default'; };
+  img.addEventListener('click', (e) => {
+    const r = img.getBoundingClientRect();
+    model.send({ x: (e.clientX - r.left) / r.width, y: (e.clientY - r.top) / r.height });
+  });
+  model.on('change:value', show); model.on('change:pointer', cursor);
+  show(); cursor(); el.appendChild(img);
+  return () => { if (url) URL.revokeObjectURL(url); };
+}
+export default { render };
+"""
+_TABLE_ESM = """
+function render({ model, el }) {
+  const box = document.createElement('div');
+  box.className = 'rlsub-rows';
+  const mark = () => {
+    const s = model.get('selected');
+    for (const tr of box.querySelectorAll('tr[data-name]')) tr.classList.toggle('rlsub-sel', tr.dataset.name === s);
+  };
+  const show = () => { box.innerHTML = model.get('value'); mark(); };
+  box.addEventListener('click', (e) => {
+    const tr = e.target.closest('tr[data-name]');
+    if (tr) model.send({ name: tr.dataset.name });
+  });
+  model.on('change:value', show); model.on('change:selected', mark);
+  show(); el.appendChild(box);
+}
+export default { render };
+"""
+_TABLE_CSS = """
+.rlsub-rows tr[data-name] { cursor: pointer; }
+.rlsub-rows tr[data-name]:hover { background: #eef3fb; }
+.rlsub-rows tr.rlsub-sel { background: #d4e3f7; font-weight: 600; }
+"""
+
+@functools.cache
+def _clickables():
+    "The dashboard's two clickable widgets, anywidget classes built on first use (importing rlsub.explorer loads no widget library)."
+    import anywidget, traitlets
+    class ClickImage(anywidget.AnyWidget):
+        "A PNG (`value`, bytes, like ipywidgets' Image) that sends each click as {'x', 'y'}: fractions of its width and height from its top left."
+        _esm = _IMAGE_ESM
+        value = traitlets.Bytes(b'').tag(sync=True)
+        pointer = traitlets.Bool(False).tag(sync=True)     # a hand cursor: clicking the picture does something
+    class ClickTable(anywidget.AnyWidget):
+        "HTML (`value`) whose rows with a `data-name` send a click as {'name'}; the row named `selected` is highlighted."
+        _esm, _css = _TABLE_ESM, _TABLE_CSS
+        value = traitlets.Unicode('').tag(sync=True)
+        selected = traitlets.Unicode('').tag(sync=True)
+    return ClickImage, ClickTable
+
+def _on_click(w, fn):
+    "Call `fn(**message)` for each click `w` sends from the browser."
+    w.on_msg(lambda _, content, buffers: fn(**content))
+
+# %% ../nbs/06_explorer.ipynb 45
 class Explorer:
     "An ipywidgets dashboard over one `DeltaReport`: rule, threshold, view, and one tensor's |Δ|; `self.widget` is what is displayed."
     def __init__(self, report: DeltaReport, size: int = 64,   # size: blocks across the lazily read tensor picture
@@ -498,17 +598,21 @@ class Explorer:
         self.tensor = W.Combobox(options=list(report.table.name), value='', placeholder='type part of a name, e.g. layers.3.mlp', ensure_option=True,
                                  description='tensor', layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI)}px', max_width='100%'),
                                  style={'description_width': '48px'})
-        self.headline, self.table, self.note = W.HTML(), W.HTML(layout=W.Layout(display='none')), W.HTML()
-        self.figure, self.hist, self.changes = _image(W, MAIN_W, 'figure'), _image(W, SIDE_W, 'hist'), _image(W, SIDE_W, 'changes')
+        self.headline, self.table, self.note = W.HTML(), _clickables()[1](layout=W.Layout(display='none')), W.HTML()
+        self.filter = None                                    # the groups the table is cut to by a click on the figure, e.g. {'layer': 3, 'kind': 'q'}
+        self.unfilter = W.Button(tooltip='show every tensor', layout=W.Layout(width='auto', display='none'))
+        self.figure, self.hist, self.changes = _image(W, MAIN_W, 'figure', click=True), _image(W, SIDE_W, 'hist'), _image(W, SIDE_W, 'changes')
         self.tabs = W.Tab(children=[self.hist, self.changes], titles=('|Δ| histogram', 'where it changed'), layout=W.Layout(display='none'))
         for w, c in [(self.view, 'view'), (self.sort, 'sort'), (self.tensor, 'tensor'), (self.headline, 'headline'), (self.table, 'table'),
-                     (self.note, 'note'), (self.tabs, 'tabs')]: w.add_class(f'rlsub-{c}')
+                     (self.note, 'note'), (self.tabs, 'tabs'), (self.unfilter, 'unfilter')]: w.add_class(f'rlsub-{c}')
         self.widget = _layout(W, self)
         self._busy = False
         self.rule.observe(self._on_rule, 'value')
         for w in (self.threshold, self.view, self.sort): w.observe(lambda _: self.refresh(), 'value')
         self.tensor.observe(lambda _: self._show_tensor(), 'value')
         self.tabs.observe(lambda _: self._show_tensor(), 'selected_index')
+        _on_click(self.figure, self._on_figure_click); _on_click(self.table, self._on_row)
+        self.unfilter.on_click(lambda _: self.focus(None))
         self.refresh()
 
     @property
@@ -524,11 +628,11 @@ class Explorer:
 def _layout(W, ex):
     "Headline; one row of controls; the view's figure (and table) beside the tensor's search box, note and tabs (they wrap below on a narrow page)."
     row = lambda *c, **kw: W.Box(list(c), layout=W.Layout(display='flex', flex_flow='row wrap', align_items=kw.get('align', 'center'), **kw.get('lay', {})))
-    main = W.VBox([ex.figure, ex.sort, ex.table], layout=W.Layout(width=f'{round(MAIN_W * DISPLAY_DPI) + 10}px', max_width='100%'))
+    main = W.VBox([ex.figure, row(ex.sort, ex.unfilter), ex.table], layout=W.Layout(width=f'{round(MAIN_W * DISPLAY_DPI) + 10}px', max_width='100%'))
     side = W.VBox([ex.tensor, ex.note, ex.tabs], layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI) + 14}px', max_width='100%'))
     return W.VBox([ex.headline, row(ex.rule, ex.threshold, ex.readout, ex.view), row(main, side, align='flex-start')])
 
-# %% ../nbs/06_explorer.ipynb 43
+# %% ../nbs/06_explorer.ipynb 47
 def _on_rule(self, change):
     rule = change['new']
     self._busy = True                                       # one redraw, after the slider has moved too
@@ -559,17 +663,17 @@ def _refresh(self):
     _show_threshold(self)
     self.headline.value = _headline_html(headline(self.report, rule, thr))
     view = self.view.value
-    self.sort.layout.display = self.table.layout.display = None if view == 'tensors' else 'none'
-    if view == 'tensors': self.table.value = _table_html(tensor_table(self.report, rule, thr, self.sort.value))
-    self.figure.value = _main_figure(self, view, rule, thr)
+    _show_table(self)
+    self.figure.value, self.figure.pointer = _main_figure(self, view, rule, thr), view != 'tensors'   # groups to click in every view but tensors
     if self.chosen is not None: self._show_tensor()
 
 Explorer._on_rule, Explorer.refresh = _on_rule, _refresh
 
-# %% ../nbs/06_explorer.ipynb 45
+# %% ../nbs/06_explorer.ipynb 49
 def _show_tensor(self):
     "Draw the chosen tensor's histogram, and its picture when that tab is open (reading the checkpoints, with a note meanwhile)."
     name = self.chosen
+    self.table.selected = name or ''
     self.tabs.layout.display = 'none' if name is None else None
     if name is None:
         self.note.value = '' if not self.tensor.value else f"<i>no tensor is named {html.escape(self.tensor.value)!s}: choose one from the list</i>"
@@ -607,7 +711,45 @@ Explorer._show_tensor, Explorer.changes_png = _show_tensor, _changes_png
 Explorer._repr_html_ = None
 Explorer.__repr__ = lambda self: f"Explorer over {len(self.report.table)} tensors: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, tensor {self.chosen}"
 
-# %% ../nbs/06_explorer.ipynb 49
+# %% ../nbs/06_explorer.ipynb 51
+def _cut(df: pd.DataFrame, groups: dict | None) -> pd.DataFrame:
+    "The rows of a tensor table in `groups` (e.g. {'layer': 3, 'kind': 'q'}; layer '—': outside the layers); all of them for None."
+    if not groups: return df
+    keep = np.ones(len(df), bool)
+    for k, v in groups.items(): keep &= df[k].map(_group_label).to_numpy() == _group_label(v)
+    return df[keep]
+
+def _groups_text(groups: dict) -> str: return ' · '.join(f"{k} {_group_label(v)}" for k, v in sorted(groups.items(), key=lambda kv: kv[0] != 'layer'))
+
+def _show_table(self):
+    "The tensor table (in the tensors view, or cut to a clicked group), with the sort menu and the button that lifts the cut."
+    shown = self.view.value == 'tensors' or self.filter is not None
+    self.sort.layout.display = self.table.layout.display = None if shown else 'none'
+    self.unfilter.layout.display = None if self.filter else 'none'
+    self.unfilter.description = f"only {_groups_text(self.filter)}  ✕" if self.filter else ''
+    if shown: self.table.value = _table_html(_cut(tensor_table(self.report, *self.state, self.sort.value), self.filter))
+
+def _focus(self, groups: dict | None = None):   # e.g. {'layer': 3, 'kind': 'q'}, {'kind': 'q'}; None: every tensor
+    "Cut the table to `groups`, as a click on the figure does; a layer × kind cell also chooses its largest tensor."
+    self.filter = dict(groups) if groups else None
+    _show_table(self)
+    if self.filter and len(self.filter) == 2:
+        rows = _cut(tensor_table(self.report, sort='size'), self.filter)
+        if len(rows): self.tensor.value = rows.name.iloc[0]
+
+def _point(self, **groups) -> tuple[float, float]:
+    "Where the main figure shows `groups` (fractions from its top left), as a click there would hit them."
+    return group_point(self._figs[self.view.value][0], **groups)
+
+def _on_figure_click(self, x: float, y: float):
+    if self.view.value in self._figs and (g := group_at(self._figs[self.view.value][0], x, y)) is not None: self.focus(g)
+
+def _on_row(self, name: str):
+    if name in self._names: self.tensor.value = name
+
+Explorer.focus, Explorer.point, Explorer._on_figure_click, Explorer._on_row = _focus, _point, _on_figure_click, _on_row
+
+# %% ../nbs/06_explorer.ipynb 56
 def _compare_headline_html(hs: dict[str, dict]) -> str:
     rows = [('sparsity', lambda h: f"<b>{h['sparsity']:.2%}</b>"), ('density', lambda h: f"{h['density']:.2%}"),
             ('changed', lambda h: f"{h['changed']:,}"), ('parameters', lambda h: f"{h['params']:,}")]
@@ -654,7 +796,7 @@ class Comparison:
 
     def __repr__(self): return f"Comparison of {' and '.join(self.reports)}: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}"
 
-# %% ../nbs/06_explorer.ipynb 52
+# %% ../nbs/06_explorer.ipynb 59
 def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figure:   # labels: short names of the two masks
     "o₁ and o₂ by group (bars from 0) against their chance levels, from `overlap(a, b, by='layer' or 'kind')`."
     if df.index.name == 'kind': df = df.loc[_model_order(df.index)]
@@ -720,7 +862,7 @@ class MaskComparison:
 
 def _at(fig: Figure, dpi: int) -> Figure: fig.set_dpi(dpi); return fig
 
-# %% ../nbs/06_explorer.ipynb 55
+# %% ../nbs/06_explorer.ipynb 62
 def explore(a, b=None, labels: tuple[str, str] | None = None, show: bool = True,
             base=None, tuned=None):   # the checkpoints, for tensor pictures, when the report's own paths do not reach them
     "Display a dashboard over a `DeltaReport` (or a saved report's path), two reports side by side, or two `SubnetMask`s and their overlap; return it."
@@ -736,7 +878,7 @@ def explore(a, b=None, labels: tuple[str, str] | None = None, show: bool = True,
         display(ex.widget)
     return ex
 
-# %% ../nbs/06_explorer.ipynb 58
+# %% ../nbs/06_explorer.ipynb 65
 def _img(fig: Figure) -> str:
     "An <img> holding `fig` as a sharp PNG, shown at its size in CSS pixels."
     return f"<img width='{round(fig.get_figwidth() * DISPLAY_DPI)}' src='data:image/png;base64,{base64.b64encode(png(fig)).decode()}'>"
@@ -773,7 +915,7 @@ def save_html(report: DeltaReport, path, rule: str = 'exact', threshold: float |
     _write_atomic(path, report_html(report, rule, threshold, title=f"rlsub report: {path.stem}").encode())
     return path
 
-# %% ../nbs/06_explorer.ipynb 61
+# %% ../nbs/06_explorer.ipynb 68
 def synthetic_report(config, seed: int = 0) -> DeltaReport:
     "A `DeltaReport` with the layout of a model of `config` and seeded random counts and histograms (no weights)."
     from rlsub.examples import checkpoint_layout

@@ -35,7 +35,7 @@ def test_dom_contract(big):
     for w, c in [(ex.headline, 'rlsub-headline'), (ex.threshold, 'rlsub-threshold'), (ex.readout, 'rlsub-readout'), (ex.rule, 'rlsub-rule'),
                  (ex.figure, 'rlsub-figure'), (ex.tensor, 'rlsub-tensor'), (ex.tabs, 'rlsub-tabs')]:
         assert c in w._dom_classes
-    assert type(ex.figure).__name__ == 'Image' and type(ex.headline).__name__ == 'HTML' and type(ex.tensor).__name__ == 'Combobox'
+    assert type(ex.figure).__name__ == 'ClickImage' and type(ex.table).__name__ == 'ClickTable' and type(ex.headline).__name__ == 'HTML' and type(ex.tensor).__name__ == 'Combobox'
     assert f"{big.sparsity():.2%}" in ex.headline.value
     assert ex.figure.layout.width == '518px' and not ex.threshold.readout      # shown at 5.4 in x 96 px, drawn at more pixels
     from PIL import Image
@@ -97,6 +97,31 @@ def test_tensor_picture_follows_threshold(pair):
         assert tc.changed == int(report.changed(rule, thr)[name])
         assert tc.rows.shape == (tc.shape[0],) and tc.blocks.shape == (7, 7)
         assert np.isclose((tc.rows * tc.cols.size).sum(), tc.changed)
+
+
+def test_clicks_choose_and_cut(big):
+    "Every heatmap cell of a 6-layer layout, clicked at its centre, cuts the table to that cell and chooses its largest tensor; rows choose."
+    ex = Explorer(big)
+    ex.rule.value, ex.view.value = 'abs', 'heatmap'
+    t = tensor_table(big, sort='size')
+    lab = lambda v: '—' if v is pd.NA else str(v)
+    for (layer, kind), rows in t.groupby([t.layer.map(lab), t.kind], sort=False):
+        ex._on_figure_click(*ex.point(layer=rows.layer.iloc[0], kind=kind))
+        assert ex.chosen == rows.name.iloc[0] and ex.table.selected == ex.chosen, (layer, kind)
+        assert ex.table.value.count('<tr data-name=') == len(rows) and f"only layer {layer} · kind {kind}" in ex.unfilter.description
+    ex._on_figure_click(0.005, 0.005)                                       # the margin: nothing changes
+    assert ex.filter is not None and ex.chosen == rows.name.iloc[0]
+    ex._on_figure_click(*ex.point(layer=0, kind='norm'))                    # two norms in a layer: both listed, the first chosen
+    assert ex.table.value.count('<tr data-name=') == 2
+    ex._on_row(big.table.name[7]); assert ex.chosen == big.table.name[7]
+    ex._on_row('no such tensor'); assert ex.chosen == big.table.name[7]
+    ex.view.value = 'layer'
+    ex._on_figure_click(*ex.point(layer=3))
+    assert ex.filter == {'layer': 3} and ex.table.value.count('<tr data-name=') == (big.table.layer == 3).sum()
+    ex.focus(None)
+    assert ex.table.layout.display == 'none' and ex.unfilter.layout.display == 'none'
+    ex.view.value = 'tensors'
+    assert ex.figure.pointer is False and ex._on_figure_click(0.5, 0.5) is None and ex.filter is None    # the curve has no groups
 
 
 def test_tensor_hist_counts_match_changed(big):
