@@ -4,10 +4,10 @@
 
 # %% ../nbs/00_checkpoints.ipynb 2
 from __future__ import annotations
-import json, mmap, os, re, struct
+import json, os, re, struct
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 import pandas as pd
 import torch
 
@@ -50,40 +50,78 @@ def _prod(shape):
     return n
 
 # %% ../nbs/00_checkpoints.ipynb 9
-def _read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
-    "Parse and validate the header of one `.safetensors` file; raise `CheckpointError` naming the file if it is corrupt or truncated."
-    size = path.stat().st_size
+class _Duplicate(ValueError): pass
+
+def _no_duplicates(pairs):
+    "A JSON object hook refusing a key that appears twice (the last would silently win)."
+    d = {}
+    for k, v in pairs:
+        if k in d: raise _Duplicate(k)
+        d[k] = v
+    return d
+
+def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+
+def _header_json(path: Path, size: int) -> tuple[dict, int]:
+    "The JSON header of a `.safetensors` file (checked for length, syntax and duplicate names) and where its data starts."
     with open(path, 'rb') as f:
         head = f.read(8)
         if len(head) < 8: raise CheckpointError(f"{path}: not a safetensors file ({size} bytes, too short for a header); re-save or re-download it")
         n = struct.unpack('<Q', head)[0]
         if n > min(size - 8, _MAX_HEADER):
             raise CheckpointError(f"{path}: header claims {n:,} bytes but the file has {size:,}; the file is truncated or not safetensors, re-save or re-download it")
-        try: header = json.loads(f.read(n))
-        except ValueError: raise CheckpointError(f"{path}: header is not valid JSON; the file is corrupt, re-save or re-download it") from None
+        raw = f.read(n)
+    try: header = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _Duplicate as d: raise CheckpointError(f"{path}: header lists {d} twice; the file is corrupt, re-save it") from None
+    except ValueError: raise CheckpointError(f"{path}: header is not valid JSON; the file is corrupt, re-save or re-download it") from None
     if not isinstance(header, dict): raise CheckpointError(f"{path}: header is not a JSON object; the file is corrupt")
-    header.pop('__metadata__', None)
-    start, infos = 8 + n, {}
+    meta = header.pop('__metadata__', None)
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise CheckpointError(f"{path}: header's __metadata__ is not a map of strings; the file is corrupt")
+    return header, 8 + n
+
+# %% ../nbs/00_checkpoints.ipynb 10
+def _tensor_info(path: Path, name: str, e, start: int) -> tuple[TensorInfo, int, int]:
+    "One header entry checked (dtype known, shape of non-negative integers, integer offsets in order, byte size matching): its `TensorInfo` and data range."
+    if not isinstance(e, dict) or not {'dtype', 'shape', 'data_offsets'} <= set(e):
+        raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry (needs dtype, shape, data_offsets); the file is corrupt")
+    if e['dtype'] not in _ST_DTYPES: raise CheckpointError(f"{path}: tensor {name!r} has dtype {e['dtype']!r}; rlsub reads {', '.join(_ST_DTYPES)}")
+    shape, offs = e['shape'], e['data_offsets']
+    if not (isinstance(shape, list) and all(_is_int(s) and s >= 0 for s in shape)):
+        raise CheckpointError(f"{path}: tensor {name!r} has shape {shape!r}, not a list of non-negative integers; the file is corrupt")
+    if not (isinstance(offs, list) and len(offs) == 2 and all(_is_int(o) for o in offs) and 0 <= offs[0] <= offs[1]):
+        raise CheckpointError(f"{path}: tensor {name!r} has data_offsets {offs!r}, not two increasing non-negative integers; the file is corrupt")
+    info = TensorInfo(name, tuple(shape), _ST_DTYPES[e['dtype']], str(path), start + offs[0])
+    if offs[1] - offs[0] != info.nbytes: raise CheckpointError(f"{path}: tensor {name!r} claims {offs[1] - offs[0]:,} bytes but shape {shape} of {e['dtype']} needs {info.nbytes:,}; the file is corrupt")
+    return info, offs[0], offs[1]
+
+def _read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
+    "Parse and validate the header of one `.safetensors` file; raise `CheckpointError` naming the file if it is corrupt or truncated."
+    size = path.stat().st_size
+    header, start = _header_json(path, size)
+    infos, spans = {}, []
     for name, e in header.items():
-        try: dtype, shape, (b, end) = _ST_DTYPES[e['dtype']], tuple(int(s) for s in e['shape']), e['data_offsets']
-        except KeyError as k: raise CheckpointError(f"{path}: tensor {name!r} has an unsupported or missing entry {k}; rlsub reads {', '.join(_ST_DTYPES)}") from None
-        except (TypeError, ValueError): raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry; the file is corrupt") from None
-        info = TensorInfo(name, shape, dtype, str(path), start + b)
-        if end - b != info.nbytes: raise CheckpointError(f"{path}: tensor {name!r} claims {end - b} bytes but shape {list(shape)} of {e['dtype']} needs {info.nbytes}; the file is corrupt")
-        if start + end > size: raise CheckpointError(f"{path}: tensor {name!r} ends at byte {start + end:,} but the file has {size:,}; the file is truncated, re-save or re-download it")
-        infos[name] = info
+        infos[name], b, end = _tensor_info(path, name, e, start)
+        spans.append((b, end, name))
+    end = 0
+    for b, e, name in sorted(spans):      # the data must be tiled exactly: no tensor reads another's bytes, no gap
+        if b != end: raise CheckpointError(f"{path}: tensor {name!r} starts at data byte {b:,} where {end:,} was expected (overlapping or gapped offsets); the file is corrupt, re-save it")
+        end = e
+    if start + end > size: raise CheckpointError(f"{path}: the tensors end at byte {start + end:,} but the file has {size:,}; the file is truncated, re-save or re-download it")
+    if start + end < size: raise CheckpointError(f"{path}: {size - start - end:,} bytes follow the last tensor; the file is corrupt or not safetensors, re-save it")
     return infos
 
-# %% ../nbs/00_checkpoints.ipynb 15
-def _pread_into(fd: int, buf: torch.Tensor, offset: int):
-    "Fill the uint8 tensor `buf` from file descriptor `fd` starting at byte `offset`."
+# %% ../nbs/00_checkpoints.ipynb 18
+def _pread_into(fd: int, buf: torch.Tensor, offset: int, file: str = 'file'):
+    "Fill the uint8 tensor `buf` from file descriptor `fd` (of `file`) starting at byte `offset`."
     view, done, n = memoryview(buf.numpy()), 0, buf.numel()
     while done < n:
-        got = os.preadv(fd, [view[done:]], offset + done)
-        if got == 0: raise CheckpointError(f"unexpected end of file at byte {offset + done:,}; the file is truncated")
+        try: got = os.preadv(fd, [view[done:]], offset + done)
+        except OSError as e: raise CheckpointError(f"{file}: read failed at byte {offset + done:,} ({e.strerror}); check the disk and rerun") from None
+        if got == 0: raise CheckpointError(f"{file}: ended at byte {offset + done:,} while being read (it was cut short or replaced during the run); rerun when nothing is writing to it")
         done += got
 
-# %% ../nbs/00_checkpoints.ipynb 17
+# %% ../nbs/00_checkpoints.ipynb 20
 KINDS = ('q', 'k', 'v', 'o', 'qkv', 'gate', 'up', 'down', 'norm', 'embed', 'lm_head', 'other')
 
 _MODULE_KIND = {  # last module name -> kind, where the name alone decides
@@ -98,7 +136,7 @@ _MODULE_KIND = {  # last module name -> kind, where the name alone decides
 _LAYER_RE = re.compile(r'(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.')
 _PARAM_SUFFIXES = ('weight', 'bias', 'scale', 'inv_freq', 'masked_bias')
 
-# %% ../nbs/00_checkpoints.ipynb 18
+# %% ../nbs/00_checkpoints.ipynb 21
 def parse_name(name: str) -> tuple[int | None, str]:
     "The (layer index or None, kind) of tensor `name`; kind is one of `KINDS`."
     m = _LAYER_RE.search(name)
@@ -113,10 +151,10 @@ def parse_name(name: str) -> tuple[int | None, str]:
     if mod == 'output' and layer is None: return layer, 'lm_head'  # Llama-original `output.weight`
     return layer, _MODULE_KIND.get(mod, 'other')
 
-# %% ../nbs/00_checkpoints.ipynb 26
+# %% ../nbs/00_checkpoints.ipynb 29
 class _SafetensorsReader:
-    "Reads byte ranges of `.safetensors` files: copies with `preadv`, or zero-copy views of a private mapping."
-    def __init__(self): self._fds, self._maps = {}, {}
+    "Reads byte ranges of `.safetensors` files into buffers, with `preadv`."
+    def __init__(self): self._fds = {}
 
     def read(self, info: TensorInfo, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
         isz = info.dtype.itemsize
@@ -125,47 +163,30 @@ class _SafetensorsReader:
         if nbytes:
             fd = self._fds.get(info.file)
             if fd is None: fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
-            _pread_into(fd, buf, info.offset + start * isz)
+            _pread_into(fd, buf, info.offset + start * isz, info.file)
         return buf.view(info.dtype)
-
-    def _map(self, file: str) -> mmap.mmap:
-        if file not in self._maps:
-            with open(file, 'rb') as f: self._maps[file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        return self._maps[file]
-
-    def view(self, info: TensorInfo, start: int, stop: int) -> torch.Tensor:
-        isz = info.dtype.itemsize
-        if stop <= start: return torch.empty(0, dtype=info.dtype)
-        return torch.frombuffer(self._map(info.file), dtype=torch.uint8, count=(stop - start) * isz, offset=info.offset + start * isz).view(info.dtype)
-
-    def release(self, info: TensorInfo, start: int, stop: int):
-        "Drop the mapped pages of entries start:stop from this process (the file and the page cache are untouched)."
-        if stop <= start or info.file not in self._maps: return
-        isz, page = info.dtype.itemsize, mmap.PAGESIZE
-        a = (info.offset + start * isz) // page * page
-        b = -(-(info.offset + stop * isz) // page) * page
-        mm = self._maps[info.file]
-        mm.madvise(mmap.MADV_DONTNEED, a, min(b, len(mm)) - a)
 
     def close(self):
         for fd in self._fds.values(): os.close(fd)
-        for mm in self._maps.values():
-            try: mm.close()
-            except BufferError: pass          # a tensor still views it; it is unmapped when that tensor goes
-        self._fds, self._maps = {}, {}
+        self._fds = {}
 
 class _MemoryReader:
-    "Serves tensors already in memory (a state dict, or `torch.load(mmap=True)` of a `.bin` file)."
-    def __init__(self, tensors: dict[str, torch.Tensor]): self.tensors = tensors
+    "Serves tensors already in memory (a state dict, or `torch.load(mmap=True)` of a `.bin` file, whose size is checked before each read)."
+    def __init__(self, tensors: dict[str, torch.Tensor], sizes: dict[str, int] | None = None):
+        self.tensors, self.sizes = tensors, sizes or {}
     def read(self, info: TensorInfo, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        if info.file in self.sizes and _size(info.file) != self.sizes[info.file]:
+            raise CheckpointError(f"{info.file}: changed size while being read (it was cut short or rewritten during the run); rerun when nothing is writing to it")
         t = self.tensors[info.name].detach()
         flat = t.reshape(-1) if t.is_contiguous() else t.contiguous().reshape(-1)
         return flat[start:stop]
-    view = read
-    def release(self, info, start, stop): pass
     def close(self): pass
 
-# %% ../nbs/00_checkpoints.ipynb 27
+def _size(file: str) -> int:
+    try: return os.stat(file).st_size
+    except OSError: return -1
+
+# %% ../nbs/00_checkpoints.ipynb 30
 class Checkpoint:
     "A checkpoint opened lazily: names, shapes and dtypes are known up front; data is read one tensor, or one slice, at a time."
     def __init__(self, infos: dict[str, TensorInfo], reader, source: str, config: dict | None = None):
@@ -189,16 +210,6 @@ class Checkpoint:
         stop = info.numel if stop is None else min(stop, info.numel)
         if not 0 <= start <= stop: raise IndexError(f"{name}: slice {start}:{stop} outside its {info.numel} entries")
         return self.reader.read(info, start, stop, out)
-
-    def view(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        "Entries `start:stop` of `name` without copying where the format allows (a private mapping); `release` them when done."
-        info = self._info(name)
-        return self.reader.view(info, start, info.numel if stop is None else min(stop, info.numel))
-
-    def release(self, name: str, start: int = 0, stop: int | None = None):
-        "Let go of the memory behind a `view` of entries `start:stop` of `name`."
-        info = self._info(name)
-        self.reader.release(info, start, info.numel if stop is None else min(stop, info.numel))
 
     def tensor(self, name: str) -> torch.Tensor:
         "The whole tensor `name`, in its shape and stored dtype."
@@ -234,7 +245,7 @@ class Checkpoint:
         files = sorted({Path(i.file).name for i in self.infos.values()})
         return f"Checkpoint({self.source!r}: {len(self)} tensors, {self.numel:,} parameters, {'/'.join(dtypes)}, {len(files)} file{'s' * (len(files) != 1)})"
 
-# %% ../nbs/00_checkpoints.ipynb 29
+# %% ../nbs/00_checkpoints.ipynb 32
 def _safetensors_checkpoint(files: list[Path], source: str, config: dict | None) -> Checkpoint:
     infos = {}
     for f in files:
@@ -252,14 +263,19 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
             if 'mmap' not in str(e): raise
             sd = torch.load(path, map_location='cpu', weights_only=True)  # the legacy (non-zip) format cannot be mapped
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: torch.load(weights_only=True) refused this file ({first}); rlsub never unpickles arbitrary objects, convert it to safetensors with code you trust") from None
+        raise CheckpointError(f"{path}: torch.load(weights_only=True) refused this file ({_unpickling_cause(e)}); rlsub never unpickles arbitrary objects, convert it to safetensors with code you trust") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__}); the file is corrupt or not a checkpoint") from None
     if isinstance(sd, dict) and 'state_dict' in sd and isinstance(sd['state_dict'], dict): sd = sd['state_dict']
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path}: holds no dict of tensors; rlsub reads state dicts saved with torch.save or save_pretrained")
     return sd
+
+def _unpickling_cause(e: Exception) -> str:
+    "The line of torch's refusal that names what was blocked (not its advice to retry with weights_only=False)."
+    lines = [re.sub(r'\x1b\[[0-9;]*m', '', l).strip() for l in str(e).splitlines()]
+    cause = next((l for l in lines if 'Unsupported' in l or 'WeightsUnpickler error' in l), None) or next((l for l in lines if l), type(e).__name__)
+    return cause.removeprefix('WeightsUnpickler error:').strip().split('. Please use')[0]
 
 def unique_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     "`tensors` with each shared tensor once, under its first name: a tied lm_head is the embedding, dropped as `save_pretrained` drops it."
@@ -277,17 +293,25 @@ def _memory_checkpoint(tensors: dict[str, torch.Tensor], source: str, config: di
     return Checkpoint(infos, _MemoryReader(tensors), source, config)
 
 def _bin_checkpoint(files: list[Path], source: str, config: dict | None) -> Checkpoint:
-    tensors, infos = {}, {}
+    tensors, infos, sizes = {}, {}, {}
     for f in files:
+        sizes[str(f)] = _size(str(f))
         for name, t in _torch_load(f).items():
             if name in tensors: raise CheckpointError(f"{source}: tensor {name!r} appears in two files; keep one copy")
             tensors[name], infos[name] = t, TensorInfo(name, tuple(t.shape), t.dtype, str(f))
-    return Checkpoint(infos, _MemoryReader(tensors), source, config)
+    return Checkpoint(infos, _MemoryReader(tensors, sizes), source, config)
 
-# %% ../nbs/00_checkpoints.ipynb 30
+# %% ../nbs/00_checkpoints.ipynb 33
 def _index_files(index: Path) -> list[Path]:
+    "The shard files a `*.index.json` lists, each a file inside the index's own folder."
     try: weight_map = json.loads(index.read_text())['weight_map']
     except (ValueError, KeyError, TypeError): raise CheckpointError(f"{index}: not a valid shard index (needs a 'weight_map'); re-save the checkpoint") from None
+    if not (isinstance(weight_map, dict) and all(isinstance(f, str) and f for f in weight_map.values())):
+        raise CheckpointError(f"{index}: 'weight_map' must map tensor names to shard file names; re-save the checkpoint")
+    for f in set(weight_map.values()):
+        p = PurePosixPath(f.replace('\\', '/'))
+        if p.is_absolute() or '..' in p.parts or PureWindowsPath(f).drive:
+            raise CheckpointError(f"{index} names shard {f!r}, outside the checkpoint's folder; rlsub reads only shards beside their index (the index is corrupt or hostile)")
     files = [index.parent / f for f in sorted(set(weight_map.values()))]
     for f in files:
         if not f.exists(): raise CheckpointError(f"{index} lists {f.name}, which is missing; finish the download or re-save the checkpoint")
@@ -309,12 +333,16 @@ def _open_folder(folder: Path, source: str) -> Checkpoint:
     if bins: return _bin_checkpoint(bins, source, config)
     raise CheckpointError(f"{folder}: no weights found (expected model.safetensors, model.safetensors.index.json or pytorch_model.bin); point at the folder save_pretrained wrote")
 
-# %% ../nbs/00_checkpoints.ipynb 31
+# %% ../nbs/00_checkpoints.ipynb 34
 _HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*/[\w.-]+')
 
+_LOCAL_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.json', '.gguf')
+
 def is_hub_id(name) -> bool:
-    "Does `name` look like a hub repo id (org/name) rather than a local path?"
-    return bool(_HUB_ID.fullmatch(str(name))) and not str(name).startswith(('.', '/', '~'))
+    "Does `name` look like a hub repo id (org/name) rather than a local path? Not when its first part is a folder here, or it ends like a weights file."
+    s = str(name)
+    if not _HUB_ID.fullmatch(s) or s.startswith(('.', '/', '~')) or s.endswith(_LOCAL_SUFFIXES): return False
+    return not Path(s.split('/')[0]).expanduser().is_dir()
 
 def hub_folder(repo_id: str, revision: str | None = None,
                files: tuple[str, ...] = ('config.json',)) -> Path:   # patterns fetched besides the weights (a tokenizer's files, say)
@@ -333,7 +361,7 @@ def hub_folder(repo_id: str, revision: str | None = None,
         raise CheckpointError(f"{repo_id}: the hub refused the download ({str(e).splitlines()[0]})") from None
     raise CheckpointError(f"{repo_id}: the hub repo has no safetensors or pytorch_model.bin weights")
 
-# %% ../nbs/00_checkpoints.ipynb 32
+# %% ../nbs/00_checkpoints.ipynb 35
 def open_checkpoint(src, revision: str | None = None) -> Checkpoint:
     "Open `src` lazily: a folder, a `.safetensors`/`.bin` file, a hub repo id, a state dict, a model or a `Checkpoint`."
     if isinstance(src, Checkpoint): return src
@@ -350,9 +378,11 @@ def open_checkpoint(src, revision: str | None = None) -> Checkpoint:
         if path.name.endswith('.index.json'): return _open_folder(path.parent, str(src))
         raise CheckpointError(f"{path}: not a checkpoint file (expected .safetensors or .bin)")
     if is_hub_id(src): return _open_folder(hub_folder(str(src), revision), str(src))
+    if _HUB_ID.fullmatch(str(src)) and Path(str(src).split('/')[0]).is_dir():
+        raise CheckpointError(f"{src}: no such file or folder (read as a local path, not a hub id, because {str(src).split('/')[0]}/ is a folder here); check the name")
     raise CheckpointError(f"{src}: no such file or folder, and not a hub repo id (org/name)")
 
-# %% ../nbs/00_checkpoints.ipynb 49
+# %% ../nbs/00_checkpoints.ipynb 54
 def set_config_dtype(folder,                          # a folder save_pretrained wrote
                      dtype: torch.dtype | str):       # the dtype its weights are stored in
     "Make `folder/config.json` name the stored `dtype` (`save_pretrained` writes the in-memory model's)."
