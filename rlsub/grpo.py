@@ -14,10 +14,11 @@ import torch
 from .checkpoints import RlsubError, unique_tensors, set_config_dtype, quiet_transformers
 from .scan import resolve_device
 from .tiny import complete
+from .sparse_adam import check_mask, SparseAdamW
 
 # %% auto 0
-__all__ = ['AGG_MODES', 'EVENTS', 'DTYPES', 'group_advantages', 'approx_kl', 'clipped_objective', 'masked_mean', 'aggregate',
-           'GRPOConfig', 'token_logprobs', 'completion_logprobs', 'rollout', 'collate', 'zero_variance',
+__all__ = ['AGG_MODES', 'OPTIMIZERS', 'EVENTS', 'DTYPES', 'group_advantages', 'approx_kl', 'clipped_objective', 'masked_mean',
+           'aggregate', 'GRPOConfig', 'token_logprobs', 'completion_logprobs', 'rollout', 'collate', 'zero_variance',
            'DynamicSampling', 'TrainState', 'QuietLog', 'ProgressBar', 'plot_history', 'LivePlot', 'progress_callbacks',
            'train_grpo', 'save_policy', 'Tracker']
 
@@ -73,6 +74,8 @@ def aggregate(per_token: torch.Tensor,        # [B, T]
     raise RlsubError(f"unknown loss aggregation {mode!r}; use one of {', '.join(AGG_MODES)}")
 
 # %% ../nbs/08_grpo.ipynb 21
+OPTIMIZERS = ('adamw', 'sparse')
+
 @dataclass
 class GRPOConfig:
     "Settings of a GRPO run (`train_grpo`)."
@@ -87,7 +90,8 @@ class GRPOConfig:
     scale_rewards: bool = True      # divide advantages by the group std (GRPO); False is Dr. GRPO
     max_new_tokens: int | None = None   # completion length cap; None takes the task's `max_new_tokens`
     temperature: float = 1.0        # sampling temperature; log-probs use the same tempered distribution, as TRL does
-    weight_decay: float = 0.0       # AdamW's decoupled decay; outside a mask it is undone every step
+    weight_decay: float = 0.0       # AdamW's decoupled decay; outside a mask it is undone every step ('adamw') or never applied ('sparse')
+    optimizer: str = 'adamw'        # 'adamw': fp32 weights, torch AdamW on every entry, outside a mask restored from a start copy; 'sparse': rlsub.sparse_adam, weights in their own dtype, fp32 state for the mask's entries only (memory ∝ mask)
     grad_clip: float | None = 1.0   # clip the global gradient norm (None: no clipping), as TRL does
     micro_batch: int | None = None  # sequences per forward/backward pass (None: the whole batch); bounds memory on real models, same gradient
     gradient_checkpointing: bool = False   # recompute each layer's activations in the backward pass instead of storing them: less memory on real models, more compute, same gradient
@@ -97,6 +101,7 @@ class GRPOConfig:
     device: str = 'auto'            # where the policy trains; 'auto' picks CUDA when there is one
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS: raise RlsubError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if self.loss_agg not in AGG_MODES: raise RlsubError(f"unknown loss_agg {self.loss_agg!r}; use one of {', '.join(AGG_MODES)}")
         for k in ('group_size', 'prompts_per_step', 'steps', 'updates_per_batch', 'max_fill_rounds'):
             if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise RlsubError(f"{k} must be a positive integer, got {getattr(self, k)!r}")
@@ -152,16 +157,17 @@ def collate(rows: list[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> dict:
     return dict(ids=ids, attn=attn, n_prompt=n, mask=cmask)
 
 # %% ../nbs/08_grpo.ipynb 31
-def _mask_tensors(policy, mask, dev) -> dict[str, torch.Tensor]:
-    "name -> boolean mask tensor on `dev` for each parameter of `policy`; RlsubError naming the first mismatch."
-    params = dict(policy.named_parameters())
+def _check_mask(policy, mask):
+    "RlsubError naming the first tensor where `mask` and `policy` disagree: a parameter the mask lacks, another shape, or a mask tensor the policy lacks."
+    check_mask(policy.named_parameters(), mask)
     state = set(policy.state_dict())
-    for n, p in params.items():
-        if n not in mask.shapes: raise RlsubError(f"the mask has no tensor {n!r}, a parameter of the policy; build the mask from a pair of the policy's architecture")
-        if tuple(mask.shapes[n]) != tuple(p.shape): raise RlsubError(f"the mask's {n} has shape {list(mask.shapes[n])} but the policy's is {list(p.shape)}; build the mask from a pair of the policy's architecture")
     for n in mask.names:
         if n not in state: raise RlsubError(f"the mask's tensor {n!r} is not in the policy; build the mask from a pair of the policy's architecture")
-    return {n: mask.tensor(n).to(dev) for n in params}
+
+def _mask_tensors(policy, mask, dev) -> dict[str, torch.Tensor]:
+    "name -> boolean mask tensor on `dev` for each parameter of `policy`; RlsubError naming the first mismatch."
+    _check_mask(policy, mask)
+    return {n: mask.tensor(n).to(dev) for n, _ in policy.named_parameters()}
 
 class _Freezer:
     "Keeps the entries of each parameter outside its mask bit-identical to the start."
@@ -318,17 +324,29 @@ def progress_callbacks(progress: bool | None, steps: int) -> list:
 
 # %% ../nbs/08_grpo.ipynb 40
 def _prepare(policy, tokenizer, cfg, mask):
-    "Shared start of a training run: pad token checked, fp32 master weights on the device in eval mode, checkpointing on if asked; (device, freezer or None, AdamW)."
+    "Shared start of a training run: pad token checked, weights on the device in eval mode (fp32 unless the optimizer is 'sparse'), checkpointing on if asked; (device, freezer or None, optimizer)."
     if tokenizer.pad_token_id is None: raise RlsubError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
-    dev = resolve_device(cfg.device)
-    if any(p.dtype != torch.float32 for p in policy.parameters()): policy.float()   # fp32 master weights
+    dev, sparse = resolve_device(cfg.device), getattr(cfg, 'optimizer', 'adamw') == 'sparse'
+    if not sparse and any(p.dtype != torch.float32 for p in policy.parameters()): policy.float()   # fp32 master weights
     policy.to(dev).eval()
     if getattr(cfg, 'gradient_checkpointing', False) and not _checkpointing(policy):
         if not getattr(policy, 'supports_gradient_checkpointing', False): raise RlsubError(f"{type(policy).__name__} does not support gradient checkpointing; set gradient_checkpointing=False")
         _set_checkpointing(policy, True)
+    if sparse: return dev, None, _sparse_optimizer(policy, mask, cfg)
     freezer = _Freezer(policy, mask, dev) if mask is not None else None
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     return dev, freezer, opt
+
+class _Everything:
+    "A mask of every entry of `policy`, made one tensor at a time (as SubnetMask.tensor)."
+    def __init__(self, policy): self.shapes = {n: tuple(p.shape) for n, p in policy.named_parameters()}
+    def tensor(self, name): return torch.ones(self.shapes[name], dtype=torch.bool)
+
+def _sparse_optimizer(policy, mask, cfg):
+    "SparseAdamW over `mask` (every entry without one), gradients packed in hooks as they arrive, the global norm of the masked gradient clipped inside."
+    if mask is None: mask = _Everything(policy)
+    else: _check_mask(policy, mask)
+    return SparseAdamW(policy, mask, lr=cfg.lr, weight_decay=cfg.weight_decay, fused='packed', max_grad_norm=cfg.grad_clip)
 
 def _checkpointing(policy) -> bool:
     "Whether gradient checkpointing is on for `policy` (transformers 5.24 calls it activation checkpointing)."
@@ -353,9 +371,9 @@ def _loss_mode(policy):
         for m in layers: m.training = False
 
 def _optimizer_step(policy, opt, freezer, grad_clip):
-    "Mask the gradients (the clip sees the masked ones), clip, step, and restore the entries outside the mask."
+    "Mask the gradients (the clip sees the masked ones), clip, step, and restore the entries outside the mask (a SparseAdamW clips and masks itself)."
     if freezer: freezer.grads()
-    if grad_clip is not None: torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
+    if grad_clip is not None and not isinstance(opt, SparseAdamW): torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
     opt.step()
     if freezer: freezer.restore()
 
@@ -433,23 +451,26 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
     state = TrainState(policy, tokenizer, task, cfg, mask, 0, [])
     callbacks = [*callbacks, *progress_callbacks(progress, cfg.steps)]
     _call(callbacks, 'on_train_begin', state)
-    for step in range(1, cfg.steps + 1):
-        t0 = time.perf_counter()
-        kept, sampled = _collect(policy, tokenizer, pool, sel, cfg, max_new)
-        loss = kl = clip_frac = float('nan'); ntok = 0
-        if kept: loss, kl, clip_frac, ntok = _update(policy, opt, kept, ref, freezer, cfg, tokenizer.pad_token_id, max_new)
-        r = torch.tensor(sampled, dtype=torch.float32)
-        row = dict(step=step, reward=r.mean().item(), accuracy=(r == 1).float().mean().item(), kl=kl, clip_frac=clip_frac,
-                   tokens=ntok, rollouts=len(sampled), prompts=len(kept), loss=loss, seconds=time.perf_counter() - t0)
-        if sel is not None: row.update(sel.end_step())
-        state.step = step; state.rows.append(row)
-        _call(callbacks, 'on_step_end', row, state)
+    try:
+        for step in range(1, cfg.steps + 1):
+            t0 = time.perf_counter()
+            kept, sampled = _collect(policy, tokenizer, pool, sel, cfg, max_new)
+            loss = kl = clip_frac = float('nan'); ntok = 0
+            if kept: loss, kl, clip_frac, ntok = _update(policy, opt, kept, ref, freezer, cfg, tokenizer.pad_token_id, max_new)
+            r = torch.tensor(sampled, dtype=torch.float32)
+            row = dict(step=step, reward=r.mean().item(), accuracy=(r == 1).float().mean().item(), kl=kl, clip_frac=clip_frac,
+                       tokens=ntok, rollouts=len(sampled), prompts=len(kept), loss=loss, seconds=time.perf_counter() - t0)
+            if sel is not None: row.update(sel.end_step())
+            state.step = step; state.rows.append(row)
+            _call(callbacks, 'on_step_end', row, state)
+    finally:
+        if isinstance(opt, SparseAdamW): opt.remove_hooks()   # a sparse optimizer's gradient hooks leave with the run
     _call(callbacks, 'on_train_end', state)
     if _checkpointing(policy) and not was_checkpointing:                  # the policy leaves as it came
         _set_checkpointing(policy, False)
     return pd.DataFrame(state.rows)
 
-# %% ../nbs/08_grpo.ipynb 56
+# %% ../nbs/08_grpo.ipynb 60
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 def _dtype(name: str) -> torch.dtype:
@@ -478,7 +499,7 @@ def save_policy(policy, tokenizer, out,      # a new folder
         shutil.rmtree(tmp, ignore_errors=True); raise
     return out
 
-# %% ../nbs/08_grpo.ipynb 59
+# %% ../nbs/08_grpo.ipynb 63
 class Tracker:
     "Callback: sparsity against the start and the previous snapshot every `every` steps, per storage precision and rule; optional checkpoints."
     def __init__(self, every: int = 10,                         # steps between snapshots (the last step is always one)

@@ -12,6 +12,7 @@ from torch.utils.data import Sampler
 from transformers import TrainerCallback
 from .checkpoints import RlsubError
 from .grpo import _Freezer, Tracker, _selector
+from .sparse_adam import SparseAdamW
 try: from trl import GRPOTrainer
 except ImportError as e: raise ImportError("rlsub.trl needs TRL: pip install 'rlsub[trl]'") from e
 
@@ -26,16 +27,26 @@ def _sharding(args) -> str | None:
     return None
 
 def _refuse_sharding(args, what: str):
-    if (s := _sharding(args)): raise RlsubError(f"{what} needs whole, unsharded parameters, but this run uses {s}; train with DDP (plain multi-GPU accelerate/torchrun) or on one device")
+    if (s := _sharding(args)): raise RlsubError(f"{what} needs whole, unsharded parameters, but this run uses {s}; train with DDP (plain multi-GPU accelerate/torchrun) or on one device; for FSDP2 step rlsub.sparse_adam.SparseAdamW over fully_shard's parameters in your own loop")
+
+def _only(g: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    "`g` with every entry outside the flat positions `idx` zeroed."
+    out = torch.zeros_like(g)
+    out.view(-1)[idx] = g.reshape(-1)[idx]
+    return out
 
 class MaskedTraining(TrainerCallback):
-    "A Trainer callback that trains only the entries of `mask`: gradients masked before clipping, the rest restored bit-identical after every optimizer step."
-    def __init__(self, mask):   # a SubnetMask built from a pair of the model's architecture
+    "A Trainer callback that trains only the entries of `mask`: gradients masked before clipping; with a torch optimizer the rest restored bit-identical after every step, with a SparseAdamW (`optimizers=(opt, None)`) never written."
+    def __init__(self, mask):   # a SubnetMask built from a pair of the model's architecture (with a SparseAdamW, the optimizer's own mask decides)
         self.mask, self.freezer, self.handles = mask, None, []
 
-    def on_train_begin(self, args, state, control, model=None, **kw):
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kw):
         _refuse_sharding(args, 'MaskedTraining')
         self._remove()
+        opt = getattr(optimizer, 'optimizer', optimizer)   # accelerate wraps the Trainer's optimizer
+        if isinstance(opt, SparseAdamW):                   # its packed indices mask the gradients; no start copy, nothing to restore
+            self.handles = [p.register_hook(lambda g, idx=st['idx']: _only(g, idx)) for p, st in opt.state.items()]
+            return
         self.freezer = _Freezer(model, self.mask, next(model.parameters()).device)
         self.handles = [self.freezer.params[n].register_hook(lambda g, m=m: g.masked_fill(~m, 0)) for n, m in self.freezer.masks.items()]
 
