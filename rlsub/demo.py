@@ -16,6 +16,7 @@ from .rank import update_rank, rank_summary
 from .tiny import evaluate
 from .zoo import load_policy, default_task
 from .grpo import GRPOConfig, Tracker, train_grpo, save_policy, plot_history
+from .attribution import AttributionTracker, precision_attribution, plot_precision
 
 # %% auto 0
 __all__ = ['SIZES', 'MODELS', 'DemoSize', 'demo_size', 'round_weights', 'binomial_se', 'claims_table', 'demo_figures',
@@ -68,7 +69,8 @@ def round_weights(policy, dtype: torch.dtype = torch.bfloat16):
 
 def _run(name, work, model, size, dev, seed, mask=None, progress=None, log=print,
          adapter=None,      # policy -> (model to train, function giving back the plain trained policy), e.g. LoRA (rlsub.controls.lora)
-         lr=None):          # None: the size's learning rate
+         lr=None,           # None: the size's learning rate
+         callbacks=()):     # more train_grpo callbacks (the full run's AttributionTracker)
     "One GRPO run from the base; its summary, history and tracker; final weights saved in bf16 and fp32."
     pol, tok, task = _base(model, dev)
     train, finish = adapter(pol) if adapter else (pol, None)
@@ -77,7 +79,7 @@ def _run(name, work, model, size, dev, seed, mask=None, progress=None, log=print
     tr = Tracker(every=size.track_every or max(size.steps // 5, 1))
     log(f"[{name}] GRPO, {size.steps} steps of {size.prompts}×{size.group_size} rollouts" + (f", mask {mask.density:.1%} of parameters" if mask else ''))
     t0 = time.perf_counter()
-    hist = train_grpo(train, tok, task, cfg, mask=mask, callbacks=[tr], progress=progress)
+    hist = train_grpo(train, tok, task, cfg, mask=mask, callbacks=[tr, *callbacks], progress=progress)
     if finish: pol = finish()
     secs = time.perf_counter() - t0
     for d in ('bf16', 'fp32'): save_policy(pol, tok, work / f'{name}-{d}', d)
@@ -131,6 +133,7 @@ def demo_figures(result) -> dict:
     figs['sparsity-by-kind'] = plot_sparsity(m['kind_bf16'], m['kind_fp32'], labels=['bf16', 'fp32'])
     figs['sparsity-by-layer'] = plot_sparsity(m['layer_bf16'], m['layer_fp32'], labels=['bf16', 'fp32'])
     figs['overlap-by-kind'] = plot_overlap(m['overlap_by_kind'], ('seed 0', 'seed 1'))
+    if 'precision' in m: figs['precision-attribution'] = plot_precision(m['precision'])
     return figs
 
 def save_figures(result, folder) -> list[Path]:
@@ -143,6 +146,20 @@ def save_figures(result, folder) -> list[Path]:
         _write_atomic(folder / f'demo-{name}.png', png(fig)); out.append(folder / f'demo-{name}.png')
     return out
 
+def _precision_section(m: dict, figs: dict) -> list[str]:
+    "The report's precision-attribution section: where the full run's fp32 update went when stored in bf16 (none when not measured)."
+    from rlsub.explorer import _img
+    pa = m.get('precision')
+    if pa is None: return []
+    s, pct = pa.steps, (lambda v: f'{v:.1%}')
+    pulse = (f"<p>Step to step (PULSE's measure): a step moved {pct(s.moved.mean())} of the entries in fp32 on average, and storing the weights in bf16 "
+             f"absorbed {pct(s.absorbed_of_moved.mean())} of those moves (mean over {len(s)} steps).</p>") if len(s) else ''
+    return ["<h2>Where the full run's fp32 update went in bf16 (precision attribution)</h2>",
+            "<p>Every entry after the run, against the start: <i>never</i> (no gradient ever reached it), <i>still</i> (gradients, no net change), "
+            "<i>absorbed</i> (moved in fp32, but rounds back to the start's bf16 value: under half a bf16 spacing), <i>visible</i> (stored as a different bf16 value).</p>",
+            pa.overall.to_html(border=0, float_format=pct), pulse, _img(figs['precision-attribution']),
+            "<h3>By matrix type</h3>", pa.by_kind.to_html(border=0, float_format=pct)]
+
 def demo_html(result) -> str:
     "The demo's results as one self-contained HTML page."
     from rlsub.explorer import _img
@@ -154,6 +171,7 @@ def demo_html(result) -> str:
              "<h2>Sparsity of the full run's update by matrix type: bf16 vs fp32 storage (|Δ| ≤ 1e-5)</h2>", _img(figs['sparsity-by-kind']),
              "<h2>By layer</h2>", _img(figs['sparsity-by-layer']),
              "<h2>Sparsity during the full run</h2>", result.tracker.pivot(index='step', columns=['storage', 'rule'], values='sparsity').to_html(border=0, float_format=lambda v: f'{v:.1%}'),
+             *_precision_section(m, figs),
              "<h2>Overlap of the subnetworks of two seeds, by matrix type</h2>", _img(figs['overlap-by-kind']),
              "<h2>Update rank by matrix type (full run)</h2>", m['rank_by_kind'].to_html(border=0, float_format=lambda v: f'{v:.3f}')]
     style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}img{max-width:100%}"
@@ -224,7 +242,8 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
         base_acc['accuracy_bf16'] = _accuracy(round_weights(base), tok, task, sz.eval_n)['accuracy']
         del base
         log(f"[base] {model}: held-out accuracy {_acc(base_acc)} on {task.name}")
-        full, h_full, tr = _run('full', work, model, sz, dev, seed, progress=progress, log=log)
+        at = AttributionTracker(predict_at=(), predictors=())     # precision attribution of the full run (no predictor scores: no extra memory for them)
+        full, h_full, tr = _run('full', work, model, sz, dev, seed, progress=progress, log=log, callbacks=[at])
         mask = SubnetMask.from_pair(work / 'base-bf16', work / 'full-bf16', 'abs', 1e-5, device=str(dev))
         sub, h_sub, _ = _run('subnet', work, model, sz, dev, seed, mask=mask, progress=progress, log=log)
         moved = SubnetMask.from_pair(work / 'base-fp32', work / 'subnet-fp32', 'exact', device=str(dev))
@@ -234,6 +253,7 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
         log("[measure] sparsity, agreement, overlap, rank")
         acc = dict(base=base_acc, **{k: {c: r[c] for c in ('accuracy', 'accuracy_bf16', 'n_eval')} for k, r in (('full', full), ('subnet', sub), ('random', rnd), ('floor', floor))})
         m = _measure(work, tr, mask, dev, acc)
+        m['precision'] = precision_attribution(at)
         runs = pd.DataFrame([dict(run='base', **base_acc, seconds=0.0), full, sub, rnd, floor]).set_index('run')
         line = (f"{model} ({m['params'] / 1e6:,.1f}M parameters) on {task.name}: {sz.steps} GRPO steps × {sz.prompts} prompts × {sz.group_size} completions, "
                 f"lr {sz.lr:g}, seeds {seed} and {seed + 1}, on {dev.type}; {time.perf_counter() - t0:.0f} s in all, peak RSS {_peak_rss_gib():.2f} GiB")
