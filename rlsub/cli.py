@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, os, sys
 from pathlib import Path
 from .checkpoints import RlsubError
+from .outputs import Terminated, check_outputs, terminate_as_interrupt, write_atomic
 
 # %% auto 0
 __all__ = ['main', 'console']
@@ -89,22 +90,23 @@ def _check_by(by: str) -> tuple:
     if bad: raise RlsubError(f"--by {bad[0]!r} is not a grouping; use kind, layer, layer+kind, name, status or none")
     return tuple(_BY_ARG[b] for b in parts)
 
-def _output(path) -> Path | None:
-    "The output path, refused before any work if its folder does not exist."
-    out = Path(path) if path else None
-    if out is not None and not out.parent.is_dir(): raise RlsubError(f"cannot write {out}: folder {out.parent} does not exist")
-    if out is not None and out.is_dir(): raise RlsubError(f"cannot write {out}: it is a folder; give a file name")
-    return out
+def _outputs(args, inputs=(), folders=(), **named) -> dict:
+    "The command's outputs (option name -> path or None) checked before any work: see `rlsub.outputs.check_outputs`."
+    return check_outputs(named, inputs, folders)
+
+def _say_notes(notes):
+    if notes: print('\nnotes:\n' + '\n'.join(f"  {n}" for n in notes))
 
 def _scan(args):
-    by, out, html = _check_rule(args), _output(args.output), _output(args.html)
+    by = _check_rule(args)
+    out = _outputs(args, [args.base, args.tuned], **{'-o': args.output, '--html': args.html})
     from rlsub.scan import scan_pair
     report = scan_pair(args.base, args.tuned, device=args.device, progress=not args.no_progress, revision=args.revision)
+    if out['-o'] is not None: report.save(out['-o'])                 # results first: a closed stdout never costs them
+    if out['--html'] is not None: report.to_html(out['--html'], args.rule, args.threshold)
     print(report.summary(args.rule, args.threshold, by=by))
-    if out is not None:
-        report.save(out); print(f"\nreport written to {out}")
-    if html is not None:
-        report.to_html(html, args.rule, args.threshold); print(f"HTML report written to {html}")
+    if out['-o'] is not None: print(f"\nreport written to {out['-o']}")
+    if out['--html'] is not None: print(f"HTML report written to {out['--html']}")
 
 def _show(args):
     by = _check_rule(args)
@@ -112,7 +114,8 @@ def _show(args):
     print(DeltaReport.load(args.report).summary(args.rule, args.threshold, by=by))
 
 def _mask(args):
-    _check_rule(args); out = _output(args.output)
+    _check_rule(args)
+    out = _outputs(args, [args.base, args.tuned], **{'-o': args.output})['-o']
     from rlsub.masks import SubnetMask
     mask = SubnetMask.from_pair(args.base, args.tuned, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress)
     mask.save(out)
@@ -132,26 +135,27 @@ def _overlap(args):
         print(f"\nby {args.by} (z: standard deviations above chance)"); print(shown.to_string())
 
 def _rank(args):
-    out = _output(args.output)
+    out = _outputs(args, [args.base, args.tuned], **{'-o': args.output})['-o']
     from rlsub.rank import update_rank, rank_summary
     kinds = None if not args.kinds else 'all' if args.kinds.strip() == 'all' else [k.strip() for k in args.kinds.split(',')]
     table = update_rank(args.base, args.tuned, kinds=kinds, device=args.device, rtol=args.rtol, progress=not args.no_progress)
-    print(rank_summary(table).to_string())
-    if out is not None:
-        from rlsub.scan import _write_atomic
-        _write_atomic(out, table.to_csv(index=False).encode()); print(f"\nper-matrix table written to {out}")
+    if out is not None: write_atomic(out, table.to_csv(index=False).encode())
+    print(rank_summary(table).to_string()); _say_notes(table.attrs.get('notes'))
+    if out is not None: print(f"\nper-matrix table written to {out}")
 
 def _trajectory(args):
-    _check_rule(args); out = _output(args.output)
-    from rlsub.trajectory import trajectory
-    traj = trajectory(args.folder, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress, final=args.final)
+    _check_rule(args)
+    from rlsub.trajectory import trajectory, checkpoint_series
+    series = checkpoint_series(args.folder, args.final)             # the checkpoint folders: no output may land in one
+    out = _outputs(args, series, **{'-o': args.output})['-o']
+    traj = trajectory(series, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress)
+    if out is not None: traj.to_csv(out)
     print(traj)
-    if out is not None:
-        traj.to_csv(out); print(f"\nper-step table written to {out}")
+    if out is not None: print(f"\nper-step table written to {out}")
 
 def _demo(args):
-    out = _output(args.output)
     if args.figures is not None and not Path(args.figures).is_dir(): raise RlsubError(f"--figures {args.figures}: no such folder; create it first")
+    out = _outputs(args, (), folders=['--keep'], **{'-o': args.output, '--keep': args.keep})['-o']
     from rlsub.demo import run_demo, save_figures
     res = run_demo(args.size, device=args.device, out=out, workdir=args.keep, seed=args.seed, progress=False if args.no_progress else None, model=args.model)
     print(f"\n{res}")
@@ -181,17 +185,30 @@ def _glue_negative_numbers(argv: list[str]) -> list[str]:
         else: out.append(a)
     return out
 
+def _quiet_stdout():
+    "After a broken pipe: send what is still to be printed (and the exit flush) to /dev/null, so the reader's `| head` costs no traceback."
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno()); os.close(fd)
+    except (OSError, ValueError): pass                   # stdout is no real file (a notebook, a test): nothing to redirect
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `rlsub` command; returns the exit code (2 for bad input, with one line on stderr)."
     try:
-        args = _parser().parse_args(_glue_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
-        {'scan': _scan, 'show': _show, 'mask': _mask, 'overlap': _overlap, 'rank': _rank, 'trajectory': _trajectory, 'demo': _demo, 'example': _example}[args.cmd](args)
+        with terminate_as_interrupt():
+            args = _parser().parse_args(_glue_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
+            {'scan': _scan, 'show': _show, 'mask': _mask, 'overlap': _overlap, 'rank': _rank, 'trajectory': _trajectory, 'demo': _demo, 'example': _example}[args.cmd](args)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout(); return 0                      # the reader stopped reading; every file was written before anything was printed
     except RlsubError as e:
         print(f"rlsub: error: {e}", file=sys.stderr); return 2
     except OSError as e:
         print(f"rlsub: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr); return 2
-    except KeyboardInterrupt:
-        print("rlsub: interrupted; no file was left half-written (rlsub demo --keep holds the runs finished so far)", file=sys.stderr); return 130
+    except KeyboardInterrupt as e:
+        what = 'terminated' if isinstance(e, Terminated) else 'interrupted'
+        print(f"rlsub: {what}; no file was left half-written (rlsub demo --keep holds the runs finished so far)", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     return 0
 
 # %% ../nbs/90_cli.ipynb 10
@@ -208,5 +225,7 @@ def console():
     "The `rlsub` console script: `main` with malloc tuned, then flush and exit without interpreter teardown."
     _tune_malloc()
     code = main()
-    sys.stdout.flush(); sys.stderr.flush()
+    try: sys.stdout.flush()
+    except (BrokenPipeError, ValueError): pass
+    sys.stderr.flush()
     os._exit(code)

@@ -4,14 +4,15 @@
 
 # %% ../nbs/02_masks.ipynb 2
 from __future__ import annotations
-import json, math, os, shutil, struct, tempfile, zlib
+import json, math, os, shutil, struct, warnings, zlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 from .checkpoints import KINDS, Checkpoint, RlsubError, open_checkpoint, parse_name, _prod, _ST_DTYPES
-from .scan import DEFAULT_THRESHOLD, RULES, changed, pair_tensors, resolve_device, stream_pair, model_order, _fmt_shape, _label, _pct, _source, _write_atomic
+from .scan import DEFAULT_THRESHOLD, RULES, changed, pair_tensors, resolve_device, stream_pair, model_order, _fmt_shape, _label, _pct, _source
+from .outputs import write_atomic, atomic_folder, check_outputs
 
 # %% auto 0
 __all__ = ['SubnetMask', 'check_compatible', 'random_mask', 'Overlap', 'overlap', 'transplant']
@@ -164,6 +165,7 @@ def _mask_repr(self) -> str:
     out = [f"SubnetMask ({self.label}): {len(self)} tensors, {self.numel:,} parameters, {self.count:,} in the mask (density {_pct(self.density)})"]
     for side in ('base', 'tuned'):
         if self.meta.get(side): out.append(f"  {side + ':':6} {self.meta[side]}")
+    out += [f"  note: {n}" for n in self.meta.get('notes') or []]
     if len(self):
         d = self.density_by('kind').density
         out.append('  density by kind: ' + ' · '.join(f"{k} {_pct(d[k])}" for k in KINDS if k in d.index))
@@ -189,13 +191,14 @@ def _from_pair(cls, base, tuned, rule: str = 'exact', threshold: float | None = 
     try:
         t_ck = open_checkpoint(tuned, revision)
         try:
-            items = [it for it in pair_tensors(b_ck, t_ck) if it.base and it.tuned]
+            pairing = pair_tensors(b_ck, t_ck)
+            items = [it for it in pairing if it.base and it.tuned]
             packers = [_Packer() for _ in items]
             for k, _, b, t in stream_pair(b_ck, t_ck, items, chunk_size, dev, progress=progress, desc='mask'):
                 packers[k].add(changed(b, t, rule, thr))
             bits = {it.name: p.finish() for it, p in zip(items, packers)}
             shapes = {it.name: tuple(map(min, b_ck[it.base].shape, t_ck[it.tuned].shape)) for it in items}
-            meta = dict(rule=rule, threshold=thr, base=_source(base, b_ck), tuned=_source(tuned, t_ck))
+            meta = dict(rule=rule, threshold=thr, base=_source(base, b_ck), tuned=_source(tuned, t_ck), notes=pairing.notes)
         finally:
             if t_ck is not tuned: t_ck.close()
     finally:
@@ -214,11 +217,20 @@ def _mask_save(self, path) -> Path:
           'tensors': json.dumps([[n, list(s)] for n, s in self.shapes.items()]), 'meta': json.dumps(self.meta),
           'rule': str(self.rule or ''), 'threshold': '' if self.threshold is None else repr(self.threshold),
           'base': str(self.meta.get('base', '')), 'tuned': str(self.meta.get('tuned', ''))}
-    _write_atomic(Path(path), save({n: torch.from_numpy(b.copy()) for n, b in self.bits.items()}, metadata=md))
-    return Path(path)
+    return write_atomic(path, save({n: torch.from_numpy(b.copy()) for n, b in self.bits.items()}, metadata=md))
+
+def _mask_problem(shapes, bits: dict) -> str | None:
+    "What is wrong with a loaded mask's shapes and bits (None if nothing): sizes, and padding bits past the last entry, which must be 0."
+    for n, s in shapes.items():
+        if not (isinstance(n, str) and isinstance(s, (list, tuple)) and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**53 for d in s)): return f"tensor {n!r} has a malformed shape {s!r}"
+        b, numel = bits.get(n), _prod(s)
+        if b is None or b.dtype != np.uint8 or b.size != _nbytes(numel): return f"tensor {n} needs {_nbytes(numel):,} bytes of bits for shape {list(s)}"
+        if numel % 8 and b[-1] >> (numel % 8): return f"tensor {n} has bits set past its last entry (padding must be 0)"
+    if set(bits) - set(shapes): return f"holds bits for {sorted(set(bits) - set(shapes))[0]}, which its header does not list"
+    return None
 
 def _mask_load(cls, path) -> SubnetMask:
-    "Read a mask written by `SubnetMask.save`."
+    "Read a mask written by `SubnetMask.save`, checking shapes, sizes and padding; one-line `RlsubError` for anything else."
     from safetensors import safe_open
     path = Path(path)
     if not path.is_file(): raise RlsubError(f"{path}: no such mask file")
@@ -226,17 +238,20 @@ def _mask_load(cls, path) -> SubnetMask:
         with safe_open(path, 'pt') as f:
             md = f.metadata() or {}
             if md.get('format') != _FORMAT: raise RlsubError(f"{path}: a safetensors file but not an rlsub mask; write one with SubnetMask.save or `rlsub mask`")
-            shapes = dict((n, tuple(s)) for n, s in json.loads(md['tensors']))
-            bits = {n: f.get_tensor(n).numpy() for n in shapes}
+            listed = json.loads(md['tensors'])
+            shapes = dict((n, s) for n, s in listed)
+            if len(shapes) != len(listed): raise RlsubError(f"{path}: lists a tensor twice; the mask is damaged, make it again")
+            bits = {n: f.get_tensor(n).numpy() for n in f.keys()}
             meta = json.loads(md.get('meta', '{}'))
     except RlsubError: raise
     except Exception as e:
         raise RlsubError(f"{path}: not a readable rlsub mask ({type(e).__name__}); write one with SubnetMask.save or `rlsub mask`") from None
-    return cls(bits, shapes, meta)
+    if (why := _mask_problem(shapes, bits)) or not isinstance(meta, dict): raise RlsubError(f"{path}: {why or 'metadata is not an object'}; the mask is damaged, make it again")
+    return cls(bits, {n: tuple(s) for n, s in shapes.items()}, meta)
 
 SubnetMask.save, SubnetMask.load = _mask_save, classmethod(_mask_load)
 
-# %% ../nbs/02_masks.ipynb 34
+# %% ../nbs/02_masks.ipynb 36
 def random_mask(like: SubnetMask, density: float | None = None,
                 per_tensor: bool = True,     # match `like`'s density tensor by tensor (False: its overall density everywhere)
                 seed: int = 0, chunk_size: int = 2**20) -> SubnetMask:
@@ -253,7 +268,7 @@ def random_mask(like: SubnetMask, density: float | None = None,
     what = f"density {density:g}" if density is not None else 'matched per tensor' if per_tensor else f"density {like.density:.4g}"
     return SubnetMask(bits, like.shapes, {'label': f"random, {what}, seed {seed}"})
 
-# %% ../nbs/02_masks.ipynb 38
+# %% ../nbs/02_masks.ipynb 40
 _OVERLAP_COLS = ['params', 'n1', 'n2', 'both', 'density1', 'density2', 'o1', 'chance_o1', 'z1', 'o2', 'chance_o2', 'z2', 'jaccard', 'chance_jaccard']
 _INT_COLS = ('params', 'n1', 'n2', 'both')
 
@@ -286,7 +301,7 @@ class Overlap:
                           f"  o2 = |I1∩I2|/|I2| = {_pct(self.o2):>7}   chance {_pct(self.chance_o2):>7}   {z(self.z2)}",
                           f"  Jaccard           = {_pct(self.jaccard):>7}   chance {_pct(self.chance_jaccard):>7}"])
 
-# %% ../nbs/02_masks.ipynb 39
+# %% ../nbs/02_masks.ipynb 41
 def overlap(a: SubnetMask, b: SubnetMask, by=None):
     "How much masks `a` and `b` share, against chance: an `Overlap`, or a DataFrame grouped `by` 'layer', 'kind', ['layer', 'kind'] or 'name'."
     check_compatible(a, b)
@@ -306,7 +321,7 @@ def overlap(a: SubnetMask, b: SubnetMask, by=None):
     g = t.groupby(_group_keys(by), dropna=False, sort=True)[sums].sum()
     return _overlap_columns(g[g.params > 0])
 
-# %% ../nbs/02_masks.ipynb 51
+# %% ../nbs/02_masks.ipynb 53
 _ST_NAME = {v: k for k, v in _ST_DTYPES.items()}
 _WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.ckpt', '.h5', '.msgpack', '.gguf')
 _WEIGHT_INDEXES = ('model.safetensors.index.json', 'pytorch_model.bin.index.json')
@@ -329,7 +344,7 @@ def _file_metadata(path: str) -> dict | None:
         with safe_open(path, 'pt') as f: return f.metadata()
     except Exception: return None
 
-# %% ../nbs/02_masks.ipynb 52
+# %% ../nbs/02_masks.ipynb 54
 def _selected_chunks(b_ck: Checkpoint, t_ck: Checkpoint, name: str, item, mask: SubnetMask | None, complement: bool, chunk: int):
     "Flat chunks of the transplanted tensor `name`: tuned's stored values where the mask (or its complement) is 1, base's elsewhere."
     bi = b_ck[name]
@@ -356,7 +371,7 @@ def _write_file(path: Path, b_ck: Checkpoint, names: list[str], produce, metadat
         for n in names:
             for c in produce(n): f.write(c.contiguous().view(torch.uint8).numpy())
 
-# %% ../nbs/02_masks.ipynb 53
+# %% ../nbs/02_masks.ipynb 55
 def _base_folder(base, b_ck: Checkpoint) -> Path | None:
     "The folder whose small files (config, tokenizer) go with the output: base's folder, or its hub snapshot."
     if isinstance(base, (str, os.PathLike)) and Path(base).expanduser().is_dir(): return Path(base).expanduser()
@@ -368,14 +383,15 @@ def transplant(base, tuned, mask: SubnetMask, out,
                complement: bool = False,   # take tuned's values where the mask is 0 instead: base + (1 − mask) ⊙ Δ
                progress: bool = False, chunk_size: int = 2**20, revision: str | None = None) -> Path:
     "Write to the new folder `out` the checkpoint base + mask ⊙ Δ: tuned's stored values where `mask` is 1, base's elsewhere, in base's layout."
-    out = Path(out).expanduser()
-    if out.exists(): raise RlsubError(f"{out} already exists; transplant writes a new folder, choose another name or remove it")
+    out = check_outputs({'out': out}, [base, tuned], folders=['out'])['out']
     chunk_size = -(-chunk_size // 8) * 8
     b_ck = open_checkpoint(base, revision)
     try:
         t_ck = open_checkpoint(tuned, revision)
         try:
-            items = {it.name: it for it in pair_tensors(b_ck, t_ck) if it.base and it.tuned}
+            pairing = pair_tensors(b_ck, t_ck)
+            for note in pairing.notes: warnings.warn(f"transplant: {note}", stacklevel=2)
+            items = {it.name: it for it in pairing if it.base and it.tuned}
             for n in mask.names:
                 it = items.get(n)
                 if it is None: raise RlsubError(f"the mask covers {n}, which this pair does not compare; was the mask made from another pair?")
@@ -384,9 +400,7 @@ def transplant(base, tuned, mask: SubnetMask, out,
             files = {}
             for n in sorted(b_ck.names, key=lambda n: (b_ck[n].file, b_ck[n].offset)): files.setdefault(b_ck[n].file, []).append(n)
             st = all(f.endswith('.safetensors') for f in files)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}-', dir=out.parent))
-            try:
+            with atomic_folder(out) as tmp:
                 from tqdm.auto import tqdm
                 def produce(n):
                     it = items.get(n)
@@ -399,10 +413,6 @@ def transplant(base, tuned, mask: SubnetMask, out,
                 for p in sorted(folder.iterdir()) if folder else ():
                     if p.is_file() and not p.name.endswith(_WEIGHT_SUFFIXES) and (p.name not in _WEIGHT_INDEXES or (st and p.name == _WEIGHT_INDEXES[0])):
                         shutil.copy2(p, tmp / p.name)
-                if out.exists(): raise RlsubError(f"{out} appeared while transplanting; nothing was overwritten")
-                os.rename(tmp, out)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True); raise
         finally:
             if t_ck is not tuned: t_ck.close()
     finally:

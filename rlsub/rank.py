@@ -105,7 +105,8 @@ def update_rank(base, tuned,
     try:
         t_ck = open_checkpoint(tuned, revision)
         try:
-            items = [it for it in pair_tensors(b_ck, t_ck) if parse_name(it.name)[1] in kinds]
+            pairing = pair_tensors(b_ck, t_ck)
+            items = [it for it in pairing if parse_name(it.name)[1] in kinds]
             mats = [(it, (b_ck[it.base] if it.base else t_ck[it.tuned]).shape) for it in items]
             mats = [(it, s) for it, s in mats if len(s) >= 2]           # biases and norm gains are vectors, not matrices
             if not mats: raise RlsubError(f"no 2-D weight matrices of kind {', '.join(kinds)} in this pair; pass other kinds (kinds='all' for every one)")
@@ -117,8 +118,9 @@ def update_rank(base, tuned,
             if t_ck is not tuned: t_ck.close()
     finally:
         if b_ck is not base: b_ck.close()
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.astype({'layer': 'Int64', 'rank': 'Int64', 'max_rank': 'Int64'})
+    df = pd.DataFrame(rows, columns=COLUMNS).astype({'layer': 'Int64', 'rank': 'Int64', 'max_rank': 'Int64'})
+    df.attrs['notes'] = pairing.notes      # how the pair's names were lined up, as scan_pair reports them
+    return df
 
 # %% ../nbs/03_rank.ipynb 29
 def rank_summary(table: pd.DataFrame, by: str | None = 'kind') -> pd.DataFrame:

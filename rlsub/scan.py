@@ -4,21 +4,21 @@
 
 # %% ../nbs/01_scan.ipynb 2
 from __future__ import annotations
-import json, math, os, queue, tempfile, threading, time
-from collections import deque
+import json, math, os, queue, threading, time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .checkpoints import Checkpoint, RlsubError, open_checkpoint, parse_name, _prod
+from .checkpoints import KINDS, Checkpoint, RlsubError, open_checkpoint, parse_name, _prod
+from .outputs import write_atomic
 
 # %% auto 0
-__all__ = ['RULES', 'DEFAULT_THRESHOLD', 'LADDER', 'snap', 'changed', 'PairError', 'model_order', 'pair_tensors', 'Sparsity',
-           'DeltaReport', 'resolve_device', 'stream_pair', 'scan_pair']
+__all__ = ['RULES', 'DEFAULT_THRESHOLD', 'LADDER', 'snap', 'changed', 'PairError', 'Pairing', 'model_order', 'pair_tensors',
+           'Sparsity', 'DeltaReport', 'resolve_device', 'stream_pair', 'scan_pair']
 
 # %% ../nbs/01_scan.ipynb 5
 RULES = ('exact', 'abs', 'rel')
@@ -134,6 +134,10 @@ class _Item:
     status: str = 'matched'
     note: str = ''
 
+class Pairing(list):
+    "The `_Item`s of a pair in model order, with `notes`: how the names were lined up and what was not compared."
+    def __init__(self, items=(), notes=()): super().__init__(items); self.notes = list(notes)
+
 def _fmt_shape(s): return '×'.join(map(str, s)) if s else 'scalar'
 
 def _tied_partner(name: str, this: Checkpoint, other: Checkpoint) -> str | None:
@@ -149,15 +153,43 @@ def model_order(name: str):
     natural = tuple((0, int(p), '') if p.isdigit() else (1, 0, p) for p in name.split('.'))
     return (0 if kind == 'embed' else 1 if layer is not None else 2, layer or 0, natural)
 
-def pair_tensors(base: Checkpoint, tuned: Checkpoint) -> list[_Item]:
-    "Match the tensors of `base` and `tuned` by name, explaining every mismatch; raise `PairError` where no comparison is possible."
+# %% ../nbs/01_scan.ipynb 21
+_PREFIX_SHARE = 0.9   # a prefix is taken when it lines up at least this share of the names left unmatched
+_MIN_COVERAGE = 0.5   # a pair is refused when equal-shape matches hold less than this share of the smaller side's entries
+
+def _prefix(base: Checkpoint, tuned: Checkpoint) -> tuple[str, str] | None:
+    "('tuned' or 'base', p) when that side's unmatched names are the other side's with the prefix p added; None if no prefix lines them up."
+    b_only, t_only = [n for n in base.names if n not in tuned], [n for n in tuned.names if n not in base]
+    if not b_only or not t_only: return None
+    best = None
+    for side, longer, shorter in (('tuned', t_only, set(b_only)), ('base', b_only, set(t_only))):
+        votes = Counter()
+        for n in longer:
+            parts = n.split('.')
+            p = next((i for i in range(1, len(parts)) if '.'.join(parts[i:]) in shorter), None)
+            if p is not None: votes['.'.join(parts[:p]) + '.'] += 1
+        if votes:
+            prefix, k = votes.most_common(1)[0]
+            if k >= _PREFIX_SHARE * min(len(b_only), len(t_only)) and (best is None or k > best[2]): best = (side, prefix, k)
+    return best[:2] if best else None
+
+def _tuned_names(base: Checkpoint, tuned: Checkpoint, prefix) -> dict[str, str]:
+    "Key (the base's name for it) -> tuned's name, for every tuned tensor, after lining up `prefix`."
+    if prefix is None: return {n: n for n in tuned.names}
+    side, p = prefix
+    if side == 'tuned': return {(n[len(p):] if n.startswith(p) and n[len(p):] not in tuned else n): n for n in tuned.names}
+    return {(p + n if p + n in base and n not in base else n): n for n in tuned.names}
+
+# %% ../nbs/01_scan.ipynb 22
+def _match(base: Checkpoint, tuned: Checkpoint, tmap: dict[str, str]) -> list[_Item]:
+    "One `_Item` per name of either side, in model order; tuned's tensors found through `tmap` (key -> tuned name)."
     items = []
-    for n in sorted(set(base.names) | set(tuned.names), key=model_order):
-        if n in base and n in tuned:
-            bi, ti = base[n], tuned[n]
+    for n in sorted(set(base.names) | set(tmap), key=model_order):
+        if n in base and n in tmap:
+            bi, ti = base[n], tuned[tmap[n]]
             if len(bi.shape) != len(ti.shape):
                 raise PairError(f"{n}: base shape {_fmt_shape(bi.shape)} and tuned shape {_fmt_shape(ti.shape)} have different numbers of dimensions; no comparison is possible (are these checkpoints of the same architecture?)")
-            it = _Item(n, n, n)
+            it = _Item(n, n, tmap[n])
             if bi.shape != ti.shape:
                 common = tuple(map(min, bi.shape, ti.shape))
                 it.status, it.note = 'shape differs', f"base {_fmt_shape(bi.shape)}, tuned {_fmt_shape(ti.shape)}: compared the common {_fmt_shape(common)} block"
@@ -169,23 +201,61 @@ def pair_tensors(base: Checkpoint, tuned: Checkpoint) -> list[_Item]:
             if partner: items.append(_Item(n, n, partner, 'tied', f"tuned has no {n} (tied embeddings): compared with tuned {partner}"))
             else: items.append(_Item(n, n, None, 'base only', 'only in base: not compared'))
         else:
-            partner = _tied_partner(n, tuned, base)
-            if partner: items.append(_Item(n, partner, n, 'tied', f"base has no {n} (tied embeddings): compared with base {partner}"))
-            else: items.append(_Item(n, None, n, 'tuned only', 'only in tuned: not compared'))
+            partner = _tied_partner(tmap[n], tuned, base)
+            if partner: items.append(_Item(n, partner, tmap[n], 'tied', f"base has no {n} (tied embeddings): compared with base {partner}"))
+            else: items.append(_Item(n, None, tmap[n], 'tuned only', 'only in tuned: not compared'))
     return items
 
-# %% ../nbs/01_scan.ipynb 22
-def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: _Item, chunk: int, bufs=None):
-    "Yield (base_chunk, tuned_chunk, release) covering the compared block of item `it`: views when `bufs` is None, else copies into `bufs`."
+# %% ../nbs/01_scan.ipynb 23
+def _few(names, k: int = 3) -> str:
+    names = list(names)
+    return ', '.join(names[:k]) + (f", … ({len(names)} in all)" if len(names) > k else '')
+
+def _check_coverage(items: list[_Item], base: Checkpoint, tuned: Checkpoint):
+    "Refuse a pair whose equal-shape matches hold under `_MIN_COVERAGE` of the smaller side's entries, saying what was found."
+    if not len(base) or not len(tuned): raise PairError(f"{'base' if not len(base) else 'tuned'} holds no tensors; nothing to compare")
+    both = [it for it in items if it.base and it.tuned]
+    same = sum(base[it.base].numel for it in both if base[it.base].shape == tuned[it.tuned].shape)
+    smaller = min(base.numel, tuned.numel)
+    if smaller == 0 or same >= _MIN_COVERAGE * smaller: return
+    if not both:
+        raise PairError(f"base and tuned share no tensor names (base has {_few(base.names, 2)}; tuned has {_few(tuned.names, 2)}): they are not checkpoints of one model; compare a model with its own fine-tuned version")
+    shaped = [it for it in both if it.status == 'shape differs']
+    if shaped and sum(base[it.base].numel for it in shaped) >= sum(base[it.base].numel for it in both) / 2:
+        it = shaped[0]
+        raise PairError(f"{len(shaped)} of the {len(both)} tensors the two share by name differ in shape (e.g. {it.name}: base {_fmt_shape(base[it.base].shape)}, tuned {_fmt_shape(tuned[it.tuned].shape)}): these are different model sizes, and any sparsity would be a guess; compare checkpoints of one model")
+    b_only, t_only = [it.name for it in items if not it.tuned], [it.name for it in items if not it.base]
+    raise PairError(f"only {same / smaller:.1%} of the smaller checkpoint's entries have a same-shape counterpart ({len(both)} tensor{'s' * (len(both) != 1)} matched by name; base only: {_few(b_only, 2) or 'none'}; tuned only: {_few(t_only, 2) or 'none'}): the names do not line up, so this is not one model before and after training")
+
+# %% ../nbs/01_scan.ipynb 24
+def _notes(items: list[_Item], prefix) -> list[str]:
+    "A few lines: how names were lined up, and each kind of mismatch with its count and examples."
+    notes = []
+    if prefix: notes.append(f"{prefix[0]}'s tensor names carry the prefix {prefix[1]!r}: matched to the other side's names without it")
+    by = lambda s: [it.name for it in items if it.status == s]
+    for status, what in (('base only', 'only in base, not compared'), ('tuned only', 'only in tuned, not compared'),
+                         ('shape differs', 'differ in shape, compared on their common block'), ('dtype differs', 'differ in dtype, compared as upcast values'),
+                         ('tied', 'compared with the other side\'s embedding (tied embeddings)')):
+        names = by(status)
+        if names: notes.append(f"{len(names)} tensor{'s' * (len(names) > 1)} {what}: {_few(names)}")
+    return notes
+
+def pair_tensors(base: Checkpoint, tuned: Checkpoint) -> Pairing:
+    "Match the tensors of `base` and `tuned` by name (lining up one common prefix), explaining every mismatch; `PairError` where the pair cannot be trusted."
+    prefix = _prefix(base, tuned)
+    items = _match(base, tuned, _tuned_names(base, tuned, prefix))
+    _check_coverage(items, base, tuned)
+    return Pairing(items, _notes(items, prefix))
+
+# %% ../nbs/01_scan.ipynb 26
+def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: _Item, chunk: int, bufs):
+    "Yield (base_chunk, tuned_chunk) covering the compared block of item `it`; equal shapes are read into the buffer pairs `bufs` yields."
     bi, ti = base[it.base], tuned[it.tuned]
     if bi.shape == ti.shape:
         for s in range(0, bi.numel, chunk):
             e = min(s + chunk, bi.numel)
-            if bufs is None:
-                yield base.view(it.base, s, e), tuned.view(it.tuned, s, e), partial(_release, base, it.base, tuned, it.tuned, s, e)
-            else:
-                bb, tb = next(bufs)
-                yield base.read(it.base, s, e, out=bb), tuned.read(it.tuned, s, e, out=tb), None
+            bb, tb = next(bufs)
+            yield base.read(it.base, s, e, out=bb), tuned.read(it.tuned, s, e, out=tb)
         return
     common = tuple(map(min, bi.shape, ti.shape))
     inner_b, inner_t = _prod(bi.shape[1:]), _prod(ti.shape[1:])
@@ -195,10 +265,7 @@ def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: _Item, chunk: int, 
         r1 = min(r + rows, common[0])
         b = base.read(it.base, r * inner_b, r1 * inner_b).reshape(r1 - r, *bi.shape[1:])[(slice(None),) + block]
         t = tuned.read(it.tuned, r * inner_t, r1 * inner_t).reshape(r1 - r, *ti.shape[1:])[(slice(None),) + block]
-        yield b.reshape(-1), t.reshape(-1), None
-
-def _release(base, bname, tuned, tname, s, e):
-    base.release(bname, s, e); tuned.release(tname, s, e)
+        yield b.reshape(-1), t.reshape(-1)
 
 def _ring(n: int, nbytes: int, pin: bool):
     "Cycle forever through `n` pairs of reusable byte buffers."
@@ -234,7 +301,7 @@ def _prefetch(gen, depth: int):
     finally:
         stop.set(); th.join()
 
-# %% ../nbs/01_scan.ipynb 24
+# %% ../nbs/01_scan.ipynb 28
 class Sparsity(float):
     "A sparsity (fraction of entries unchanged) that remembers the rule and the ladder step it was answered at."
     def __new__(cls, value, rule, threshold, requested=None):
@@ -251,7 +318,7 @@ def _label(rule, threshold, requested=None) -> str:
     s = f"{rule}: {op} > {threshold:g}"
     return s if requested is None or requested == threshold else f"{s}, the ladder step below {requested:g}"
 
-# %% ../nbs/01_scan.ipynb 25
+# %% ../nbs/01_scan.ipynb 29
 _BY = {None: None, 'layer': ['layer'], 'kind': ['kind'], 'name': ['name'], 'status': ['status']}
 _COLUMNS = ['name', 'layer', 'kind', 'status', 'note', 'shape_base', 'shape_tuned', 'dtype_base', 'dtype_tuned',
             'numel', 'changed', 'nonfinite', 'delta_norm', 'base_norm', 'max_abs_delta']
@@ -307,8 +374,11 @@ class DeltaReport:
         n = self.numel
         return pd.DataFrame({r: 1 - self._above[r].sum(0) / n for r in ('abs', 'rel')}, index=pd.Index(LADDER, name='threshold'))
 
-# %% ../nbs/01_scan.ipynb 27
+# %% ../nbs/01_scan.ipynb 31
 _FORMAT = 'rlsub.DeltaReport'
+_MAX_REPORT = 512 * 2**20   # bytes a report may take once decompressed: a 7B model's is under 1 MB, so this only stops a decompression bomb
+_STATUSES = ('matched', 'dtype differs', 'shape differs', 'tied', 'base only', 'tuned only')
+_MAX_COUNT = 2**53          # counts above this are no model's
 
 def _jsonable(v):
     if isinstance(v, (np.integer,)): return int(v)
@@ -317,21 +387,48 @@ def _jsonable(v):
     if v is pd.NA: return None
     return v
 
-def _write_atomic(path: Path, data: bytes):
-    "Write `data` to `path` through a temporary file in the same folder, renamed into place."
-    path = Path(path)
-    if not path.parent.is_dir(): raise RlsubError(f"cannot write {path}: folder {path.parent} does not exist")
-    if path.is_dir(): raise RlsubError(f"cannot write {path}: it is a folder; give a file name")
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f: f.write(data)
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes it private; the file gets the mode a plain open() would give it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+# %% ../nbs/01_scan.ipynb 32
+def _count_ok(v, hi=_MAX_COUNT) -> bool: return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
+def _shape_ok(s) -> bool: return s is None or (isinstance(s, list) and all(_count_ok(d) for d in s))
+def _number_ok(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and not v < 0
 
-# %% ../nbs/01_scan.ipynb 28
+def _row_problem(r) -> str | None:
+    "What is wrong with one tensor row of a saved report (None if nothing): types, ranges and the counts' own arithmetic."
+    if not isinstance(r, dict): return "is not an object"
+    if not (isinstance(r.get('name'), str) and r['name']): return "has no name"
+    if r.get('kind') not in KINDS or r.get('status') not in _STATUSES: return f"has kind {r.get('kind')!r} / status {r.get('status')!r}, not one rlsub writes"
+    if not (r.get('layer') is None or _count_ok(r['layer'], 10**6)) or not isinstance(r.get('note', ''), str): return "has a malformed layer or note"
+    if not (_shape_ok(r.get('shape_base')) and _shape_ok(r.get('shape_tuned'))): return "has a malformed shape"
+    n, c, nf = r.get('numel'), r.get('changed'), r.get('nonfinite')
+    if not (_count_ok(n) and _count_ok(c, n) and _count_ok(nf, c)): return f"has counts numel={n!r}, changed={c!r}, nonfinite={nf!r} (need 0 ≤ nonfinite ≤ changed ≤ numel)"
+    both = r.get('shape_base') is not None and r.get('shape_tuned') is not None
+    if n != (_prod(map(min, r['shape_base'], r['shape_tuned'])) if both else 0): return f"has numel {n:,}, which its shapes do not give"
+    if not all(_number_ok(r.get(k)) for k in ('delta_norm', 'base_norm', 'max_abs_delta')): return "has a malformed norm"
+    for k in ('abs_hist', 'rel_hist'):
+        h = r.get(k)
+        if not (isinstance(h, list) and len(h) == _NBINS and all(_count_ok(v, c) for v in h) and sum(h) == c):
+            return f"has a {k} that is not {_NBINS} counts summing to its {c:,} changed entries"
+    return None
+
+def _read_report_json(path: Path):
+    "The JSON document in report file `path` (gzip or plain), refusing anything that would expand past `_MAX_REPORT`."
+    import zlib
+    try:
+        with open(path, 'rb') as f: raw = f.read(_MAX_REPORT + 1)
+    except FileNotFoundError: raise RlsubError(f"{path}: no such report file") from None
+    except IsADirectoryError: raise RlsubError(f"{path}: is a folder, not a report file") from None
+    if raw[:2] == b'\x1f\x8b':
+        try:
+            d = zlib.decompressobj(wbits=31)
+            out = d.decompress(raw, _MAX_REPORT + 1)      # stops there: a small file that expands hugely is never expanded whole
+        except zlib.error: out, d = None, None
+        if out is None or (len(out) <= _MAX_REPORT and not d.eof): raise RlsubError(f"{path}: not a readable rlsub report (corrupt or truncated gzip)")
+        raw = out
+    if len(raw) > _MAX_REPORT: raise RlsubError(f"{path}: larger than {_MAX_REPORT // 2**20} MB once decompressed; no rlsub report is, so this is not one")
+    try: return json.loads(raw)
+    except (ValueError, RecursionError): raise RlsubError(f"{path}: not a readable rlsub report (corrupt or not JSON)") from None
+
+# %% ../nbs/01_scan.ipynb 33
 def _report_save(self, path):
     "Write the report to `path` (JSON; gzip when it ends in .gz), atomically."
     import gzip
@@ -339,23 +436,21 @@ def _report_save(self, path):
     for r, a, b in zip(rows, self.abs_hist.tolist(), self.rel_hist.tolist()): r['abs_hist'], r['rel_hist'] = a, b
     doc = {'format': _FORMAT, 'version': 1, 'ladder': LADDER.tolist(), 'meta': self.meta, 'tensors': rows}
     data = json.dumps(doc).encode()
-    _write_atomic(Path(path), gzip.compress(data) if str(path).endswith('.gz') else data)
-    return Path(path)
+    return write_atomic(path, gzip.compress(data) if str(path).endswith('.gz') else data)
 
 def _report_load(cls, path) -> DeltaReport:
-    "Read a report written by `DeltaReport.save`."
-    import gzip
+    "Read a report written by `DeltaReport.save`, checking every row; one-line `RlsubError` for anything else."
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        doc = json.loads(gzip.decompress(raw) if raw[:2] == b'\x1f\x8b' else raw)
-    except FileNotFoundError: raise RlsubError(f"{path}: no such report file") from None
-    except (OSError, ValueError, EOFError): raise RlsubError(f"{path}: not a readable rlsub report (corrupt or not JSON)") from None
+    doc = _read_report_json(path)
     if not isinstance(doc, dict) or doc.get('format') != _FORMAT: raise RlsubError(f"{path}: not an rlsub report (write one with `rlsub scan ... -o`)")
     if doc.get('version') != 1 or doc.get('ladder') != LADDER.tolist(): raise RlsubError(f"{path}: written by an incompatible rlsub version; scan the pair again")
-    rows = doc['tensors']
+    rows, meta = doc.get('tensors'), doc.get('meta', {})
+    if not isinstance(rows, list) or not isinstance(meta, dict): raise RlsubError(f"{path}: damaged report (no list of tensors); scan the pair again")
+    for i, r in enumerate(rows):
+        if (why := _row_problem(r)): raise RlsubError(f"{path}: tensor row {i}{' (' + r['name'] + ')' if isinstance(r, dict) and isinstance(r.get('name'), str) else ''} {why}; the report is damaged, scan the pair again")
+    if len({r['name'] for r in rows}) != len(rows): raise RlsubError(f"{path}: names a tensor twice; the report is damaged, scan the pair again")
     hist = {k: np.array([r.pop(k) for r in rows], dtype=np.int64).reshape(len(rows), _NBINS) for k in ('abs_hist', 'rel_hist')}
-    return cls(_table(rows), hist['abs_hist'], hist['rel_hist'], doc.get('meta'))
+    return cls(_table(rows), hist['abs_hist'], hist['rel_hist'], meta)
 
 def _table(rows: list[dict]) -> pd.DataFrame:
     "The report's table from row dicts, with the column types every report has."
@@ -368,7 +463,7 @@ def _table(rows: list[dict]) -> pd.DataFrame:
 DeltaReport.save = _report_save
 DeltaReport.load = classmethod(_report_load)
 
-# %% ../nbs/01_scan.ipynb 30
+# %% ../nbs/01_scan.ipynb 35
 def _pct(x): return f"{x:.2%}" if x == x else '—'
 
 def _headline(self, rule='exact', threshold=None) -> pd.DataFrame:
@@ -401,13 +496,13 @@ def _summary(self, rule='exact', threshold=None, by=('kind', 'layer')) -> str:
             shown.columns.name = None
             if 'layer' in shown.index.names: shown = shown.rename(index=lambda v: '—' if v is pd.NA else v, level='layer' if shown.index.nlevels > 1 else None)
             out += ['', f"by {b} ({g.columns.name})", shown.to_string()]
-    att = self.attention()
-    if len(att):
-        out += ['', f"{len(att)} tensor{'s' * (len(att) > 1)} with a note:"]
-        for r in att.itertuples():
-            parts = [r.status, r.note] + ([f"{r.nonfinite:,} changes involve NaN or inf"] if r.nonfinite else [])
-            out.append(f"  {r.name}: " + '; '.join(p for p in parts if p))
+    notes = self.notes + [f"{r.name}: {r.nonfinite:,} changes involve NaN or inf" for r in self.table[self.table.nonfinite > 0].itertuples()]
+    if notes: out += ['', 'notes:'] + [f"  {n}" for n in notes]
     return '\n'.join(out)
+
+def _report_notes(self) -> list[str]:
+    "How the pair's names were lined up and what was not compared (from the scan; rebuilt from the table for older reports)."
+    return list(self.meta['notes']) if isinstance(self.meta.get('notes'), list) else _notes(list(self.table.itertuples()), None)
 
 def _repr(self) -> str: return self.summary(by=('kind',))
 
@@ -418,8 +513,9 @@ def _to_html(self, path, rule: str = 'exact', threshold: float | None = None) ->
 
 DeltaReport.headline, DeltaReport.attention, DeltaReport.summary, DeltaReport.__repr__ = _headline, _attention, _summary, _repr
 DeltaReport.to_html = _to_html
+DeltaReport.notes = property(_report_notes)
 
-# %% ../nbs/01_scan.ipynb 32
+# %% ../nbs/01_scan.ipynb 37
 def resolve_device(device: str | torch.device = 'auto') -> torch.device:
     "`auto` -> CUDA when available, else CPU; refuse CUDA clearly when there is none."
     if str(device) == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -429,7 +525,7 @@ def resolve_device(device: str | torch.device = 'auto') -> torch.device:
     if dev.type not in ('cpu', 'cuda'): raise RlsubError(f"device {device!r} is not supported; use auto, cpu or cuda")
     return dev
 
-# %% ../nbs/01_scan.ipynb 34
+# %% ../nbs/01_scan.ipynb 39
 @contextmanager
 def _intraop_threads(n: int | None):
     "Temporarily set PyTorch's intra-op thread count (None: leave it)."
@@ -453,17 +549,13 @@ def stream_pair(b_ck: Checkpoint, t_ck: Checkpoint, items: list[_Item], chunk_si
     total = sum(b_ck[it.base].nbytes + t_ck[it.tuned].nbytes for it in items)
     itemsize = max([b_ck[it.base].dtype.itemsize for it in items] + [t_ck[it.tuned].dtype.itemsize for it in items] + [1])
     in_flight = prefetch + hold + 3          # chunks that can be queued, in use or being read at once, plus one
-    # on the CPU, chunks are views of the mapped files; for CUDA, copies in pinned buffers that go to the GPU fast
-    bufs = _ring(in_flight, chunk_size * itemsize, pin=True) if dev.type == 'cuda' else None
+    bufs = _ring(in_flight, chunk_size * itemsize, pin=dev.type == 'cuda')   # pinned buffers reach the GPU fast
     def chunks():
-        used = deque()
         for k, it in enumerate(items):
             off = 0
-            for b, t, release in _aligned_chunks(b_ck, t_ck, it, chunk_size, bufs):
+            for b, t in _aligned_chunks(b_ck, t_ck, it, chunk_size, bufs):
                 yield k, off, b, t
                 off += b.numel()
-                used.append(release)
-                if len(used) > in_flight and (r := used.popleft()): r()   # that chunk is done with: give its pages back
     with tqdm(total=total, unit='B', unit_scale=True, desc=desc, disable=not progress, leave=False) as bar:
         for k, off, b, t in _prefetch(chunks(), prefetch):
             bar.update(b.numel() * b.element_size() + t.numel() * t.element_size())
@@ -480,7 +572,7 @@ def _count(b_ck: Checkpoint, t_ck: Checkpoint, compared: list[_Item], dev, chunk
         for k0, fut in pending: acc[k0] = _merge(acc[k0], fut.result())
     return acc
 
-# %% ../nbs/01_scan.ipynb 35
+# %% ../nbs/01_scan.ipynb 40
 def _row(it: _Item, b_ck: Checkpoint, t_ck: Checkpoint, a: dict | None) -> tuple[dict, np.ndarray, np.ndarray]:
     "The report row and the two histograms of one item."
     bi, ti = (b_ck[it.base] if it.base else None), (t_ck[it.tuned] if it.tuned else None)
@@ -497,7 +589,7 @@ def _row(it: _Item, b_ck: Checkpoint, t_ck: Checkpoint, a: dict | None) -> tuple
 
 def _source(src, ck: Checkpoint) -> str: return str(src) if isinstance(src, (str, os.PathLike)) else ck.source
 
-# %% ../nbs/01_scan.ipynb 36
+# %% ../nbs/01_scan.ipynb 41
 def scan_pair(base, tuned, device: str = 'auto',
               progress: bool = True,        # a tqdm bar over bytes read (notebook widget or terminal)
               chunk_size: int = 2**20,      # entries per side per read: bounds memory whatever the tensor or model size
@@ -518,7 +610,7 @@ def scan_pair(base, tuned, device: str = 'auto',
             compared = [it for it in items if it.base and it.tuned]
             acc = dict(zip(map(id, compared), _count(b_ck, t_ck, compared, dev, chunk_size, prefetch, workers, progress)))
             rows, ah, rh = zip(*[_row(it, b_ck, t_ck, acc.get(id(it))) for it in items]) if items else ((), (), ())
-            meta = dict(base=_source(base, b_ck), tuned=_source(tuned, t_ck))
+            meta = dict(base=_source(base, b_ck), tuned=_source(tuned, t_ck), notes=items.notes)
         finally:
             if t_ck is not tuned: t_ck.close()
     finally:

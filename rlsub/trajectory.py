@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 from .checkpoints import KINDS, Checkpoint, RlsubError, open_checkpoint, parse_name
-from .scan import DEFAULT_THRESHOLD, PairError, _Item, _fmt_shape, _label, _pct, _prefetch, _write_atomic, changed, pair_tensors, resolve_device
+from .outputs import write_atomic
+from .scan import DEFAULT_THRESHOLD, Pairing, PairError, _Item, _fmt_shape, _label, _pct, _prefetch, changed, pair_tensors, resolve_device
 
 # %% auto 0
 __all__ = ['TrajectoryError', 'checkpoint_series', 'align_series', 'Trajectory', 'trajectory']
@@ -40,25 +41,33 @@ def _mismatch(it: _Item, first: Checkpoint, ck: Checkpoint, lab0: str, lab: str)
     else: what = f"{it.name} is saved in one of {lab} and {lab0} and tied to the embedding in the other"
     return f"{lab}: {what}; every checkpoint of a trajectory needs the same tensor names and shapes"
 
-def align_series(cks: list[Checkpoint], labels: list[str]) -> list[_Item]:
-    "The tensors of the series `cks`, in model order, checked to line up with the first checkpoint in every other one."
-    items = None
+def align_series(cks: list[Checkpoint], labels: list[str]) -> Pairing:
+    "The tensors of the series `cks`, in model order, checked to line up with the first checkpoint in every other one; `names[i]` holds checkpoint i's name for each, `notes` how they were lined up."
+    items, names, notes = None, [], []
     for ck, lab in zip(cks[1:], labels[1:]):
         try: its = pair_tensors(cks[0], ck)
         except PairError as e: raise TrajectoryError(f"{lab} against {labels[0]}: {e}") from None
         for it in its:
             if it.status not in _OK: raise TrajectoryError(_mismatch(it, cks[0], ck, labels[0], lab))
         if items is None: items = its
-    return items
+        names.append([it.tuned for it in its]); notes += [f"{lab}: {n}" for n in its.notes]
+    out = Pairing(items, notes)
+    out.names = [[it.name for it in items]] + names
+    return out
 
 # %% ../nbs/04_trajectory.ipynb 14
 _COUNTS = ('changed', 'step_changed', 'step_shared', 'ever_changed')   # the four counts kept per tensor and checkpoint
 
+def _series_names(cks: list[Checkpoint], items) -> list[list[str]]:
+    "Checkpoint i's name for each item: `align_series`'s `names`, or the items' own names."
+    return getattr(items, 'names', None) or [[it.name for it in items]] * len(cks)
+
 def _read_all(cks: list[Checkpoint], items: list[_Item], chunk_size: int):
     "Yield (k, i, chunk): each chunk of each tensor `k`, read from checkpoint i = 0, 1, … in turn (every chunk of every checkpoint once)."
+    names = _series_names(cks, items)
     for k, it in enumerate(items):
         for s in range(0, cks[0][it.name].numel, chunk_size):
-            for i, ck in enumerate(cks): yield k, i, ck.read(it.name, s, s + chunk_size)
+            for i, ck in enumerate(cks): yield k, i, ck.read(names[i][k], s, s + chunk_size)
 
 def _walk(cks: list[Checkpoint], items: list[_Item], rule: str, threshold, dev: torch.device, chunk_size: int,
           prefetch: int = 2, progress: bool = False) -> np.ndarray:
@@ -66,7 +75,8 @@ def _walk(cks: list[Checkpoint], items: list[_Item], rule: str, threshold, dev: 
     from tqdm.auto import tqdm
     n = len(cks)
     acc = torch.zeros(len(items), n, len(_COUNTS), dtype=torch.int64, device=dev)
-    total = sum(ck[it.name].nbytes for it in items for ck in cks)
+    names = _series_names(cks, items)
+    total = sum(ck[names[i][k]].nbytes for k in range(len(items)) for i, ck in enumerate(cks))
     with tqdm(total=total, unit='B', unit_scale=True, desc='trajectory', disable=not progress, leave=False) as bar:
         for k, i, c in _prefetch(_read_all(cks, items, chunk_size), prefetch):
             bar.update(c.numel() * c.element_size())
@@ -147,8 +157,7 @@ class Trajectory:
     def to_csv(self, path, table: str = 'steps') -> Path:
         "Write `steps` (or `split`, `tensors`) to `path` as CSV, atomically."
         if table not in ('steps', 'split', 'tensors'): raise RlsubError(f"table must be steps, split or tensors, got {table!r}")
-        _write_atomic(Path(path), getattr(self, table).to_csv().encode())
-        return Path(path)
+        return write_atomic(path, getattr(self, table).to_csv().encode())
 
 # %% ../nbs/04_trajectory.ipynb 23
 def _fmt_steps(s: pd.DataFrame) -> pd.DataFrame:
@@ -168,6 +177,7 @@ def _repr(self) -> str:
     shown = sp[['params', 'never', 'reverted', 'final']].copy()
     for c in ('never', 'reverted', 'final'): shown[c] = [f"{v:,} ({_pct(f)})" for v, f in zip(sp[c], sp[f'{c}_frac'])]
     out.append(shown.rename(columns={'never': 'never updated', 'reverted': 'updated, returned', 'final': 'final subnetwork'}).to_string())
+    if m.get('notes'): out += ['', 'notes:'] + [f"  {n}" for n in m['notes']]
     return '\n'.join(out)
 
 Trajectory.__repr__ = _repr
@@ -218,7 +228,7 @@ def trajectory(checkpoints, rule: str = 'exact', threshold: float | None = None,
             if ck is not s: ck.close()
     thr = None if rule == 'exact' else DEFAULT_THRESHOLD[rule] if threshold is None else threshold
     meta = dict(rule=rule, threshold=thr, label=_label(rule, thr), device=str(dev), chunk_size=chunk_size,
-                seconds=round(time.perf_counter() - start, 3))
+                seconds=round(time.perf_counter() - start, 3), notes=items.notes)
     ckdf = pd.DataFrame(dict(step=pd.array([_step_of(s) for s in srcs], dtype='Int64'), name=labels,
                              source=[str(s) if isinstance(s, (str, os.PathLike)) else ck.source for s, ck in zip(srcs, cks)]))
     return Trajectory(_split_table(items, cks, counts), counts, ckdf, meta)

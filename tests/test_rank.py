@@ -49,6 +49,8 @@ def test_mismatched_shape_and_one_sided_matrices_are_listed_with_the_reason():
     g = torch.Generator().manual_seed(0)
     base = {Q: torch.randn(8, 8, generator=g) * 0.02, UP: torch.randn(16, 8, generator=g), K: torch.randn(4, 8, generator=g)}
     tuned = {Q: base[Q] + low_rank(8, 8, 2, g), UP: torch.randn(20, 8, generator=g), DOWN: torch.randn(8, 16, generator=g)}
+    norm = 'model.layers.0.input_layernorm.weight'       # most entries pair up, as in two checkpoints of one model (else the pair is refused)
+    base[norm] = tuned[norm] = torch.ones(400)
     t = update_rank(base, tuned).set_index('name')
     assert list(t.columns) == COLUMNS[1:]
     assert t.loc[Q, 'rank'] == 2 and t.loc[Q, 'note'] == ''

@@ -138,7 +138,7 @@ def test_mismatched_pairs_are_explained(tmp_path):
     down_b, down_t = base['model.layers.0.mlp.down_proj.weight'][:, :5], tuned['model.layers.0.mlp.down_proj.weight']
     assert t.loc['model.layers.0.mlp.down_proj.weight', 'changed'] == int((down_b != down_t).sum())   # common block of differing trailing dims
     assert t.loc['model.layers.0.mlp.gone.weight', 'status'] == 'base only' and t.loc['model.layers.0.mlp.gone.weight', 'numel'] == 0
-    assert 'with a note' in r.summary() and 'tied' in repr(r)
+    assert 'notes:' in r.summary() and 'tied' in repr(r)
 
 
 def test_tied_on_the_tuned_side(tmp_path):
@@ -219,8 +219,8 @@ def test_reading_is_bounded_by_the_chunk(pairs):
 def test_saved_files_get_the_usual_mode(tmp_path):
     "Written through a private temporary file, a report still ends up readable as a plain open() would leave it."
     import os, stat
-    from rlsub.scan import _write_atomic
-    _write_atomic(tmp_path / 'r.json', b'{}')
+    from rlsub.outputs import write_atomic
+    write_atomic(tmp_path / 'r.json', b'{}')
     umask = os.umask(0); os.umask(umask)
     assert stat.S_IMODE((tmp_path / 'r.json').stat().st_mode) == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ['r.json']
