@@ -8,6 +8,7 @@ from rlsub.attribution import (CLASSES, AttributionTracker, attribution_table, b
 from rlsub.checkpoints import RlsubError
 from rlsub.explorer import RlsubFigure
 from rlsub.grpo import GRPOConfig, train_grpo
+from rlsub.masks import SubnetMask
 from rlsub.tiny import char_tokenizer, tiny_policy
 from toys import EVEN, as_int, planted_mask
 
@@ -130,6 +131,7 @@ def test_masked_run_gradients_and_changes_stay_in_the_mask(tok):
     mask = planted_mask(pol, 0.25)
     tr = AttributionTracker(predict_at=(), predictors=())
     train_grpo(pol, tok, EVEN, cfg(weight_decay=0.1), mask=mask, callbacks=[tr], progress=False)
+    mask = SubnetMask({n: mask.bits[n] for n in tr.ever.names}, {n: mask.shapes[n] for n in tr.ever.names})   # the planted copy of the tied lm_head is no parameter
     assert (tr.ever - mask).count == 0                    # the optimizer saw gradients only inside the mask
     assert (tr.mask(None, 'fp32') - mask).count == 0
     assert attribution_table(tr).never.iloc[0] >= 1 - mask.density
