@@ -167,6 +167,12 @@ def _hook(self: SparseAdamW, p):
     self._update(p, g)
 
 @patch
+def zero_grad(self: SparseAdamW, set_to_none: bool = True):
+    "Clear the gradients, the packed ones of fused='packed' too."
+    super(SparseAdamW, self).zero_grad(set_to_none)
+    for st in self.state.values(): st.pop('grad', None)
+
+@patch
 def remove_hooks(self: SparseAdamW):
     "Take a fused optimizer's gradient hooks off the parameters."
     for h in self.handles: h.remove()
