@@ -8,11 +8,15 @@ Debian Chromium (the helpers of tests/test_browser.py), runs a notebook that doe
 output the dashboard lives in (a small white margin, light theme) and writes the PNG atomically to `--out`.
 Every process it starts (server, kernel, browser) is stopped at the end, on error too.
 
-Usage: python benchmarks/screenshot_explorer.py [--out nbs/images/explorer.png] [--steps 30] [--work DIR]
+With --states DIR it then steers on, as a reader would, and shoots each state to DIR: a tensor typed in the search
+box (its histogram), the 'where it changed' tab (read from the checkpoints), a heatmap cell clicked (the table cut to
+that cell, its tensor chosen), the tensors view with a row clicked, and the by-kind view under rule rel.
+
+Usage: python benchmarks/screenshot_explorer.py [--out nbs/images/explorer.png] [--steps 30] [--work DIR] [--states DIR]
   --work DIR keeps the pair in DIR/base, DIR/tuned and reuses it on the next run (default: a temporary folder).
 Needs /usr/bin/chromium (or RLSUB_CHROMIUM) and the pip packages playwright, jupyterlab, ipywidgets.
 """
-import argparse, contextlib, os, sys, tempfile, time
+import argparse, contextlib, json, os, sys, tempfile, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +27,8 @@ RUN_ALL_S = 300                    # seconds for the kernel to start, scan the p
 UPDATE_S = 60                      # seconds for the dashboard to follow one click
 MARGIN = 12                        # pixels of white around the dashboard
 CELLS = ["from rlsub.scan import scan_pair\nreport = scan_pair('base', 'tuned', progress=False)\nreport",
+         "import json\nfrom rlsub.explorer import Explorer\n_h = Explorer(report); _h.view.value = 'heatmap'     # where the heatmap shows layer 1 x q\n"
+         "open('cell.json', 'w').write(json.dumps(_h.point(layer=1, kind='q')))",
          "from rlsub.explorer import explore\nex = explore(report)"]
 
 
@@ -105,12 +111,50 @@ def shoot(page, out, path: Path) -> tuple[int, int]:
     return round(box['width']), round(box['height'])
 
 
+def states(page, out, folder: Path, root: Path):
+    "Steer on from the heatmap as a reader would, shooting each state to `folder`; what each shows."
+    from playwright.sync_api import expect
+    folder.mkdir(parents=True, exist_ok=True)
+    q = lambda c: page.locator(f'.rlsub-{c}').first
+    box, fig, shots = q('tensor').locator('input'), q('figure'), []
+    def loaded(c):
+        page.wait_for_function(f'el => ({tb.LOADED_JS})(el)', arg=q(c).element_handle(), timeout=UPDATE_S * 1000)
+    def changed(c, old): page.wait_for_function(f'([el, old]) => ({tb.VERSION_JS})(el) !== old', arg=[q(c).element_handle(), old], timeout=UPDATE_S * 1000)
+    def shot(name, what):
+        # the kernel done with the click (it turned busy before the change waited for reached the page): no 'reading…' left
+        page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(timeout=UPDATE_S * 1000)
+        w, h = shoot(page, out, folder / name); shots.append(f'{name} ({w}x{h}): {what}')
+    box.click(); box.press_sequentially('model.layers.1.mlp.down_proj.weight', delay=2)
+    loaded('hist'); shot('tensor.png', 'a tensor typed in the search box: its |Δ| histogram')
+    q('tabs').locator('.lm-TabBar-tab', has_text='where it changed').click()
+    loaded('changes'); shot('picture.png', "the 'where it changed' tab, read from the checkpoints")
+    old = tb._src(q('changes'))
+    x, y = json.loads((root / 'cell.json').read_text())
+    bb = fig.locator('img').first.bounding_box()
+    page.mouse.click(bb['x'] + x * bb['width'], bb['y'] + y * bb['height'])
+    expect(box).to_have_value('model.layers.1.self_attn.q_proj.weight', timeout=UPDATE_S * 1000)
+    changed('changes', old); loaded('changes'); shot('cell.png', 'the heatmap cell layer 1 x q clicked: the table cut to it, its tensor chosen')
+    q('unfilter').click()
+    old = tb._src(fig)
+    q('view').get_by_role('button', name='tensors', exact=True).click(); changed('figure', old)
+    q('table').locator('tr[data-name="model.layers.0.self_attn.v_proj.weight"]').click()
+    expect(box).to_have_value('model.layers.0.self_attn.v_proj.weight', timeout=UPDATE_S * 1000)
+    loaded('changes'); shot('tensors.png', 'the tensors view, a row clicked')
+    old = tb._src(fig)
+    q('view').get_by_role('button', name='by kind', exact=True).click(); changed('figure', old)
+    old = tb._src(fig)
+    q('rule').get_by_role('button', name='rel', exact=True).click(); changed('figure', old)
+    loaded('changes'); shot('kind-rel.png', 'the by-kind view under rule rel (threshold 1e-3)')
+    return shots
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', type=Path, default=REPO / 'nbs' / 'images' / 'explorer.png')
     ap.add_argument('--steps', type=int, default=30, help='GRPO steps between base and tuned')
     ap.add_argument('--work', type=Path, default=None, help='keep (and reuse) the pair here')
     ap.add_argument('--page', type=Path, default=None, help='also save a screenshot of the whole page here')
+    ap.add_argument('--states', type=Path, default=None, help='also shoot more dashboard states into this folder')
     ap.add_argument('--width', type=int, default=1180, help='browser viewport width in pixels (the dashboard takes the notebook\'s width)')
     args = ap.parse_args()
     args.out = args.out.resolve()
@@ -130,6 +174,7 @@ def main():
             out, shown = drive(page, url, log)
             w, h = shoot(page, out, args.out)
             if args.page: page.screenshot(path=str(args.page))
+            more = states(page, out, args.states.resolve(), root) if args.states else []
         except BaseException:
             page.screenshot(path=str(tmp / 'page.png'))
             print(f'failed; cell outputs:\n{tb._outputs(page)}', file=sys.stderr)
@@ -137,6 +182,7 @@ def main():
         print(f'report cell: {shown["report"].splitlines()[0] if shown["report"] else "(empty)"}')
         print(f'headline: {shown["headline"]}')
         print(f'wrote {args.out} ({w}x{h} px, {args.out.stat().st_size / 1024:.0f} KiB) after {time.perf_counter() - start:.0f} s in the browser')
+        for m in more: print(f'state {m}')
     print('JupyterLab, its kernel and Chromium stopped')
 
 

@@ -18,7 +18,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullLocator, PercentFormatter
 import seaborn as sns
 from .checkpoints import KINDS, RlsubError, open_checkpoint, _prod
-from .scan import DEFAULT_THRESHOLD, LADDER, RULES, DeltaReport, changed, snap, _label, _write_atomic
+from .scan import DEFAULT_THRESHOLD, LADDER, RULES, DeltaReport, changed, snap, _label
+from .outputs import write_atomic
 from .masks import SubnetMask, overlap
 
 # %% auto 0
@@ -212,8 +213,16 @@ def _thin(ax, axis: str = 'both'):
     if axis in ('y', 'both'): ax.yaxis.set_minor_locator(NullLocator())
 
 def _pickable(fig: Figure, ax, x=None, y=None):   # x, y: (name, values) of the groups at positions 0, 1, ... along that axis
-    "Remember which groups `ax` shows where, for `group_at`."
+    "Remember which groups `ax` shows where, for `group_at`; and add the (hidden) outline `_mark` moves onto chosen groups."
     fig._rlsub_pick = ax, x, y
+    band = y is None                                   # dots: a band behind a group's column; a heatmap: an outline round cells
+    tr = mpl.transforms.blended_transform_factory(ax.transData, ax.transAxes) if band else ax.transData
+    box = Rectangle((0, 0), 1, 1, transform=tr, visible=False, zorder=3, fill=band, lw=0 if band else 2.2,
+                    facecolor=(0.12, 0.56, 1.0, 0.16), edgecolor='#1e90ff')
+    ax.add_patch(box)
+    fig._rlsub_mark = box
+    if hasattr(fig, '_rlsub_dynamic'):                 # drawn at each update: the band before the dots, the outline after the cells
+        box.set_animated(True); fig._rlsub_dynamic.insert(0 if band else len(fig._rlsub_dynamic), box)
 
 def _group_label(v) -> str: return '—' if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(v)
 
@@ -355,6 +364,20 @@ def group_at(fig: Figure, x: float, y: float) -> dict | None:   # x, y: fraction
         out[g[0]] = g[1][i]
     return out or None
 
+def _mark(fig: Figure, groups: dict | None):   # e.g. {'layer': 3, 'kind': 'q'}; None: no outline
+    "Outline `groups` in a figure of `_pickable`: a heatmap cell (or a whole row or column), or a band behind a layer's or kind's dots."
+    ax, *axes = fig._rlsub_pick
+    box, ext, found = fig._rlsub_mark, [], False
+    for g in axes:
+        if g is None: ext.append((0.0, 1.0)); continue               # the band spans the axes' height
+        labels = [_group_label(v) for v in g[1]]
+        if groups and g[0] in groups:
+            if (k := _group_label(groups[g[0]])) not in labels: found = False; break
+            ext.append((labels.index(k) - 0.5, 1.0)); found = True
+        else: ext.append((-0.5, float(len(labels))))
+    box.set_visible(found)
+    if found: box.set_bounds(ext[0][0], ext[1][0], ext[0][1], ext[1][1])
+
 def group_point(fig: Figure, **groups) -> tuple[float, float]:
     "Where (fractions from the top left, as `group_at` takes them) a figure shows `groups`, e.g. `group_point(fig, layer=3, kind='q')`."
     ax, *axes = fig._rlsub_pick
@@ -443,16 +466,19 @@ def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:  
         axs = fig.subplots(2, 2, gridspec_kw=dict(width_ratios=[4, 1], height_ratios=[4, 1]))
         im, right, below = axs[0, 0], axs[0, 1], axs[1, 0]
         axs[1, 1].set_visible(False)
-        pic = im.imshow(tc.blocks, aspect='auto', cmap='rocket_r', vmin=0, interpolation='nearest', extent=(0, tc.cols.size, tc.rows.size, 0))
+        top = float(tc.blocks.max()) or 1.0                     # nothing changed: the scale still runs from 0 up, not around 0
+        pic = im.imshow(tc.blocks, aspect='auto', cmap='rocket_r', vmin=0, vmax=top, interpolation='nearest', extent=(0, tc.cols.size, tc.rows.size, 0))
         im.grid(False); im.set_ylabel('row'); im.tick_params(labelbottom=False)
-        fig.suptitle(f"Where {tc.name} changed · {_rule_text(tc.rule, tc.threshold)}", fontsize='small')
-        fig.colorbar(pic, ax=right, label='share changed per block', format=_PCT0)
+        if tc.changed == 0: im.text(0.5, 0.5, 'no entry changed', transform=im.transAxes, ha='center', va='center', fontsize='small', color='#555555')
+        fig.suptitle(f"Where {tc.name} changed\n{_rule_text(tc.rule, tc.threshold)}", fontsize='small')   # two lines: a long name and rel's rule fit
+        fig.colorbar(pic, ax=right, label='share changed per block', format=_PCT)
         right.plot(tc.rows, np.arange(tc.rows.size) + 0.5, lw=0.8); right.set_ylim(tc.rows.size, 0)
-        right.tick_params(labelleft=False); right.set_xlabel('per row'); right.xaxis.set_major_formatter(_PCT0)
+        right.tick_params(labelleft=False); right.set_xlabel('per row'); right.xaxis.set_major_formatter(_PCT)
         right.xaxis.set_major_locator(mpl.ticker.MaxNLocator(2))
         below.plot(np.arange(tc.cols.size) + 0.5, tc.cols, lw=0.8); below.set_xlim(0, tc.cols.size)
-        below.set_xlabel('column'); below.set_ylabel('per column'); below.yaxis.set_major_formatter(_PCT0)
+        below.set_xlabel('column'); below.set_ylabel('per column'); below.yaxis.set_major_formatter(_PCT)
         below.yaxis.set_major_locator(mpl.ticker.MaxNLocator(2))
+        right.set_xlim(0, (float(tc.rows.max()) or 1.0) * 1.05); below.set_ylim(0, (float(tc.cols.max()) or 1.0) * 1.05)   # shares from 0
     return fig
 
 # %% ../nbs/06_explorer.ipynb 43
@@ -472,14 +498,14 @@ def _image(W, w: float, cls: str, click: bool = False):   # click: a `ClickImage
 
 def _threshold_slider(W):
     s = W.SelectionSlider(options=[(_fmt_t(v), float(v)) for v in LADDER], value=DEFAULT_THRESHOLD['abs'], description='threshold',
-                          readout=False, continuous_update=False, layout=W.Layout(width='300px'), style={'description_width': '62px'})
+                          readout=False, continuous_update=False, layout=W.Layout(width='230px'), style={'description_width': '62px'})
     r = W.HTML(layout=W.Layout(width='56px'))             # our readout: '—' under exact, where the threshold means nothing
     s.add_class('rlsub-threshold'); r.add_class('rlsub-readout')
     return s, r
 
 def _rule_buttons(W):
-    b = W.ToggleButtons(options=list(RULES), value='exact', description='rule', style={'button_width': '62px', 'description_width': '32px'}, layout=W.Layout(width='auto'))
-    b.add_class('rlsub-rule')
+    b = W.ToggleButtons(options=list(RULES), value='exact', description='rule', style={'button_width': '56px', 'description_width': '30px'}, layout=W.Layout(width='auto'))
+    b.add_class('rlsub-rule'); b.add_class('widget-inline-hbox')          # the label left of the buttons, not above them
     return b
 
 def _show_threshold(self):
@@ -494,12 +520,12 @@ def _fmt_shape(s) -> str: return '×'.join(map(str, s)) if isinstance(s, tuple) 
 
 def _table_html(df: pd.DataFrame, max_rows: int = 1000) -> str:
     "A per-tensor table as compact HTML, each row carrying its tensor's name (built directly: pandas' to_html is too slow for every change)."
-    rows = [f"<tr data-name='{html.escape(n)}'><td style='text-align:left'>{html.escape(n)}</td><td>{_group_label(l)}</td><td>{k}</td><td>{_fmt_shape(s)}</td>"
+    rows = [f"<tr data-name='{html.escape(n)}'><td style='text-align:left' title='{html.escape(n)}'>{html.escape(n.removeprefix('model.'))}</td><td>{_group_label(l)}</td><td>{k}</td><td>{_fmt_shape(s)}</td>"
             f"<td>{p:,}</td><td>{c:,}</td><td>{'—' if sp != sp else f'{sp:.2%}'}</td></tr>"
             for n, l, k, s, p, c, sp in zip(df.name, df.layer, df.kind, df['shape'], df.params, df.changed, df.sparsity, strict=True)][:max_rows]
-    head = ''.join(f"<th>{c}</th>" for c in ('name', 'layer', 'kind', 'shape', 'params', 'changed', 'sparsity'))
+    head = "<th style='text-align:left'>name</th>" + ''.join(f"<th>{c}</th>" for c in ('layer', 'kind', 'shape', 'params', 'changed', 'sparsity'))
     if not rows: return "<i>no tensor of that kind in that layer</i>"
-    return (f"<div style='max-height:360px;overflow-y:auto'><table style='font-size:0.85em;text-align:right'><thead><tr>{head}</tr></thead>"
+    return (f"<div style='max-height:360px;overflow:auto'><table style='font-size:0.8em;text-align:right;white-space:nowrap'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 def _locate(p, where=None) -> Path | None:
@@ -592,7 +618,8 @@ class Explorer:
         self.reachable = self.base is not None and self.tuned is not None
         self.rule, (self.threshold, self.readout) = _rule_buttons(W), _threshold_slider(W)
         self.threshold.disabled = True
-        self.view = W.ToggleButtons(options=list(_VIEWS), value='layer', description='view', style={'button_width': '100px', 'description_width': '36px'}, layout=W.Layout(width='auto'))
+        self.view = W.ToggleButtons(options=list(_VIEWS), value='layer', description='view', style={'button_width': 'auto', 'description_width': '34px'}, layout=W.Layout(width='auto'))
+        self.view.add_class('widget-inline-hbox')
         self.sort = W.Dropdown(options=list(_SORTS), value='sparsity', description='sort by', layout=W.Layout(width='220px', display='none'))
         self._names = set(report.table.name)
         self.tensor = W.Combobox(options=list(report.table.name), value='', placeholder='type part of a name, e.g. layers.3.mlp', ensure_option=True,
@@ -601,6 +628,7 @@ class Explorer:
         self.headline, self.table, self.note = W.HTML(), _clickables()[1](layout=W.Layout(display='none')), W.HTML()
         self.filter = None                                    # the groups the table is cut to by a click on the figure, e.g. {'layer': 3, 'kind': 'q'}
         self.unfilter = W.Button(tooltip='show every tensor', layout=W.Layout(width='auto', display='none'))
+        self.hint = W.HTML()                                  # says the figure can be clicked, until it is
         self.figure, self.hist, self.changes = _image(W, MAIN_W, 'figure', click=True), _image(W, SIDE_W, 'hist'), _image(W, SIDE_W, 'changes')
         self.tabs = W.Tab(children=[self.hist, self.changes], titles=('|Δ| histogram', 'where it changed'), layout=W.Layout(display='none'))
         for w, c in [(self.view, 'view'), (self.sort, 'sort'), (self.tensor, 'tensor'), (self.headline, 'headline'), (self.table, 'table'),
@@ -628,7 +656,7 @@ class Explorer:
 def _layout(W, ex):
     "Headline; one row of controls; the view's figure (and table) beside the tensor's search box, note and tabs (they wrap below on a narrow page)."
     row = lambda *c, **kw: W.Box(list(c), layout=W.Layout(display='flex', flex_flow='row wrap', align_items=kw.get('align', 'center'), **kw.get('lay', {})))
-    main = W.VBox([ex.figure, row(ex.sort, ex.unfilter), ex.table], layout=W.Layout(width=f'{round(MAIN_W * DISPLAY_DPI) + 10}px', max_width='100%'))
+    main = W.VBox([ex.figure, row(ex.sort, ex.unfilter, ex.hint), ex.table], layout=W.Layout(width=f'{round(MAIN_W * DISPLAY_DPI) + 10}px', max_width='100%'))
     side = W.VBox([ex.tensor, ex.note, ex.tabs], layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI) + 14}px', max_width='100%'))
     return W.VBox([ex.headline, row(ex.rule, ex.threshold, ex.readout, ex.view), row(main, side, align='flex-start')])
 
@@ -654,6 +682,7 @@ def _main_figure(self, view: str, rule: str, threshold) -> bytes:
             if key == 'curve': self._figs[key] = fig, _draw_curve(fig, ax, self._curve, *data)
             else: self._figs[key] = fig, (_draw_heatmap if key == 'heatmap' else _draw_sparsity)(fig, ax, data[0])
         self._figs[key][1](*data)
+        if key != 'curve': _mark(self._figs[key][0], self.filter)      # the group the table is cut to, outlined
     return _png(self._figs[key][0])
 
 def _refresh(self):
@@ -692,7 +721,7 @@ def _show_tensor(self):
         self.note.value = (f"<i>where {html.escape(name)} changed needs the checkpoints, which are not reachable from here "
                            f"(base: {html.escape(str(self.report.meta.get('base', '?')))}); pass them: explore(report, base=..., tuned=...)</i>")
         return
-    if (name, rule, thr) not in self._changes: self.note.value = f"<i>reading {html.escape(name)} from both checkpoints…</i>"
+    if (name, rule, thr) not in self._changes: self.note.value = "<i>reading it from both checkpoints…</i>"
     self.changes.value, self.note.value = self.changes_png(name, rule, thr), ''
 
 def _changes_png(self, name: str, rule: str, threshold) -> bytes:
@@ -727,12 +756,14 @@ def _show_table(self):
     self.sort.layout.display = self.table.layout.display = None if shown else 'none'
     self.unfilter.layout.display = None if self.filter else 'none'
     self.unfilter.description = f"only {_groups_text(self.filter)}  ✕" if self.filter else ''
+    what = {'heatmap': 'a cell', 'layer': "a layer's dot", 'kind': "a kind's dot"}.get(self.view.value)
+    self.hint.value = f"<span style='color:#777;font-size:0.85em'>click {what} to list its tensors</span>" if what and not self.filter else ''
     if shown: self.table.value = _table_html(_cut(tensor_table(self.report, *self.state, self.sort.value), self.filter))
 
 def _focus(self, groups: dict | None = None):   # e.g. {'layer': 3, 'kind': 'q'}, {'kind': 'q'}; None: every tensor
     "Cut the table to `groups`, as a click on the figure does; a layer × kind cell also chooses its largest tensor."
     self.filter = dict(groups) if groups else None
-    _show_table(self)
+    self.refresh()
     if self.filter and len(self.filter) == 2:
         rows = _cut(tensor_table(self.report, sort='size'), self.filter)
         if len(rows): self.tensor.value = rows.name.iloc[0]
@@ -912,7 +943,7 @@ def report_html(report: DeltaReport, rule: str = 'exact', threshold: float | Non
 def save_html(report: DeltaReport, path, rule: str = 'exact', threshold: float | None = None) -> Path:
     "Write `report_html(report)` to `path`, atomically."
     path = Path(path)
-    _write_atomic(path, report_html(report, rule, threshold, title=f"rlsub report: {path.stem}").encode())
+    write_atomic(path, report_html(report, rule, threshold, title=f"rlsub report: {path.stem}").encode())
     return path
 
 # %% ../nbs/06_explorer.ipynb 68

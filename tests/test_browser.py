@@ -1,7 +1,9 @@
 """The explorer in a real browser: JupyterLab on localhost, headless Chromium driven by Playwright.
 
 Runs a notebook that scans a tiny pair and shows `explore(report)`, then moves the threshold slider with the
-keyboard and checks that the headline numbers and the figure follow. Needs Debian's `chromium` at /usr/bin/chromium
+keyboard and checks that the headline numbers and the figure follow; types a tensor's name in the search box and
+opens both tabs (histogram, then the picture read from the checkpoints); clicks a heatmap cell (that cell's tensor is
+chosen and the table cut to it) and a table row (that tensor is chosen), checking the chosen tensor each time. Needs Debian's `chromium` at /usr/bin/chromium
 (CI: `apt-get install -y chromium`) and the pip packages `playwright`, `jupyterlab`, `ipywidgets`; the test fails
 (it never skips) when one is missing. No `playwright install`: the browser is the system one.
 """
@@ -22,10 +24,17 @@ import json, sys
 from pathlib import Path
 from rlsub.examples import make_pair, tiny_config
 from rlsub.scan import LADDER, scan_pair
+from rlsub.explorer import Explorer, tensor_table
 planted = make_pair(Path('pair'), tiny_config('llama'), density=0.25, max_ulps=16, seed=0)
 report = scan_pair(Path('pair') / 'base', Path('pair') / 'tuned', device='cpu', progress=False)
 # what the headline must show along the threshold ladder, for the test to read
 want = {'ladder': LADDER.tolist(), **{r: [100 * report.sparsity(float(t), r) for t in LADDER] for r in ('abs', 'rel')}}
+# where the heatmap shows layer 1 x q (an Explorer of the same report lays it out the same), and what a click there chooses
+_ex, t = Explorer(report), tensor_table(report, sort='size')
+_ex.view.value = 'heatmap'
+cell = t[(t.layer == 1) & (t.kind == 'q')]
+want.update(cell={'point': _ex.point(layer=1, kind='q'), 'tensor': cell.name.iloc[0], 'rows': len(cell)},
+            typed='model.layers.0.mlp.down_proj.weight', row='model.layers.0.self_attn.v_proj.weight')
 Path('expected.json').write_text(json.dumps(want))
 print('kernel python:', sys.executable)"""
 
@@ -180,6 +189,7 @@ STATE_JS = """([root, want, old]) => {
 }"""
 STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'    # where JupyterLab shows tracebacks
 NUMBER = re.compile(r'\d*\.?\d+(?:[eE][-+]?\d+)?')
+LOADED_JS = "el => { const i = el.tagName === 'IMG' ? el : el.querySelector('img'); return !!i && !!i.src && i.complete && i.naturalWidth > 0; }"
 
 
 def _outputs(page) -> str:
@@ -216,6 +226,60 @@ class Dashboard:
                         f'{self.want["ladder"][st["step"]] if st["step"] >= 0 else "?"}, where the scan says {st["pct"]} %; '
                         f'the headline shows {st["head"]!r} (before: {before!r}); the figure was {"" if st["redrawn"] else "not "}redrawn')
         return self.state()
+
+
+def _loaded(page, loc, what: str):
+    "Wait until the image in `loc` is shown (decoded, not empty)."
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    try:
+        page.wait_for_function(LOADED_JS, arg=loc.element_handle(), timeout=UPDATE_S * 1000)
+    except PlaywrightTimeout:
+        pytest.fail(f'{what} did not show within {UPDATE_S} s; cell outputs:\n{_outputs(page)}')
+
+
+def _src(loc) -> str: return loc.evaluate(VERSION_JS)
+
+
+def steer_by_hand(page, dash: Dashboard, want: dict, error):
+    "Type a name in the search box, open both tabs, click a heatmap cell and a table row; check what is chosen each time."
+    from playwright.sync_api import expect
+    box, tabs = page.locator('.rlsub-tensor input').first, page.locator('.rlsub-tabs').first
+    hist, changes, table = page.locator('.rlsub-hist').first, page.locator('.rlsub-changes').first, page.locator('.rlsub-table').first
+    expect(tabs).to_be_hidden()                                          # nothing chosen yet
+    box.click()
+    box.press_sequentially(want['typed'], delay=2)                       # synced as typed: a prefix names no tensor yet
+    expect(box).to_have_value(want['typed'])
+    expect(tabs).to_be_visible()
+    _loaded(page, hist, f"the histogram of {want['typed']}")
+    tabs.locator('.lm-TabBar-tab', has_text='where it changed').click()
+    _loaded(page, changes, f"the picture of {want['typed']} (read from the checkpoints)")
+    expect(page.locator('.rlsub-note').first).to_have_text('')           # the 'reading…' note is gone once the picture is in
+    pic = _src(changes)
+
+    old = _src(dash.fig)                                                 # a heatmap cell: that cell's tensor, the table cut to it
+    page.locator('.rlsub-view').first.get_by_role('button', name='layer × kind', exact=True).click()
+    page.wait_for_function(f'([el, old]) => ({VERSION_JS})(el) !== old', arg=[dash.fig.element_handle(), old], timeout=UPDATE_S * 1000)
+    _loaded(page, dash.fig, 'the heatmap')
+    bb = dash.fig.locator('img').first.bounding_box()
+    x, y = want['cell']['point']
+    page.mouse.click(bb['x'] + x * bb['width'], bb['y'] + y * bb['height'])
+    expect(box).to_have_value(want['cell']['tensor'])
+    expect(table.locator('tr[data-name]')).to_have_count(want['cell']['rows'])
+    expect(table.locator('tr.rlsub-sel')).to_have_attribute('data-name', want['cell']['tensor'])
+    expect(page.locator('.rlsub-unfilter').first).to_contain_text('layer 1 · kind q')
+    page.wait_for_function(f'([el, old]) => ({VERSION_JS})(el) !== old', arg=[changes.element_handle(), pic], timeout=UPDATE_S * 1000)
+    _loaded(page, changes, f"the picture of {want['cell']['tensor']}")
+
+    page.locator('.rlsub-unfilter').first.click()                        # lift the cut, list every tensor, click a row
+    expect(table).to_be_hidden()
+    page.locator('.rlsub-view').first.get_by_role('button', name='tensors', exact=True).click()
+    expect(table).to_be_visible()
+    row = table.locator(f'tr[data-name="{want["row"]}"]')
+    row.click()
+    expect(box).to_have_value(want['row'])
+    expect(row).to_have_class(re.compile(r'\brlsub-sel\b'))
+    assert not error.count(), _outputs(page)
+    print(f"typed {want['typed']}; clicked layer 1 x q -> {want['cell']['tensor']}; clicked the row {want['row']}")
 
 
 def test_explorer_in_jupyterlab(chromium_page, lab, tmp_path):
@@ -267,6 +331,7 @@ def test_explorer_in_jupyterlab(chromium_page, lab, tmp_path):
         assert NUMBER.findall(head1) != NUMBER.findall(head0), (head0, head1)
         assert fig1 != fig0, 'the figure did not change with the threshold'
         assert not error.count(), _outputs(page)
+        steer_by_hand(page, dash, dash.want, error)
         print(f'\n{rule} threshold {dash.want["ladder"][step0]:g} -> {dash.want["ladder"][step1]:g}: {head0!r} -> {head1!r}')
     finally:                            # the dashboard, and the whole page (which says why when there is no dashboard)
         page.screenshot(path=str(whole))

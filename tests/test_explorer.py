@@ -103,6 +103,7 @@ def test_clicks_choose_and_cut(big):
     "Every heatmap cell of a 6-layer layout, clicked at its centre, cuts the table to that cell and chooses its largest tensor; rows choose."
     ex = Explorer(big)
     ex.rule.value, ex.view.value = 'abs', 'heatmap'
+    assert 'click a cell' in ex.hint.value
     t = tensor_table(big, sort='size')
     lab = lambda v: '—' if v is pd.NA else str(v)
     for (layer, kind), rows in t.groupby([t.layer.map(lab), t.kind], sort=False):
@@ -118,8 +119,9 @@ def test_clicks_choose_and_cut(big):
     ex.view.value = 'layer'
     ex._on_figure_click(*ex.point(layer=3))
     assert ex.filter == {'layer': 3} and ex.table.value.count('<tr data-name=') == (big.table.layer == 3).sum()
+    assert ex.hint.value == ''                                             # clicked: the hint has done its job
     ex.focus(None)
-    assert ex.table.layout.display == 'none' and ex.unfilter.layout.display == 'none'
+    assert ex.table.layout.display == 'none' and ex.unfilter.layout.display == 'none' and "a layer's dot" in ex.hint.value
     ex.view.value = 'tensors'
     assert ex.figure.pointer is False and ex._on_figure_click(0.5, 0.5) is None and ex.filter is None    # the curve has no groups
 
