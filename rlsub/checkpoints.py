@@ -274,7 +274,7 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
 def _unpickling_cause(e: Exception) -> str:
     "The line of torch's refusal that names what was blocked (not its advice to retry with weights_only=False)."
     lines = [re.sub(r'\x1b\[[0-9;]*m', '', l).strip() for l in str(e).splitlines()]
-    cause = next((l for l in lines if 'Unsupported' in l or 'WeightsUnpickler error' in l), None) or next((l for l in lines if l), type(e).__name__)
+    cause = next((l for l in lines if 'GLOBAL' in l or 'WeightsUnpickler error' in l), None) or next((l for l in lines if l), type(e).__name__)
     return cause.removeprefix('WeightsUnpickler error:').strip().split('. Please use')[0]
 
 def unique_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 from .checkpoints import RlsubError
-from .scan import scan_pair, resolve_device, _write_atomic
+from .scan import scan_pair, resolve_device
+from .outputs import write_atomic
 from .masks import SubnetMask, overlap, random_mask
 from .rank import update_rank, rank_summary
 from .tiny import evaluate
@@ -143,7 +144,7 @@ def save_figures(result, folder) -> list[Path]:
     if not folder.is_dir(): raise RlsubError(f"{folder} is not a folder; create it first")
     out = []
     for name, fig in demo_figures(result).items():
-        _write_atomic(folder / f'demo-{name}.png', png(fig)); out.append(folder / f'demo-{name}.png')
+        write_atomic(folder / f'demo-{name}.png', png(fig)); out.append(folder / f'demo-{name}.png')
     return out
 
 def _precision_section(m: dict, figs: dict) -> list[str]:
@@ -259,7 +260,7 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
                 f"lr {sz.lr:g}, seeds {seed} and {seed + 1}, on {dev.type}; {time.perf_counter() - t0:.0f} s in all, peak RSS {_peak_rss_gib():.2f} GiB")
         res = DemoResult(claims_table(m), runs, dict(full=h_full, subnet=h_sub, random=h_rnd, **{'full-seed1': h_floor}), tr.table, m, line)
         if out is not None:
-            _write_atomic(out, demo_html(res).encode()); res.html = out
+            write_atomic(out, demo_html(res).encode()); res.html = out
         return res
     finally:
         if workdir is None: shutil.rmtree(work, ignore_errors=True)

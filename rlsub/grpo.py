@@ -15,6 +15,7 @@ from .checkpoints import RlsubError, unique_tensors, set_config_dtype, quiet_tra
 from .scan import resolve_device
 from .tiny import complete
 from .sparse_adam import check_mask, SparseAdamW
+from .outputs import atomic_folder
 
 # %% auto 0
 __all__ = ['AGG_MODES', 'OPTIMIZERS', 'EVENTS', 'DTYPES', 'group_advantages', 'approx_kl', 'clipped_objective', 'masked_mean',
@@ -283,7 +284,8 @@ class ProgressBar:
         self.bar.update(1); self.bar.set_postfix_str(_fmt_row(row), refresh=False)
     def on_train_end(self, state): self.bar.close()
 
-def plot_history(hist: pd.DataFrame, window: int = 10):
+def plot_history(hist: pd.DataFrame, window: int = 10,
+                 rule: str = '|Δ| > 1e-5'):   # what the sparsity columns count as changed: the Tracker's first rule (by default abs 1e-5)
     "Sampled reward and accuracy (rolling means over `window` steps; one line when they are equal) and any sparsity columns against step; a matplotlib Figure."
     from rlsub.explorer import new_figure
     fig = new_figure(9, 3.2, layout='constrained')
@@ -298,8 +300,9 @@ def plot_history(hist: pd.DataFrame, window: int = 10):
     if sp:
         ax2 = fig.add_subplot(1, 2, 2)
         for c in sp:
-            d = hist[['step', c]].dropna(); ax2.plot(d.step, d[c], marker='o', ms=3, label=c.removeprefix('sparsity_'))
-        ax2.set(xlabel='step', title='sparsity against the start'); ax2.legend(); ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+            d = hist[['step', c]].dropna(); ax2.plot(d.step, d[c], marker='o', ms=3, label=f"stored in {c.removeprefix('sparsity_')}")
+        ax2.set(xlabel='step', ylabel='share unchanged', title=f'sparsity against the start (changed: {rule})')
+        ax2.title.set_fontsize('medium'); ax2.legend(); ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 class LivePlot:
@@ -486,17 +489,11 @@ def save_policy(policy, tokenizer, out,      # a new folder
                 ) -> Path:
     "Save `policy` (weights cast to `dtype`) and `tokenizer` to the new folder `out` as `save_pretrained` does, atomically; `out`."
     out, dt = Path(out).expanduser(), _dtype(dtype)
-    if out.exists(): raise RlsubError(f"{out} already exists; choose a new folder (rlsub never overwrites a checkpoint)")
     if not out.parent.is_dir(): raise RlsubError(f"{out.parent} is not a folder; create it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    try:
-        with quiet_transformers():
-            policy.save_pretrained(tmp, state_dict=_untied_state(policy, dt))
-            if tokenizer is not None: tokenizer.save_pretrained(tmp)
+    with atomic_folder(out) as tmp, quiet_transformers():
+        policy.save_pretrained(tmp, state_dict=_untied_state(policy, dt))
+        if tokenizer is not None: tokenizer.save_pretrained(tmp)
         set_config_dtype(tmp, dt)     # save_pretrained wrote the in-memory (fp32) dtype
-        tmp.chmod(0o755); tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
     return out
 
 # %% ../nbs/08_grpo.ipynb 63

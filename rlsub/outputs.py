@@ -131,10 +131,11 @@ def write_atomic(path,                            # the destination file
 
 # %% ../nbs/00b_outputs.ipynb 17
 @contextmanager
-def atomic_folder(path):   # the new folder: it must not exist (its parents are made as needed)
-    "Yield a temporary folder beside `path`; when the block succeeds it becomes `path`, otherwise it is removed."
+def atomic_folder(path,                # the new folder (its parents are made as needed)
+                  replace: bool = False):  # replace an existing folder (rlsub's own caches only; never a user's checkpoint)
+    "Yield a temporary folder beside `path`; when the block succeeds it becomes `path` (replacing an old one only if `replace`), otherwise it is removed."
     path = Path(path).expanduser()
-    if path.exists(): raise RlsubError(f"{path} already exists; give a new folder name (nothing is ever overwritten)")
+    if path.exists() and not replace: raise RlsubError(f"{path} already exists; give a new folder name (nothing is ever overwritten)")
     try: path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise RlsubError(f"cannot create {path}: {e.strerror}") from None
     sweep_leftovers(path)
@@ -143,7 +144,10 @@ def atomic_folder(path):   # the new folder: it must not exist (its parents are 
         except OSError as e: raise RlsubError(f"cannot create {path}: {e.strerror}") from None
         try:
             yield tmp
-            if path.exists(): raise RlsubError(f"{path} appeared while it was being written; nothing was overwritten")
+            tmp.chmod(0o777 & ~_umask())                  # mkdtemp makes it private; the folder gets the mode mkdir would give it
+            if path.exists():
+                if not replace: raise RlsubError(f"{path} appeared while it was being written; nothing was overwritten")
+                shutil.rmtree(path)
             os.rename(tmp, path)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)

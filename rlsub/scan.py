@@ -219,7 +219,7 @@ def _check_coverage(items: list[_Item], base: Checkpoint, tuned: Checkpoint):
     smaller = min(base.numel, tuned.numel)
     if smaller == 0 or same >= _MIN_COVERAGE * smaller: return
     if not both:
-        raise PairError(f"base and tuned share no tensor names (base has {_few(base.names, 2)}; tuned has {_few(tuned.names, 2)}): they are not checkpoints of one model; compare a model with its own fine-tuned version")
+        raise PairError(f"base and tuned share no tensor names (base has {_few(base.names, 2)}; tuned has {_few(tuned.names, 2)}): the names do not line up, so these are not checkpoints of one model; compare a model with its own fine-tuned version")
     shaped = [it for it in both if it.status == 'shape differs']
     if shaped and sum(base[it.base].numel for it in shaped) >= sum(base[it.base].numel for it in both) / 2:
         it = shaped[0]

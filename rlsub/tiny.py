@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from .checkpoints import RlsubError, quiet_transformers
 from .examples import tiny_config
+from .outputs import atomic_folder
 
 # %% auto 0
 __all__ = ['CHARS', 'SPECIALS', 'TASKS', 'SIZES', 'ZOO', 'BASES', 'char_tokenizer', 'parse_completion', 'Task', 'addition',
@@ -243,13 +244,7 @@ def make_base(name: str = 'addition', out: Path | None = None, callback=None) ->
     tok = char_tokenizer()
     policy = tiny_policy(tok, size, seed=seed)
     hist = sft(policy, tok, task, seed=seed, callback=callback, **spec)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    try:
+    with atomic_folder(out, replace=True) as tmp:
         policy.save_pretrained(tmp); tok.save_pretrained(tmp)
-        for f in [tmp, *tmp.iterdir()]: f.chmod(0o755 if f.is_dir() else 0o644)   # mkdtemp makes it private; packages need it readable
-        if out.exists(): shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        for f in tmp.iterdir(): f.chmod(0o644)   # packages need it readable
     return hist

@@ -12,6 +12,7 @@ from .checkpoints import RlsubError, set_config_dtype, quiet_transformers, hub_f
 from .scan import resolve_device
 from .tasks import ARITHMETIC, arithmetic, arithmetic_questions, accuracy
 from .tiny import addition
+from .outputs import atomic_folder
 
 # %% auto 0
 __all__ = ['POLICIES', 'SMOLLM2_GGUF', 'SMOLLM2_INSTALL', 'SMOLLM2_TASK', 'BASE_ACCURACY', 'policies', 'smollm2_gguf',
@@ -66,18 +67,8 @@ def smollm2_folder(force: bool = False) -> Path:   # convert again even when the
     out = cache_dir() / 'smollm2-135m-instruct'
     if _complete(out) and not force: return out
     gguf = smollm2_gguf()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    try:
+    with atomic_folder(out, replace=True) as tmp:      # a half-converted folder never appears; a stale or incomplete one is replaced
         _convert_smollm2(gguf, tmp)
-        for f in [tmp, *tmp.iterdir()]: f.chmod(0o755 if f.is_dir() else 0o644)   # mkdtemp makes it private
-        if out.exists() and (force or not _complete(out)): shutil.rmtree(out)
-        try: os.rename(tmp, out)
-        except OSError:                                   # another process finished first: keep theirs
-            if not _complete(out): raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
     return out
 
 # %% ../nbs/07b_zoo.ipynb 17
