@@ -18,7 +18,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullLocator, PercentFormatter
 import seaborn as sns
 from .checkpoints import KINDS, RlsubError, open_checkpoint, _prod
-from .scan import DEFAULT_THRESHOLD, LADDER, RULES, DeltaReport, changed, snap, _label
+from .scan import DEFAULT_THRESHOLD, LADDER, RULES, DeltaReport, changed, pair_tensors, snap, _label
 from .outputs import write_atomic
 from .masks import SubnetMask, overlap
 
@@ -118,7 +118,10 @@ def tensor_changes(base, tuned, name: str, rule: str = 'exact', threshold: float
                    band: int = 2**20) -> TensorChanges:   # entries read per side at a time
     "Read tensor `name` of `base` and `tuned` (paths or checkpoints) band by band: where it changed under `rule` at `threshold`."
     with open_checkpoint(base) as b_ck, open_checkpoint(tuned) as t_ck:
-        bs, ts = b_ck[name].shape, t_ck[name].shape
+        it = next((i for i in pair_tensors(b_ck, t_ck) if i.name == name and i.base and i.tuned), None)   # as the scan paired them (a prefix, a tied head)
+        if it is None: raise RlsubError(f"{name}: not a tensor this pair compares; pick one from the report's table")
+        bn, tn = it.base, it.tuned
+        bs, ts = b_ck[bn].shape, t_ck[tn].shape
         if bs != ts: raise RlsubError(f"{name} has shape {list(bs)} in base but {list(ts)} in tuned; the picture needs equal shapes")
         r, c = (bs[0], _prod(bs[1:])) if len(bs) > 1 else (1, _prod(bs))
         H, W = min(size, r), min(size, c)
@@ -127,7 +130,7 @@ def tensor_changes(base, tuned, name: str, rule: str = 'exact', threshold: float
         step = max(1, band // max(c, 1))
         for a in range(0, r, step):
             e = min(r, a + step)
-            m = changed(b_ck.read(name, a * c, e * c), t_ck.read(name, a * c, e * c), rule, threshold).reshape(e - a, c).numpy()
+            m = changed(b_ck.read(bn, a * c, e * c), t_ck.read(tn, a * c, e * c), rule, threshold).reshape(e - a, c).numpy()
             rows[a:e], cols = m.sum(1), cols + m.sum(0)
             by_col = np.add.reduceat(m, ce[:-1], axis=1) if c else np.zeros((e - a, W), np.int64)   # (rows, W)
             np.add.at(blocks, np.searchsorted(re, np.arange(a, e), side='right') - 1, by_col)
