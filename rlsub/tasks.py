@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_tasks.ipynb 3
 from __future__ import annotations
-import random, re
+import math, random, re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Sequence
@@ -12,7 +12,7 @@ from .checkpoints import RlsubError
 
 # %% auto 0
 __all__ = ['TOY_TEMPLATE', 'ARITHMETIC', 'final_number', 'number_reward', 'adds_bos', 'chat_prompt', 'toy_chat_tokenizer',
-           'ChatTask', 'arithmetic', 'arithmetic_questions', 'accuracy']
+           'ChatTask', 'arithmetic', 'arithmetic_questions', 'accuracy', 'format_accuracy']
 
 # %% ../nbs/07a_tasks.ipynb 6
 _NUMBER = re.compile(r'(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?')
@@ -197,3 +197,13 @@ def accuracy(policy, tokenizer, task: ChatTask,
         comps = generate(policy, tokenizer, [task.prompt(q) for q, _ in chunk], task.max_new_tokens, add_special_tokens=task.add_special_tokens)
         hits += sum(task.reward(c, a) for c, (_, a) in zip(comps, chunk))
     return hits / len(pairs)
+
+# %% ../nbs/07a_tasks.ipynb 30
+def format_accuracy(p: float,   # the share right, 0 to 1
+                    n: int) -> str:   # questions it was measured on
+    "An accuracy ± its binomial standard error in points ('50.6% ± 2.2%'); at 0 % or 100 % the count and a 95 % bound instead."
+    if not (isinstance(n, int) and n >= 1): raise RlsubError(f"an accuracy needs at least one question, got n = {n!r}")
+    if not 0 <= p <= 1: raise RlsubError(f"an accuracy is a share from 0 to 1, got {p!r}")
+    if 0 < p < 1: return f"{p:.1%} ± {math.sqrt(p * (1 - p) / n):.1%}"
+    b = 1 - 0.05 ** (1 / n)                           # 95 % one-sided Clopper–Pearson bound when none (or all) are right
+    return f"0.0% (0 of {n}: under {b:.1%} at 95% confidence)" if p == 0 else f"100.0% ({n} of {n}: over {1 - b:.1%} at 95% confidence)"
