@@ -219,3 +219,27 @@ def test_trainer_optimizers_argument(tmp_path, tok):
         assert p.dtype == torch.bfloat16 and bits_equal(p.detach()[~k], start[n][~k]), n
         moved += int((p.detach()[k] != start[n][k]).sum())
     assert moved > 0
+
+
+def test_grpo_trainer_sparse_bf16(tmp_path, tok):
+    "TRL's GRPOTrainer with optimizers=(SparseAdamW, None) and MaskedTraining on bf16 weights: outside bit-identical, inside moved."
+    from datasets import Dataset
+    from trl import GRPOConfig as TRLConfig, GRPOTrainer
+    from rlsub.trl import MaskedTraining
+    task = addition(1)
+    pol = tiny_policy(tok, 'tiny', seed=1).to(torch.bfloat16)
+    mask = bernoulli_mask(pol, 0.25)
+    start = {n: p.detach().clone() for n, p in pol.named_parameters()}
+    ds = Dataset.from_list([dict(prompt=p, answer=a) for p, a in task.batch(64, random.Random(0))])
+    def reward(completions, answer, **kw): return [float(c[:1] in '02468' and c[:1] != '') for c in completions]   # an untrained policy scores sometimes
+    args = TRLConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, gradient_checkpointing=False, report_to='none', disable_tqdm=True,
+                     num_generations=4, per_device_train_batch_size=16, max_completion_length=3, lr_scheduler_type='constant',
+                     loss_type='grpo', max_steps=3, logging_steps=1, save_strategy='no', seed=0)
+    GRPOTrainer(model=pol, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tok,
+                optimizers=(SparseAdamW(pol, mask, lr=1e-2, weight_decay=0.1), None), callbacks=[MaskedTraining(mask)]).train()
+    moved = 0
+    for n, p in pol.named_parameters():
+        k = mask.tensor(n)
+        assert p.dtype == torch.bfloat16 and bits_equal(p.detach()[~k], start[n][~k]), n
+        moved += int((p.detach()[k] != start[n][k]).sum())
+    assert moved > 0
