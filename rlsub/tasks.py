@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_tasks.ipynb 3
 from __future__ import annotations
-import math, random, re
+import math, numbers, random, re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Sequence
@@ -202,7 +202,7 @@ def accuracy(policy, tokenizer, task: ChatTask,
 def format_accuracy(p: float,   # the share right, 0 to 1
                     n: int) -> str:   # questions it was measured on
     "An accuracy ± its binomial standard error in points ('50.6% ± 2.2%'); at 0 % or 100 % the count and a 95 % bound instead."
-    if not (isinstance(n, int) and n >= 1): raise RlsubError(f"an accuracy needs at least one question, got n = {n!r}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1: raise RlsubError(f"an accuracy needs at least one question, got n = {n!r}")
     if not 0 <= p <= 1: raise RlsubError(f"an accuracy is a share from 0 to 1, got {p!r}")
     if 0 < p < 1: return f"{p:.1%} ± {math.sqrt(p * (1 - p) / n):.1%}"
     b = 1 - 0.05 ** (1 / n)                           # 95 % one-sided Clopper–Pearson bound when none (or all) are right
