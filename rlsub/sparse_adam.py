@@ -104,6 +104,7 @@ def _write(self: SparseAdamW, p):
 @patch
 def _packed_grad(self: SparseAdamW, p) -> torch.Tensor:
     "The masked entries of `p`'s (local) gradient, fp32."
+    if 'idx' not in self.state.get(p, {}): raise RlsubError("SparseAdamW has no state for a parameter it is asked to step: the model's parameters were replaced after the optimizer was built (fully_shard, accelerate); build SparseAdamW after sharding")
     return _local(p.grad).reshape(-1)[self.state[p]['idx']].float()
 
 @patch(as_prop=True)

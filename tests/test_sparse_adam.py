@@ -146,6 +146,10 @@ def test_lomo_refuses_accumulation_and_processes():
         loss(m, batches(1)[0]).backward()
         with pytest.raises(RlsubError, match="use fused='packed'"): loss(m, batches(1)[0]).backward()
     with pytest.raises(RlsubError, match='unknown fused'): SparseAdamW(m, bernoulli_mask(m, 0.5), fused='lomo')
+    opt = SparseAdamW(m, bernoulli_mask(m, 0.5))
+    opt.param_groups[0]['params'] = [torch.nn.Parameter(q.detach().clone()) for q in m.parameters()]   # as if sharded after building
+    for q in opt.param_groups[0]['params']: q.grad = torch.ones_like(q)
+    with pytest.raises(RlsubError, match='build SparseAdamW after sharding'): opt.step()
     with pytest.raises(RlsubError, match='has shape'): SparseAdamW(m, {'0.weight': torch.ones(6, 16), '0.bias': torch.ones(16), '2.weight': torch.ones(3, 16), '2.bias': torch.ones(3)})
 
 
