@@ -12,12 +12,11 @@ import pandas as pd
 import torch
 
 # %% auto 0
-__all__ = ['KINDS', 'RlsubError', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint', 'unique_tensors', 'is_hub_id',
-           'hub_folder', 'open_checkpoint', 'set_config_dtype', 'quiet_transformers']
+__all__ = ['KINDS', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint', 'unique_tensors', 'is_hub_id', 'hub_folder',
+           'open_checkpoint', 'set_config_dtype', 'quiet_transformers']
 
 # %% ../nbs/00_checkpoints.ipynb 5
-class RlsubError(Exception):
-    "A problem with the user's input, explained in one line; the CLI prints it without a traceback."
+from .outputs import RlsubError
 
 class CheckpointError(RlsubError):
     "A checkpoint that cannot be found, opened or read."

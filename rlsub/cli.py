@@ -6,8 +6,7 @@
 from __future__ import annotations
 import argparse, os, sys
 from pathlib import Path
-from .checkpoints import RlsubError
-from .outputs import Terminated, check_outputs, terminate_as_interrupt, write_atomic
+from .outputs import RlsubError, Terminated, check_outputs, terminate_as_interrupt, write_atomic
 
 # %% auto 0
 __all__ = ['main', 'console']
@@ -78,9 +77,8 @@ _BY_ARG = {'kind': 'kind', 'layer': 'layer', 'layer+kind': ('layer', 'kind'), 'n
 
 def _check_rule(args) -> tuple:
     "Validate --rule/--threshold (and --by, where the command has it) before any weight is read."
-    from rlsub.scan import snap
     if args.rule == 'exact' and args.threshold is not None: raise RlsubError("rule exact takes no --threshold (use --rule abs or --rule rel for a tolerance)")
-    if args.threshold is not None: snap(args.threshold)
+    if args.threshold is not None and not args.threshold >= 0: raise RlsubError(f"threshold must be a number >= 0, got {args.threshold!r}")   # as rlsub.scan.snap says, without importing it
     return _check_by(getattr(args, 'by', None) or 'none')
 
 def _check_by(by: str) -> tuple:

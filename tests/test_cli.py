@@ -131,3 +131,15 @@ def test_subnetwork_commands_refuse_bad_input(pair, masks, tmp_path, argv, says)
     r = rlsub(*[a.format(**fill) for a in argv])
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
     assert not list(tmp_path.glob('*.safetensors')) and not list(tmp_path.glob('.*'))
+
+
+def test_help_and_argument_errors_import_nothing_heavy():
+    "`rlsub --help` and argument errors answer before torch or pandas is imported (their time: benchmarks/bench_cli.py)."
+    code = ("import sys\nfrom rlsub.cli import main\n"
+            "for argv in (['scan', 'a', 'b', '--rule', 'fuzzy'], ['scan', 'a', 'b', '--rule', 'abs', '--threshold', '-1']): assert main(argv) == 2\n"
+            "heavy = [m for m in ('torch', 'pandas', 'numpy', 'transformers') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    h = subprocess.run(RLSUB + ['--help'], capture_output=True, text=True)
+    assert h.returncode == 0 and 'scan' in h.stdout
