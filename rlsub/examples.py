@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 from .checkpoints import RlsubError, parse_name
+from .outputs import sweep_leftovers, temp_folder
 
 # %% auto 0
 __all__ = ['tiny_config', 'checkpoint_layout', 'plant_changes', 'make_pair']
@@ -92,7 +93,8 @@ def make_pair(out, config=None, dtype: torch.dtype = torch.bfloat16,
     out.mkdir(parents=True, exist_ok=True)
     layout = checkpoint_layout(config)
     plan = _shard_plan(layout, dtype.itemsize, shard_size)
-    tmp = {s: Path(tempfile.mkdtemp(prefix=f'.{s}-', dir=out)) for s in ('base', 'tuned')}
+    for s in ('base', 'tuned'): sweep_leftovers(out / s)          # what a killed earlier run left
+    tmp = {s: temp_folder(out / s) for s in ('base', 'tuned')}
     rows, weight_map = [], {}
     try:
         from tqdm.auto import tqdm

@@ -11,7 +11,7 @@ from typing import Callable
 
 # %% auto 0
 __all__ = ['RlsubError', 'check_outputs', 'Terminated', 'terminate_as_interrupt', 'sweep_leftovers', 'write_atomic',
-           'atomic_folder']
+           'temp_folder', 'atomic_folder']
 
 # %% ../nbs/00b_outputs.ipynb 5
 class RlsubError(Exception):
@@ -54,7 +54,7 @@ def check_outputs(outputs: dict,        # the name a user knows each output by (
             if p.is_dir(): raise RlsubError(f"cannot write {what}: it is a folder; give a file name")
             parent = p.parent
             if not parent.is_dir(): raise RlsubError(f"cannot write {what}: folder {parent} does not exist; create it first")
-        real = parent.resolve() / p.name
+        real = (parent.resolve() / p.name) if not p.is_symlink() else p.resolve()   # a link is judged by where it points
         if p.is_file() and (p.stat().st_dev, p.stat().st_ino) in files:
             raise RlsubError(f"{what} is one of this command's input files; write the output somewhere else")
         for d in dirs:
@@ -134,6 +134,12 @@ def write_atomic(path,                            # the destination file
     return path
 
 # %% ../nbs/00b_outputs.ipynb 19
+def temp_folder(path) -> Path:
+    "A new private folder beside `path`, named `.NAME.rlsub-PID-XXXX` so that `sweep_leftovers(path)` can remove it once this process is gone."
+    path = Path(path)
+    try: return Path(tempfile.mkdtemp(prefix=_temp_prefix(path), dir=path.parent))
+    except OSError as e: raise RlsubError(f"cannot create {path}: {e.strerror}") from None
+
 @contextmanager
 def atomic_folder(path,                # the new folder (its parents are made as needed)
                   replace: bool = False):  # replace an existing folder (rlsub's own caches only; never a user's checkpoint)
@@ -144,8 +150,7 @@ def atomic_folder(path,                # the new folder (its parents are made as
     except OSError as e: raise RlsubError(f"cannot create {path}: {e.strerror}") from None
     sweep_leftovers(path)
     with terminate_as_interrupt():
-        try: tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), dir=path.parent))
-        except OSError as e: raise RlsubError(f"cannot create {path}: {e.strerror}") from None
+        tmp = temp_folder(path)
         try:
             yield tmp
             tmp.chmod(0o777 & ~_umask())                  # mkdtemp makes it private; the folder gets the mode mkdir would give it
