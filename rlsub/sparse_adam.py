@@ -123,8 +123,8 @@ def _update(self: SparseAdamW, p, g: torch.Tensor):
 @patch
 def grad_norm(self: SparseAdamW, packed: dict) -> torch.Tensor:
     "L2 norm of the packed masked gradients `packed` (parameter -> fp32 vector), summed over shards when the parameters are DTensors."
-    sq = torch.zeros((), dtype=torch.float32)
-    for g in packed.values(): sq += torch.linalg.vector_norm(g).square().cpu()
+    sq = torch.zeros((), dtype=torch.float32, device=next(iter(packed.values())).device)   # on the gradients' device (NCCL reduces CUDA tensors)
+    for g in packed.values(): sq += torch.linalg.vector_norm(g).square().to(sq.device)
     mesh = next((p.device_mesh for p in packed if isinstance(p, DTensor)), None)
     if mesh is not None: dist.all_reduce(sq, group=mesh.get_group())
     return sq.sqrt()
