@@ -5,7 +5,8 @@ or Qwen2.5 (339 tensors: q/k/v carry biases), from
 `rlsub.examples.checkpoint_layout` on the meta device, random histograms; no weights), opens an
 `Explorer` without displaying it, then changes each control many times, as a click would (setting
 `.value` runs the observers synchronously), and times each change including the redraw of every
-figure it touches and its PNG encoding. Prints median and max wall-clock ms per control, and the median CPU ms of
+figure it touches and its PNG encoding. Clicks are timed from the message the browser sends (a point on the
+heatmap, a row's name) to the last redraw they cause. Prints median and max wall-clock ms per control, and the median CPU ms of
 the process (close to what an idle core takes when the machine is shared); the budget is 50 ms.
 Usage: python benchmarks/bench_explorer.py [--family llama|qwen2] [--repeat N]
 """
@@ -54,6 +55,9 @@ def main():
     results.append(('tensor (histogram)', *timed(setv(ex.tensor), names, args.repeat)))
     results.append(('threshold, tensor chosen (view heatmap)', *timed(setv(ex.threshold), steps, args.repeat)))
     results.append(('rule, tensor chosen (view heatmap)', *timed(setv(ex.rule), ['exact', 'abs', 'rel'], args.repeat)))
+    pts = [ex.point(layer=l, kind=k) for l, k in list(zip(report.table.layer, report.table.kind))[::7]]   # where those cells are drawn
+    results.append(('click a heatmap cell (cut table, choose)', *timed(lambda p: ex._on_figure_click(*p), pts, args.repeat)))
+    results.append(('click a table row', *timed(ex._on_row, names, args.repeat)))
     w = max(len(r[0]) for r in results)
     print(f"{'control':{w}}  median ms  max ms  median CPU ms   ({args.repeat} changes each)")
     for name, med, mx, cpu in results: print(f"{name:{w}}  {med:9.1f}  {mx:6.1f}  {cpu:13.1f}")

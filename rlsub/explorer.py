@@ -748,7 +748,7 @@ def _cut(df: pd.DataFrame, groups: dict | None) -> pd.DataFrame:
     "The rows of a tensor table in `groups` (e.g. {'layer': 3, 'kind': 'q'}; layer '—': outside the layers); all of them for None."
     if not groups: return df
     keep = np.ones(len(df), bool)
-    for k, v in groups.items(): keep &= df[k].map(_group_label).to_numpy() == _group_label(v)
+    for k, v in groups.items(): keep &= df[k].astype('string').fillna('—').to_numpy() == _group_label(v)   # as _group_label writes them
     return df[keep]
 
 def _groups_text(groups: dict) -> str: return ' · '.join(f"{k} {_group_label(v)}" for k, v in sorted(groups.items(), key=lambda kv: kv[0] != 'layer'))
@@ -766,10 +766,11 @@ def _show_table(self):
 def _focus(self, groups: dict | None = None):   # e.g. {'layer': 3, 'kind': 'q'}, {'kind': 'q'}; None: every tensor
     "Cut the table to `groups`, as a click on the figure does; a layer × kind cell also chooses its largest tensor."
     self.filter = dict(groups) if groups else None
-    self.refresh()
-    if self.filter and len(self.filter) == 2:
-        rows = _cut(tensor_table(self.report, sort='size'), self.filter)
-        if len(rows): self.tensor.value = rows.name.iloc[0]
+    _show_table(self)
+    if (key := self.view.value) in self._figs:                          # outline the group (nothing else in the figure changed)
+        _mark(self._figs[key][0], self.filter); self.figure.value = _png(self._figs[key][0])
+    if self.filter and len(self.filter) == 2 and len(rows := _cut(self.report.table, self.filter)):
+        self.tensor.value = rows.name.iloc[int(np.argmax(rows.numel.to_numpy()))]
 
 def _point(self, **groups) -> tuple[float, float]:
     "Where the main figure shows `groups` (fractions from its top left), as a click there would hit them."
