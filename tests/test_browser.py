@@ -4,16 +4,16 @@ Runs a notebook that scans a tiny pair and shows `explore(report)`, then moves t
 keyboard and checks that the headline numbers and the figure follow; types a tensor's name in the search box and
 opens both tabs (histogram, then the picture read from the checkpoints); clicks a heatmap cell (that cell's tensor is
 chosen and the table cut to it) and a table row (that tensor is chosen), checking the chosen tensor each time. Needs Debian's `chromium` at /usr/bin/chromium
-(CI: `apt-get install -y chromium`) and the pip packages `playwright`, `jupyterlab`, `ipywidgets`; the test fails
-(it never skips) when one is missing. No `playwright install`: the browser is the system one.
+(CI: `apt-get install -y chromium`) and the pip packages `playwright`, `jupyterlab`, `ipywidgets`; without Chromium or
+playwright the test is skipped with the install commands as the reason, and fails instead under RLSUB_REQUIRE_BROWSER=1
+(set by .ci/run). No `playwright install`: the browser is the system one.
 """
 import hashlib, json, os, re, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
+from browser import chromium, require_browser
 
-CHROMIUM = os.environ.get('RLSUB_CHROMIUM', '/usr/bin/chromium')
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--no-proxy-server',
-                 '--disable-background-networking', '--disable-component-update', '--disable-sync']
+require_browser()
 KERNEL = 'rlsub-test'           # a kernelspec of our own, pointing at this very interpreter
 SERVER_START_S = 60             # seconds for `jupyter lab` to answer /api/status
 RUN_ALL_S = 100                 # seconds for the kernel to start and run every cell (imports, make_pair, scan)
@@ -143,22 +143,11 @@ def lab(tmp_path):
 
 @pytest.fixture
 def chromium_page(tmp_path):
-    "A page in headless system Chromium; fails (never skips) when Playwright or Chromium is missing."
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:
-        pytest.fail(f'Python playwright is missing ({e}): pip install playwright (no `playwright install` needed)')
-    if not (Path(CHROMIUM).exists() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f'no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium` '
-                    f'(or point RLSUB_CHROMIUM at a Chromium binary)')
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={'width': 1400, 'height': 1000})
-            page.set_default_timeout(UPDATE_S * 1000)
-            yield page
-        finally:
-            browser.close()
+    "A page in headless system Chromium."
+    with chromium() as browser:
+        page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+        page.set_default_timeout(UPDATE_S * 1000)
+        yield page
 
 
 # The figure's bytes (its <img>'s src fetched: a blob or data URL) or, for a figure that is not an image, its markup;
