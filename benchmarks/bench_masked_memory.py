@@ -7,7 +7,8 @@ Each arm runs in a fresh process. Exact figures, counted from the tensors themse
 after a step, the gradient bytes held when the optimizer step begins (full .grad tensors, or the packed ones), and the bytes of
 today's restore (fp32 start copy + boolean masks). Approximate figure: the kernel's peak resident set (VmHWM) while training,
 reset after loading (so the load's own peak does not count), next to the resident set after loading. The mask is a seeded random
-one at `--density` (memory depends on how many entries are masked, not which). Times per step are wall seconds on this machine.
+one at `--density` (memory depends on how many entries are masked, not which). Times per step are wall seconds on this machine (median
+over the steps); bf16 and fp32 weights sample different completions, so compare them with the completion tokens of each step.
 """
 import argparse, json, os, resource, subprocess, sys, time
 from pathlib import Path
@@ -75,7 +76,7 @@ def child(arm: str, policy: str, steps: int, density: float):
     hist = grpo.train_grpo(pol, tok, task, cfg, mask=mask, progress=False)
     for h in handles: h.remove()
     print(json.dumps(dict(arm=arm, weights=weights, **seen, rss_load=rss_load, peak=_status('VmHWM'),
-                          seconds=float(hist.seconds.median()), params=sum(p.numel() for p in pol.parameters()),
+                          seconds=float(hist.seconds.median()), tokens=float(hist.tokens.mean()), params=sum(p.numel() for p in pol.parameters()),
                           masked=int(sum(mask.tensor(n).sum() for n, _ in pol.named_parameters())) if mask is not None else None)))
 
 
@@ -100,12 +101,12 @@ def main():
         t0 = time.perf_counter(); r = run_arm(arm, a.policy, a.steps, a.density); rows.append(r)
         print(f"  {arm}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     MB = 2**20
-    print("| arm | weights MB | gradients MB | optimizer state MB | restore copy MB | sum MB | RSS after load MB | peak RSS training MB | s/step |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| arm | weights MB | gradients MB | optimizer state MB | restore copy MB | sum MB | RSS after load MB | peak RSS training MB | s/step | completion tokens/step |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         tot = r['weights'] + r['grad'] + r['state'] + r['restore']
         print(f"| {r['arm']} | {r['weights'] / MB:.1f} | {r['grad'] / MB:.1f} | {r['state'] / MB:.1f} | {r['restore'] / MB:.1f} | {tot / MB:.1f} "
-              f"| {r['rss_load'] / MB:.0f} | {r['peak'] / MB:.0f} | {r['seconds']:.2f} |")
+              f"| {r['rss_load'] / MB:.0f} | {r['peak'] / MB:.0f} | {r['seconds']:.2f} | {r['tokens']:.0f} |")
     by = {r['arm']: r for r in rows}
     full, best = by.get('full AdamW (fp32)'), by.get('sparse (bf16)')
     if full and best:
