@@ -101,7 +101,7 @@ def main():
         t0 = time.perf_counter(); r = run_arm(arm, a.policy, a.steps, a.density); rows.append(r)
         print(f"  {arm}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     MB = 2**20
-    print("| arm | weights MB | gradients MB | optimizer state MB | restore copy MB | sum MB | RSS after load MB | peak RSS training MB | s/step | completion tokens/step |")
+    print("| arm | weights MiB | gradients MiB | optimizer state MiB | restore copy MiB | sum MiB | RSS after load MiB | peak RSS training MiB | s/step | completion tokens/step |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         tot = r['weights'] + r['grad'] + r['state'] + r['restore']
