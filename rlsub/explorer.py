@@ -607,6 +607,20 @@ def _on_click(w, fn):
     w.on_msg(lambda _, content, buffers: fn(**content))
 
 # %% ../nbs/06_explorer.ipynb 45
+def _save_row(W, ex):
+    "A path box and a button that write the interactive report, the figure shown and the table of the view there (`Explorer.save`)."
+    ex.save_to = W.Text(value='rlsub-view', description='save to', placeholder='a path without extension', style={'description_width': '56px'}, layout=W.Layout(width='300px'))
+    ex.save_button, ex.saved = W.Button(description='save report, figure, table', icon='download', layout=W.Layout(width='auto')), W.HTML()
+    for w, c in [(ex.save_to, 'save-to'), (ex.save_button, 'save'), (ex.saved, 'saved')]: w.add_class(f'rlsub-{c}')
+    ex.save_button.on_click(lambda _: _on_save(ex))
+    return W.Box([ex.save_to, ex.save_button, ex.saved], layout=W.Layout(display='flex', flex_flow='row wrap', align_items='center'))
+
+def _on_save(ex):
+    try: paths = ex.save(ex.save_to.value)
+    except RlsubError as e: ex.saved.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
+    else: ex.saved.value = 'wrote ' + ', '.join(f"<code>{html.escape(str(p))}</code>" for p in paths.values())
+
+# %% ../nbs/06_explorer.ipynb 46
 class Explorer:
     "An ipywidgets dashboard over one `DeltaReport`: rule, threshold, view, and one tensor's |Δ|; `self.widget` is what is displayed."
     def __init__(self, report: DeltaReport, size: int = 64,   # size: blocks across the lazily read tensor picture
@@ -661,9 +675,9 @@ def _layout(W, ex):
     row = lambda *c, **kw: W.Box(list(c), layout=W.Layout(display='flex', flex_flow='row wrap', align_items=kw.get('align', 'center'), **kw.get('lay', {})))
     main = W.VBox([ex.figure, row(ex.sort, ex.unfilter, ex.hint), ex.table], layout=W.Layout(width=f'{round(MAIN_W * DISPLAY_DPI) + 10}px', max_width='100%'))
     side = W.VBox([ex.tensor, ex.note, ex.tabs], layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI) + 14}px', max_width='100%'))
-    return W.VBox([ex.headline, row(ex.rule, ex.threshold, ex.readout, ex.view), row(main, side, align='flex-start')])
+    return W.VBox([ex.headline, row(ex.rule, ex.threshold, ex.readout, ex.view), row(main, side, align='flex-start'), _save_row(W, ex)])
 
-# %% ../nbs/06_explorer.ipynb 47
+# %% ../nbs/06_explorer.ipynb 48
 def _on_rule(self, change):
     rule = change['new']
     self._busy = True                                       # one redraw, after the slider has moved too
@@ -701,7 +715,7 @@ def _refresh(self):
 
 Explorer._on_rule, Explorer.refresh = _on_rule, _refresh
 
-# %% ../nbs/06_explorer.ipynb 49
+# %% ../nbs/06_explorer.ipynb 50
 def _show_tensor(self):
     "Draw the chosen tensor's histogram, and its picture when that tab is open (reading the checkpoints, with a note meanwhile)."
     name = self.chosen
@@ -743,7 +757,7 @@ Explorer._show_tensor, Explorer.changes_png = _show_tensor, _changes_png
 Explorer._repr_html_ = None
 Explorer.__repr__ = lambda self: f"Explorer over {len(self.report.table)} tensors: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, tensor {self.chosen}"
 
-# %% ../nbs/06_explorer.ipynb 51
+# %% ../nbs/06_explorer.ipynb 52
 def _cut(df: pd.DataFrame, groups: dict | None) -> pd.DataFrame:
     "The rows of a tensor table in `groups` (e.g. {'layer': 3, 'kind': 'q'}; layer '—': outside the layers); all of them for None."
     if not groups: return df
@@ -784,7 +798,32 @@ def _on_row(self, name: str):
 
 Explorer.focus, Explorer.point, Explorer._on_figure_click, Explorer._on_row = _focus, _point, _on_figure_click, _on_row
 
-# %% ../nbs/06_explorer.ipynb 56
+# %% ../nbs/06_explorer.ipynb 57
+_SAVED = {'report': '.html', 'figure': '.png', 'table': '.csv'}
+
+def _view_table(self) -> pd.DataFrame:
+    "The table the dashboard shows: the tensor table (cut and sorted as on screen) in the tensors view or after a click, else the view's groups."
+    rule, thr = self.state
+    if self.view.value == 'tensors' or self.filter is not None: return _cut(tensor_table(self.report, rule, thr, self.sort.value), self.filter)
+    return self._groups[self.view.value](self.report.changed(rule, thr).to_numpy(), _rule_text(rule, None if thr is None else snap(thr)[1]))
+
+def _save(self, path) -> dict[str, Path]:   # path: where to write, without extension (a trailing .html, .png or .csv is dropped)
+    "Write the interactive report at the dashboard's state (path.html), the figure shown (path.png) and the view's table (path.csv)."
+    from rlsub.outputs import check_outputs
+    from rlsub.report import save_report
+    p = Path(str(path).strip() or 'rlsub-view').expanduser()
+    if p.suffix in _SAVED.values(): p = p.with_suffix('')
+    out = check_outputs({f"{k} {p.name}{x}": p.with_name(p.name + x) for k, x in _SAVED.items()}, [self.base, self.tuned])
+    out = dict(zip(_SAVED, out.values()))
+    rule, thr = self.state
+    save_report(self.report, out['report'], rule, thr, view=self.view.value)
+    write_atomic(out['figure'], self.figure.value)
+    write_atomic(out['table'], _view_table(self).to_csv().encode())
+    return out
+
+Explorer.save = _save
+
+# %% ../nbs/06_explorer.ipynb 60
 def _compare_headline_html(hs: dict[str, dict]) -> str:
     rows = [('sparsity', lambda h: f"<b>{h['sparsity']:.2%}</b>"), ('density', lambda h: f"{h['density']:.2%}"),
             ('changed', lambda h: f"{h['changed']:,}"), ('parameters', lambda h: f"{h['params']:,}")]
@@ -831,7 +870,7 @@ class Comparison:
 
     def __repr__(self): return f"Comparison of {' and '.join(self.reports)}: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}"
 
-# %% ../nbs/06_explorer.ipynb 59
+# %% ../nbs/06_explorer.ipynb 63
 def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figure:   # labels: short names of the two masks
     "o₁ and o₂ by group (bars from 0) against their chance levels, from `overlap(a, b, by='layer' or 'kind')`."
     if df.index.name == 'kind': df = df.loc[_model_order(df.index)]
@@ -897,7 +936,7 @@ class MaskComparison:
 
 def _at(fig: Figure, dpi: int) -> Figure: fig.set_dpi(dpi); return fig
 
-# %% ../nbs/06_explorer.ipynb 62
+# %% ../nbs/06_explorer.ipynb 66
 def explore(a, b=None, labels: tuple[str, str] | None = None, show: bool = True,
             base=None, tuned=None):   # the checkpoints, for tensor pictures, when the report's own paths do not reach them
     "Display a dashboard over a `DeltaReport` (or a saved report's path), two reports side by side, or two `SubnetMask`s and their overlap; return it."
@@ -913,7 +952,7 @@ def explore(a, b=None, labels: tuple[str, str] | None = None, show: bool = True,
         display(ex.widget)
     return ex
 
-# %% ../nbs/06_explorer.ipynb 65
+# %% ../nbs/06_explorer.ipynb 69
 def _img(fig: Figure) -> str:
     "An <img> holding `fig` as a sharp PNG, shown at its size in CSS pixels."
     return f"<img width='{round(fig.get_figwidth() * DISPLAY_DPI)}' src='data:image/png;base64,{base64.b64encode(png(fig)).decode()}'>"
@@ -945,12 +984,11 @@ def report_html(report: DeltaReport, rule: str = 'exact', threshold: float | Non
     return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
 
 def save_html(report: DeltaReport, path, rule: str = 'exact', threshold: float | None = None) -> Path:
-    "Write `report_html(report)` to `path`, atomically."
-    path = Path(path)
-    write_atomic(path, report_html(report, rule, threshold, title=f"rlsub report: {path.stem}").encode())
-    return path
+    "Write the interactive report (`rlsub.report.save_report`, with `report_html` as its printable snapshot) to `path`, atomically."
+    from rlsub.report import save_report
+    return save_report(report, path, rule, threshold)
 
-# %% ../nbs/06_explorer.ipynb 68
+# %% ../nbs/06_explorer.ipynb 72
 def synthetic_report(config, seed: int = 0) -> DeltaReport:
     "A `DeltaReport` with the layout of a model of `config` and seeded random counts and histograms (no weights)."
     from rlsub.examples import checkpoint_layout

@@ -247,13 +247,17 @@ function drawHist() {
   const above = R.above[rule][i][j];
   box.replaceChildren(el('h3', {text: S.tensor}),
     el('p', {id: 'rl-hist-text', text: `${rule}: ${int(above)} of ${int(R.numel[i])} entries above ${D.ladder_text[j]} (red); ${int(R.changed[i])} with different bits`}),
-    svg, none ? el('p', {class: 'muted', text: 'no entry of this tensor changed'}) : null);
+    svg, ...(none ? [el('p', {class: 'muted', text: 'no entry of this tensor changed'})] : []));
 }
 
 function draw() {
   drawControls(); drawHeadline();
   const main = $('rl-main');
-  if (S.view === 'layer' || S.view === 'kind') { const {per, order} = chartGroups(); main.replaceChildren(drawDots(per, order), drawGroupTable(per, order)); }
+  if (S.view === 'layer' || S.view === 'kind') {
+    const {per, order} = chartGroups();
+    const key = D.reports.length < 2 ? [] : [el('div', {class: 'legend'}, ...D.reports.map((R, i) => el('span', {style: `color:${PALETTE[i % 8]};margin-right:1.5em`, text: '● ' + R.label})))];
+    main.replaceChildren(drawDots(per, order), ...key, drawGroupTable(per, order));
+  }
   else if (S.view === 'heatmap') main.replaceChildren(...drawHeatmap());
   else main.replaceChildren(...drawTensorTable());
   $('rl-tensor').value = S.tensor;
