@@ -52,14 +52,15 @@ def _open(browser, path):
     return page, refused, errors, time.perf_counter() - t0
 
 
-SWEEP_JS = """([rule, view]) => {   // every ladder step under `rule`, as a user moving the slider: the headline and the group table each time
+SWEEP_JS = """([rule, view]) => {   // every ladder step under `rule`, as a user moving the slider: headline, table rows, heatmap cells each time
   document.querySelector(`#rl-rules button[data-rule="${rule}"]`).click();
   document.querySelector(`#rl-views button[data-view="${view}"]`).click();
   const th = document.getElementById('rl-threshold'), out = [];
   for (let j = 0; j <= +th.max; j++) {
     th.value = j; th.dispatchEvent(new Event('input', {bubbles: true}));
     out.push({readout: document.getElementById('rl-readout').textContent, head: document.getElementById('rl-headline').textContent,
-              rows: [...document.querySelectorAll('#rl-groups tbody tr')].map(r => [...r.children].map(c => c.textContent))});
+              rows: [...document.querySelectorAll('#rl-groups tbody tr, #rl-tensors tbody tr')].map(r => [...r.children].map(c => c.textContent)),
+              cells: [...document.querySelectorAll('rect.rl-cell')].map(r => r.dataset.tip)});
   }
   return out;
 }"""
@@ -68,6 +69,20 @@ SWEEP_JS = """([rule, view]) => {   // every ladder step under `rule`, as a user
 def _group_rows(report, rule, thr, by):
     g = report.sparsity(thr, rule, by=by)
     return [[_lab(k), f"{p:,}", f"{c:,}", pct(s), pct(d)] for k, p, c, s, d in zip(g.index, g.params, g.changed, g.sparsity, g.density)]
+
+
+def _cells(report, rule, thr):
+    "The heatmap's numbers for every layer × kind, as the page shows them on hover."
+    g = report.sparsity(thr, rule, by=['layer', 'kind'])
+    return [f"layer {_lab(l)} · {k}: sparsity {pct(s)} ({c:,} of {p:,} changed)" for (l, k), p, c, s in zip(g.index, g.params, g.changed, g.sparsity)]
+
+
+def _tensor_rows(report, rule, thr, query=''):
+    "The tensor table's rows (model order), those whose name contains `query`."
+    t = tensor_table(report, rule, thr, 'model order')
+    t = t[t.name.str.lower().str.contains(query.lower(), regex=False)]
+    shape = lambda s: '—' if s is None else ('×'.join(map(str, s)) if s else 'scalar')
+    return [[n, _lab(l), k, shape(s), f"{p:,}", f"{c:,}", pct(sp)] for n, l, k, s, p, c, sp in zip(t.name, t.layer, t.kind, t['shape'], t.params, t.changed, t.sparsity)]
 
 
 def test_one_report_agrees_with_python_everywhere(browser, reports, tmp_path):
@@ -82,24 +97,26 @@ def test_one_report_agrees_with_python_everywhere(browser, reports, tmp_path):
         page.keyboard.press('ArrowRight'); j += 1
         assert page.inner_text('#rl-readout') == f"{LADDER[j]:.3g}".replace('e-0', 'e-')
         assert page.inner_text('#rl-headline') == headline_text(report, 'abs', float(LADDER[j]))
-    # every rule, every ladder step, both group views: headline and group tables, to the last printed digit
+    # every rule, every ladder step, every view: headline, group tables, heatmap cells, tensor rows, to the last printed digit
     for rule in ('abs', 'rel'):
-        for view, by in (('layer', 'layer'), ('kind', 'kind')):
+        for view in ('layer', 'kind', 'heatmap', 'tensors'):
             steps = page.evaluate(SWEEP_JS, [rule, view])
             assert len(steps) == len(LADDER)
             for j, st in enumerate(steps):
                 thr = float(LADDER[j])
                 assert st['head'] == headline_text(report, rule, thr), (rule, j)
-                assert st['rows'] == _group_rows(report, rule, thr, by), (rule, view, j)
+                if view == 'heatmap': assert st['cells'] == _cells(report, rule, thr), (rule, j)
+                else: assert st['rows'] == (_tensor_rows(report, rule, thr) if view == 'tensors' else _group_rows(report, rule, thr, view)), (rule, view, j)
+    page.click('#rl-views button[data-view="kind"]')
     page.click('#rl-rules button[data-rule="exact"]')
     assert page.is_disabled('#rl-threshold') and page.inner_text('#rl-headline') == headline_text(report, 'exact')
-    assert [[c for c in r] for r in page.eval_on_selector_all('#rl-groups tbody tr', 'rs => rs.map(r => [...r.children].map(c => c.textContent))')] == _group_rows(report, 'exact', None, 'kind')
+    assert page.eval_on_selector_all('#rl-groups tbody tr', 'rs => rs.map(r => [...r.children].map(c => c.textContent))') == _group_rows(report, 'exact', None, 'kind')
 
     # the heatmap: every cell's numbers (shown on hover) equal sparsity(by=['layer', 'kind'])
     page.click('#rl-rules button[data-rule="rel"]')
     page.click('#rl-views button[data-view="heatmap"]')
     g = report.sparsity(1e-3, 'rel', by=['layer', 'kind'])
-    want = {(_lab(l), k): f"layer {_lab(l)} · {k}: sparsity {pct(s)} ({c:,} of {p:,} changed)" for (l, k), p, c, s in zip(g.index, g.params, g.changed, g.sparsity)}
+    want = dict(zip([(_lab(l), k) for l, k in g.index], _cells(report, 'rel', 1e-3)))
     cells = page.eval_on_selector_all('rect.rl-cell', 'rs => rs.map(r => [r.dataset.layer, r.dataset.kind, r.dataset.tip])')
     assert {(l, k): tip for l, k, tip in cells} == want
     page.hover('rect.rl-cell[data-layer="1"][data-kind="q"]')
@@ -108,11 +125,8 @@ def test_one_report_agrees_with_python_everywhere(browser, reports, tmp_path):
     # the tensor table: search, read rows, pick a tensor, read its histogram
     page.click('#rl-views button[data-view="tensors"]')
     page.fill('#rl-search', 'mlp')
-    t = tensor_table(report, 'rel', 1e-3, 'model order')
-    mlp = t[t.name.str.lower().str.contains('mlp')]
     rows = page.eval_on_selector_all('#rl-tensors tbody tr', 'rs => rs.map(r => [...r.children].map(c => c.textContent))')
-    assert rows == [[n, _lab(l), k, ('×'.join(map(str, s)) if s else 'scalar') if s is not None else '—', f"{p:,}", f"{c:,}", pct(sp)]
-                    for n, l, k, s, p, c, sp in zip(mlp.name, mlp.layer, mlp.kind, mlp['shape'], mlp.params, mlp.changed, mlp.sparsity)]
+    assert rows == _tensor_rows(report, 'rel', 1e-3, 'mlp') and len(rows) == 6
     name = 'model.layers.1.mlp.up_proj.weight'
     page.click(f'#rl-tensors tr[data-name="{name}"]')
     assert page.input_value('#rl-tensor') == name and page.get_attribute('#rl-tensors tr.sel', 'data-name') == name
