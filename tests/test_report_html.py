@@ -177,3 +177,26 @@ def test_numbers_are_written_as_python_writes_them(browser, reports, tmp_path):
     ns = [0, 7, 999, 1000, 123456789, 2**53 - 1]
     assert page.evaluate('ns => ns.map(rlsubFormat.int)', ns) == [f"{n:,}" for n in ns]
 
+
+
+def test_tensors_not_compared_and_empty_groups(browser, reports, tmp_path):
+    "A tensor only one side has (no parameters compared: sparsity '—', its group left out as sparsity(by=...) leaves it) and a lone kind."
+    r = reports['synthetic 2']
+    t = r.table.copy()
+    gone = t.index[t.name == 'model.layers.1.self_attn.k_proj.weight'][0]
+    t.loc[gone, ['status', 'numel', 'changed', 'shape_tuned']] = ['base only', 0, 0, None]
+    t.loc[t.name == 'model.norm.weight', 'kind'] = 'other'
+    ah, rh = r.abs_hist.copy(), r.rel_hist.copy()
+    ah[gone], rh[gone] = 0, 0
+    odd = type(r)(t, ah, rh, r.meta)
+    path = save_report(odd, tmp_path / 'odd.html', printable=False)
+    page, refused, errors, _ = _open(browser, path)
+    for rule in ('abs', 'rel'):
+        for view in ('kind', 'heatmap', 'tensors'):
+            for j, st in enumerate(page.evaluate(SWEEP_JS, [rule, view])):
+                thr = float(LADDER[j])
+                assert st['head'] == headline_text(odd, rule, thr)
+                if view == 'heatmap': assert st['cells'] == _cells(odd, rule, thr), (rule, j)
+                else: assert st['rows'] == (_tensor_rows(odd, rule, thr) if view == 'tensors' else _group_rows(odd, rule, thr, view)), (rule, view, j)
+    assert ['model.layers.1.self_attn.k_proj.weight', '1', 'k', '—', '0', '0', '—'] in st['rows']
+    assert refused == [] and errors == [], (refused, errors)
