@@ -74,7 +74,8 @@ class SparseAdamW(torch.optim.Optimizer):
                  fused: str | None = None,      # None: step() reads p.grad; 'packed': hooks keep only the masked entries of each gradient; 'step': LOMO, each parameter stepped in its hook
                  max_grad_norm: float | None = None):   # clip inside the optimizer: the global norm of the masked gradient (per parameter with fused='step'); None: no clipping here
         if fused not in FUSED: raise RlsubError(f"unknown fused mode {fused!r}; use one of None, 'packed', 'step'")
-        if fused and dist.is_initialized() and dist.get_world_size() > 1: raise RlsubError(f"fused={fused!r} reads each gradient before DDP/FSDP have reduced it across processes; with several processes use fused=None")
+        self.reduce = fused == 'packed' and dist.is_initialized() and dist.get_world_size() > 1   # average the packed gradients across processes itself
+        if fused == 'step' and dist.is_initialized() and dist.get_world_size() > 1: raise RlsubError("fused='step' steps each parameter before its gradient is averaged across processes; with several processes use fused='packed' (no DDP wrapper) or None")
         named = [(n, p) for n, p in (params.named_parameters() if isinstance(params, torch.nn.Module) else params) if p.requires_grad]
         if not named: raise RlsubError("SparseAdamW got no parameters that require gradients; pass the model being trained")
         check_mask(named, mask)
@@ -138,6 +139,17 @@ def _clip(self: SparseAdamW, packed: dict):
     for g in packed.values(): g.mul_(coef.to(g.device))
 
 @patch
+def _all_reduce(self: SparseAdamW, packed: dict) -> dict:
+    "With several processes (fused='packed', no DDP wrapper): the packed gradients averaged over all of them in one all-reduce of the masked entries only; a parameter with a gradient on no process is left out, as on one."
+    if not self.reduce: return packed
+    ps = list(self._group)
+    had = torch.tensor([float(p in packed) for p in ps])              # which parameters got a gradient, summed over processes with the rest
+    flat = torch.cat([packed[p] if p in packed else torch.zeros_like(self.state[p]['master']) for p in ps] + [had.to(self.state[ps[0]]['master'].device)])
+    dist.all_reduce(flat); flat /= dist.get_world_size()
+    parts = flat.split([self.state[p]['master'].numel() for p in ps] + [len(ps)])
+    return {p: g for p, g, h in zip(ps, parts, parts[-1].tolist()) if h > 0}
+
+@patch
 @torch.no_grad()
 def step(self: SparseAdamW, closure=None):
     "One AdamW step on the masked entries of every parameter with a gradient (with fused='step' the hooks already stepped)."
@@ -145,7 +157,7 @@ def step(self: SparseAdamW, closure=None):
     if closure is not None:
         with torch.enable_grad(): loss = closure()
     if self.fused == 'step': self._stepped.clear(); return loss
-    if self.fused == 'packed': packed = {p: self.state[p].pop('grad') for p in self._group if 'grad' in self.state[p]}
+    if self.fused == 'packed': packed = self._all_reduce({p: self.state[p].pop('grad') for p in self._group if 'grad' in self.state[p]})
     else: packed = {p: self._packed_grad(p) for p in self._group if p.grad is not None}
     self._clip(packed)
     for p, g in packed.items(): self._update(p, g)

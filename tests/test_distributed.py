@@ -1,4 +1,4 @@
-"""Subnet-only training in several processes on CPU: DDP through transformers' Trainer (torch AdamW + MaskedTraining, and SparseAdamW) and FSDP2 (`fully_shard`) with SparseAdamW, each under `torchrun --nproc_per_node 2` on gloo.
+"""Subnet-only training in several processes on CPU: DDP through transformers' Trainer (torch AdamW + MaskedTraining, and SparseAdamW), FSDP2 (`fully_shard`) with SparseAdamW, and SparseAdamW(fused='packed') averaging its packed gradients itself, each under `torchrun --nproc_per_node 2` on gloo.
 
 The pytest side launches this same file under torchrun (`python -m torch.distributed.run`); the `__main__` block is the worker."""
 import os, random, subprocess, sys
@@ -82,6 +82,27 @@ def fsdp_worker(out: Path):
     dist.destroy_process_group()
 
 
+def packed_worker(out: Path):
+    "Data parallel without DDP: SparseAdamW(fused='packed') averages the packed gradients itself; two micro-batches a step, clipping, weight decay, bf16 weights."
+    import torch.distributed as dist
+    from rlsub.sparse_adam import SparseAdamW
+    dist.init_process_group('gloo')
+    rank = dist.get_rank()
+    pol, tok = policy(torch.bfloat16)
+    mask = bernoulli_mask(pol, 0.3)
+    ids, attn = lm_batches(tok, 8 * STEPS)
+    with SparseAdamW(pol, mask, lr=LR, weight_decay=WD, max_grad_norm=CLIP, fused='packed') as opt:
+        for s in range(STEPS):
+            opt.zero_grad()
+            for half in (0, 1):                                        # this rank's 4 rows in two micro-batches of 2
+                r = slice(8 * s + 4 * rank + 2 * half, 8 * s + 4 * rank + 2 * half + 2)
+                (pol(input_ids=ids[r], attention_mask=attn[r], labels=ids[r]).loss / 2).backward()
+            assert all(p.grad is None for p in pol.parameters())
+            opt.step()
+    torch.save({n: p.detach().clone() for n, p in pol.named_parameters()}, out / f'packed-rank{rank}.pt')
+    dist.destroy_process_group()
+
+
 # ---- tests ----
 
 def torchrun(scenario, out, timeout=240):
@@ -138,7 +159,34 @@ def test_fsdp2_two_processes(tmp_path):
     assert max((p.detach() - ranks[0]['params'][n]).abs().max().item() for n, p in pol.named_parameters()) < 1e-5
 
 
+def test_packed_data_parallel_two_processes(tmp_path):
+    "fused='packed' across 2 processes without DDP: ranks equal, outside bit-identical, the steps of one process on the whole batch (bf16 weights: within a bf16 rounding)."
+    from rlsub.sparse_adam import SparseAdamW
+    torchrun('packed', tmp_path)
+    ranks = [torch.load(tmp_path / f'packed-rank{r}.pt') for r in (0, 1)]
+    pol, tok = policy(torch.bfloat16)
+    mask = bernoulli_mask(pol, 0.3)
+    start = {n: p.detach().clone() for n, p in pol.named_parameters()}
+    ids, attn = lm_batches(tok, 8 * STEPS)
+    with SparseAdamW(pol, mask, lr=LR, weight_decay=WD, max_grad_norm=CLIP, fused='packed') as opt:
+        for s in range(STEPS):
+            opt.zero_grad()
+            for q in range(4):
+                r = slice(8 * s + 2 * q, 8 * s + 2 * q + 2)
+                (pol(input_ids=ids[r], attention_mask=attn[r], labels=ids[r]).loss / 4).backward()
+            opt.step()
+    moved = differ = 0
+    for n, p in pol.named_parameters():
+        k = mask.tensor(n)
+        for r in ranks: assert bits_equal(r[n][~k], start[n][~k]), n
+        assert bits_equal(ranks[0][n], ranks[1][n]), n
+        moved += int((ranks[0][n][k] != start[n][k]).sum())
+        differ += int((ranks[0][n] != p.detach()).sum())
+        assert (ranks[0][n].float() - p.detach().float()).abs().max() <= 2 ** -6 * p.detach().float().abs().max() + 1e-6, n   # a bf16 step apart at most
+    assert moved > 0 and differ < 0.01 * moved
+
+
 if __name__ == '__main__':
     os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
     torch.set_num_threads(1)
-    {'ddp': ddp_worker, 'fsdp': fsdp_worker}[sys.argv[1]](Path(sys.argv[2]))
+    {'ddp': ddp_worker, 'fsdp': fsdp_worker, 'packed': packed_worker}[sys.argv[1]](Path(sys.argv[2]))
