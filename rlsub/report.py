@@ -105,7 +105,7 @@ function head(R, rule, j) {
 }
 const headText = h => `sparsity ${pct(h.sparsity)} · density ${pct(h.density)} · ${int(h.changed)} of ${int(h.params)} parameters changed (${h.label})`;
 
-const S = {report: 0, rule: D.state.rule, j: D.state.j, view: D.state.view, tensor: '', query: ''};
+const S = {report: 0, rule: D.state.rule, j: D.state.j, view: D.state.view, tensor: '', query: '', diff: false};
 const rep = () => D.reports[S.report];
 const rj = () => S.rule === 'exact' ? 0 : S.j;
 
@@ -114,6 +114,10 @@ function colour(s, lo) {                      // light (unchanged) to dark (chan
   const stops = [[255, 247, 236], [253, 212, 158], [252, 141, 89], [215, 48, 31], [127, 0, 0]];
   const x = t * (stops.length - 1), k = Math.min(stops.length - 2, Math.floor(x)), f = x - k;
   return 'rgb(' + stops[k].map((a, i) => Math.round(a + f * (stops[k + 1][i] - a))).join(',') + ')';
+}
+function diverging(t) {                      // -1 (red: denser) .. 0 (white) .. 1 (blue: sparser)
+  const c = t < 0 ? [202, 0, 32] : [5, 113, 176], f = Math.min(1, Math.abs(t));
+  return 'rgb(' + c.map(a => Math.round(255 + f * (a - 255))).join(',') + ')';
 }
 const groupText = (view, lab) => view === 'heatmap' ? `layer ${lab[0]} · ${lab[1]}` : `${view} ${lab}`;
 
@@ -179,21 +183,29 @@ function drawGroupTable(per, order) {
 function drawHeatmap() {                      // layer × kind of the chosen report, its colour scale shared by every report
   const all = D.reports.map(R => groups(R, 'heatmap', changed(R, S.rule, rj())));
   let lo = 1; all.forEach(gs => gs.forEach(g => { if (!Number.isNaN(g.sparsity)) lo = Math.min(lo, g.sparsity); }));
-  const gs = all[S.report], layers = [], kinds = [];
+  const gs = all[S.report], layers = [], kinds = [], diff = D.reports.length > 1 && S.diff && S.report !== 0;
+  const ref = new Map(all[0].map(g => [g.key, g])), A = D.reports[0].label, B = D.reports[S.report].label;
+  const delta = g => (g.sparsity - ref.get(g.key).sparsity) * 100;   // percentage points, as Python's (b - a) * 100
+  let span = 0; if (diff) gs.forEach(g => { if (ref.has(g.key)) span = Math.max(span, Math.abs(delta(g))); });
   for (const g of gs) { if (!layers.includes(g.lab[0])) layers.push(g.lab[0]); if (!kinds.includes(g.lab[1])) kinds.push(g.lab[1]); }
   const cw = Math.max(28, Math.min(60, 640 / kinds.length)), ch = Math.max(10, Math.min(22, 520 / layers.length)), l = 40, t = 20;
   const svg = el('svg:svg', {width: l + cw * kinds.length + 10, height: t + ch * layers.length + 10, id: 'rl-heatmap'});
   kinds.forEach((k, i) => svg.append(el('svg:text', {x: l + (i + 0.5) * cw, y: t - 6, 'text-anchor': 'middle', class: 'ax', text: k})));
   layers.forEach((v, i) => svg.append(el('svg:text', {x: l - 6, y: t + (i + 0.5) * ch + 4, 'text-anchor': 'end', class: 'ax', text: v})));
   for (const g of gs) {
-    const tip = `layer ${g.lab[0]} · ${g.lab[1]}: sparsity ${pct(g.sparsity)} (${int(g.changed)} of ${int(g.params)} changed)`;
+    if (diff && !ref.has(g.key)) continue;
+    const tip = diff ? `layer ${g.lab[0]} · ${g.lab[1]}: ${pp(delta(g))} pp (${pct(g.sparsity)} in ${B} against ${pct(ref.get(g.key).sparsity)} in ${A})`
+                     : `layer ${g.lab[0]} · ${g.lab[1]}: sparsity ${pct(g.sparsity)} (${int(g.changed)} of ${int(g.params)} changed)`;
     svg.append(el('svg:rect', {x: l + kinds.indexOf(g.lab[1]) * cw, y: t + layers.indexOf(g.lab[0]) * ch, width: cw - 1, height: ch - 1,
-      fill: colour(g.sparsity, lo), class: 'rl-cell', 'data-layer': g.lab[0], 'data-kind': g.lab[1], 'data-tip': tip,
+      fill: diff ? diverging(span ? delta(g) / span : 0) : colour(g.sparsity, lo), class: 'rl-cell', 'data-layer': g.lab[0], 'data-kind': g.lab[1], 'data-tip': tip,
       onmouseenter: () => { $('rl-hover').textContent = tip; }, onclick: () => { S.query = ''; S.view = 'tensors'; S.cut = g.lab; draw(); }},
       el('svg:title', {text: tip})));
   }
-  const legend = el('div', {class: 'legend'}, el('span', {text: `colour: sparsity from ${pct(lo)} (dark) to ${pct(1)} (light), shared by every report`}));
-  return [svg, el('div', {id: 'rl-hover', class: 'hover', text: 'hover a cell for its numbers; click it for its tensors'}), legend];
+  const legend = el('div', {class: 'legend'}, el('span', {text: diff ? `colour: sparsity in ${B} minus in ${A}, blue sparser, red denser, up to ±${fixed2(span)} pp`
+                                                                       : `colour: sparsity from ${pct(lo)} (dark) to ${pct(1)} (light), shared by every report`}));
+  const box = D.reports.length < 2 ? [] : [el('div', {}, el('label', {class: 'legend'}, el('input', {type: 'checkbox', id: 'rl-diff', checked: S.diff ? '' : null,
+    onchange: e => { S.diff = e.target.checked; draw(); }}), ` difference from ${A} (choose another report above)`))];
+  return [...box, svg, el('div', {id: 'rl-hover', class: 'hover', text: 'hover a cell for its numbers; click it for its tensors'}), legend];
 }
 
 function drawTensorTable() {

@@ -162,6 +162,15 @@ def test_several_reports(browser, reports, tmp_path):
     assert page.eval_on_selector_all('#rl-groups tbody tr', 'rs => rs.map(r => [...r.children].map(c => c.textContent))') == want
     assert page.eval_on_selector_all('#rl-groups thead th', 'hs => hs.map(h => h.textContent)')[-1] == f"{labels[2]} − {labels[0]} (pp)"
     assert page.locator('circle.rl-pt').count() == 3 * len(a)
+    # the heatmap as a difference: the chosen report against the first, cell by cell, in percentage points
+    page.select_option('#rl-report', '1')
+    page.click('#rl-views button[data-view="heatmap"]')
+    page.check('#rl-diff')
+    s = {k: r.sparsity(1e-3, 'rel', by=['layer', 'kind']).sparsity for k, r in reports.items()}
+    s0, s1 = s[labels[0]], s[labels[1]]
+    assert s0.index.equals(s1.index)                                    # one layout: the same cells, in the same order
+    want = [f"layer {_lab(l)} · {k}: {(b - a) * 100:+.2f} pp ({pct(b)} in {labels[1]} against {pct(a)} in {labels[0]})" for (l, k), a, b in zip(s1.index, s0, s1)]
+    assert page.eval_on_selector_all('rect.rl-cell', 'rs => rs.map(r => r.dataset.tip)') == want
     assert refused == [] and errors == [], (refused, errors)
     print(f"\n{path.name}: {path.stat().st_size / 1024:.0f} KiB, first render {first * 1000:.0f} ms")
 
