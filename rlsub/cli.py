@@ -179,15 +179,8 @@ def _example(args):
     print(f"next: rlsub scan {out/'base'} {out/'tuned'} -o report.json")
 
 # %% ../nbs/90_cli.ipynb 9
-def _reports_folder(path: Path, inputs) -> Path:
-    "The folder of kept reports, checked like an output: not inside an input checkpoint, in a place that can be written."
-    if path.exists() and not path.is_dir(): raise RlsubError(f"--reports {path}: is a file; give a folder for the kept reports")
-    if path.is_dir(): check_outputs({'--reports': path / 'NAME.KEY.json.gz'}, inputs)
-    else: check_outputs({'--reports': path}, inputs, folders=['--reports'])
-    return path
-
 def _table(args) -> int:
-    from rlsub.compare import default_reports_folder, read_pairs, table_format, table_from_pairs
+    from rlsub.compare import read_pairs, reports_folder, table_format, table_from_pairs
     from rlsub.scan import resolve_device
     pairs_file = Path(args.pairs).expanduser()
     if args.output is not None: table_format(args.output)
@@ -195,7 +188,7 @@ def _table(args) -> int:
     resolve_device(args.device)                                   # a bad --device is one error, not one refused row per pair
     inputs = [pairs_file] + [p for pl in pairs for p in (pl.base, pl.tuned)]
     out = _outputs(args, inputs, **{'-o': args.output})['-o']
-    reports = _reports_folder(Path(args.reports).expanduser() if args.reports else default_reports_folder(pairs_file), inputs)
+    reports = reports_folder(pairs_file, args.reports, inputs)      # checked like an output, before any scan
     say = lambda line: print(line, file=sys.stderr, flush=True)
     table = table_from_pairs(pairs_file, reports, args.rescan, say=say, device=args.device, progress=not args.no_progress)
     if out is not None: table.save(out)                           # results first: a closed stdout never costs them

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
 from .checkpoints import is_hub_id, open_checkpoint
-from .outputs import RlsubError, write_atomic
+from .outputs import RlsubError, check_outputs, write_atomic
 from .scan import LADDER, DeltaReport, scan_pair
 
 # %% auto 0
 __all__ = ['MATRIX_KINDS', 'RANGE', 'COLUMNS', 'pair_row', 'pct', 'count', 'SparsityTable', 'short_names', 'compare',
            'table_format', 'PairLine', 'read_pairs', 'line_names', 'pair_key', 'kept_report', 'report_for',
-           'default_reports_folder', 'table_from_pairs']
+           'default_reports_folder', 'reports_folder', 'table_from_pairs']
 
 # %% ../nbs/05a_compare.ipynb 7
 MATRIX_KINDS = ('q', 'k', 'v', 'o', 'qkv', 'gate', 'up', 'down')   # the matrix types whose spread the range column shows
@@ -283,6 +283,14 @@ def default_reports_folder(pairs_file) -> Path:
     p = Path(pairs_file).expanduser()
     return p.with_name(f"{p.stem}-reports")
 
+def reports_folder(pairs_file, reports=None, inputs=()) -> Path:   # inputs: the checkpoints (and the PAIRS file) it must keep clear of
+    "The folder of kept reports (`reports`, else `default_reports_folder`), checked like an output: a folder, not inside an input checkpoint, writable."
+    path = Path(reports).expanduser() if reports is not None else default_reports_folder(pairs_file)
+    if path.exists() and not path.is_dir(): raise RlsubError(f"--reports {path}: is a file; give a folder for the kept reports")
+    if path.is_dir(): check_outputs({'--reports': path / 'NAME.KEY.json.gz'}, inputs)
+    else: check_outputs({'--reports': path}, inputs, folders=['--reports'])
+    return path
+
 def table_from_pairs(pairs_file,                  # the PAIRS text file
                      reports=None,                # folder of kept reports (created if missing); None: `default_reports_folder`
                      rescan: bool = False,        # scan every pair again, replacing kept reports
@@ -291,7 +299,7 @@ def table_from_pairs(pairs_file,                  # the PAIRS text file
     "Table 1 for every pair a PAIRS file lists; each scanned once or its kept report reused; a pair that cannot be compared recorded in its row."
     pairs = read_pairs(pairs_file)
     names = line_names(pairs)
-    folder = Path(reports).expanduser() if reports is not None else default_reports_folder(pairs_file)
+    folder = reports_folder(pairs_file, reports, [pairs_file] + [p for pl in pairs for p in (pl.base, pl.tuned)])
     folder.mkdir(parents=True, exist_ok=True)
     results, counts = [], dict(scanned=[], reused=[], refused=[])
     for p, name in zip(pairs, names):

@@ -166,3 +166,29 @@ def test_table_argument_errors_import_nothing_heavy():
             "assert not heavy, heavy\n")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_explore_several_reports_at_scale():
+    "`explore(*reports)` over four reports with a 6-layer layout: every view and reference, scales shared across the figures of a view."
+    import matplotlib; matplotlib.use('Agg')
+    from rlsub.explorer import Comparison, explore, synthetic_report
+    reps = [synthetic_report(tiny_config('llama', num_hidden_layers=6, tie_word_embeddings=False), seed=s) for s in range(4)]
+    cmp = explore(*reps, show=False)
+    assert isinstance(cmp, Comparison) and list(cmp.reports) == ['A', 'B', 'C', 'D']
+    for rule in ('exact', 'abs', 'rel'):
+        cmp.rule.value = rule
+        for ref in ('A', 'C'):
+            cmp.reference.value = ref
+            for view in ('layer', 'kind', 'heatmap', 'diff'):
+                cmp.view.value = view
+                shown = [i for i, im in enumerate(cmp.images) if im.layout.display != 'none']
+                assert shown == {'layer': [0], 'kind': [0], 'heatmap': [1, 2, 3, 4], 'diff': [1, 2, 3]}[view]
+                assert all(cmp.images[i].value[:4] == b'\x89PNG' for i in shown)
+                if view in ('heatmap', 'diff'):
+                    keys = [k for k in cmp._figs if k[0] == view and (view == 'heatmap' or k[2] == ref)]
+                    clims = {cmp._figs[k][0].axes[0].images[0].get_clim() for k in keys}
+                    assert len(clims) == 1, clims                                # one colour scale for the view
+                    lo, hi = clims.pop()
+                    if view == 'diff': assert lo == -hi
+                    else: assert hi == 1.0 and lo <= min(r.sparsity(None if rule == 'exact' else cmp.threshold.value, rule, by=['layer', 'kind']).sparsity.min() for r in reps)
+    assert f"− C" in cmp.headline.value and 'minus C' in repr(cmp)
