@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
     s = sub.add_parser('scan', help='scan a base/tuned pair once and print (and save) its sparsity report')
     _pair_args(s, 'write the report here (JSON; .gz compresses); read it back with `rlsub show`'); _rule_args(s)
-    s.add_argument('--html', default=None, help='also write a self-contained HTML report (tables and plots) here')
+    s.add_argument('--html', default=None, help='also write one self-contained HTML page here: rule, threshold, views and tensors explorable in any browser, offline')
     sh = sub.add_parser('show', help='print a saved report again, under any rule and threshold')
     sh.add_argument('report'); _rule_args(sh)
     m = sub.add_parser('mask', help="write a pair's subnetwork (the changed entries) as a bit-packed mask")
