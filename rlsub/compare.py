@@ -63,6 +63,20 @@ def _markdown(df: pd.DataFrame) -> str:
     line = lambda cells: '| ' + ' | '.join(map(esc, cells)) + ' |'
     return '\n'.join([line(head), line(':--' if c in left else '--:' for c in head)] + [line(r) for r in rows]) + '\n'
 
+_LEGEND = ("exact: stored bits differ; abs 1e-5: |Δ| > 1e-5 (Mukherjee et al.); rel 1e-3: |Δ| > 1e-3·max(|w|,|ŵ|) (Zhu et al.); "
+           "matrix types: the lowest and highest sparsity among q, k, v, o, qkv, gate, up, down")
+
+def _t(v: float) -> str:
+    "A threshold as the explorer writes it: 1e-5, 3.15e-4."
+    m, e = f"{v:e}".split('e')
+    return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
+
+def _emit(text: str, buf):
+    if buf is None: return text
+    if hasattr(buf, 'write'): buf.write(text)
+    else: Path(buf).write_text(text)
+
+# %% ../nbs/05a_compare.ipynb 14
 class SparsityTable(pd.DataFrame):
     "The paper's Table 1 over many pairs: a DataFrame of numbers, shown as percentages; `to_csv` (numbers), `to_markdown`, `to_html`, `save`."
     @property
@@ -96,20 +110,7 @@ class SparsityTable(pd.DataFrame):
         t = self.formatted().to_html(border=0, classes='rlsub-table').replace('<td>', "<td style='text-align:right'>")
         return _emit(t, buf)
 
-_LEGEND = ("exact: stored bits differ; abs 1e-5: |Δ| > 1e-5 (Mukherjee et al.); rel 1e-3: |Δ| > 1e-3·max(|w|,|ŵ|) (Zhu et al.); "
-           "matrix types: the lowest and highest sparsity among q, k, v, o, qkv, gate, up, down")
-
-def _t(v: float) -> str:
-    "A threshold as the explorer writes it: 1e-5, 3.15e-4."
-    m, e = f"{v:e}".split('e')
-    return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
-
-def _emit(text: str, buf):
-    if buf is None: return text
-    if hasattr(buf, 'write'): buf.write(text)
-    else: Path(buf).write_text(text)
-
-# %% ../nbs/05a_compare.ipynb 15
+# %% ../nbs/05a_compare.ipynb 16
 def short_names(paths) -> list[str]:
     "A short distinct label per checkpoint path or hub id: its last part, or as many trailing parts as it takes to tell them apart."
     parts = [tuple(p for p in re.split(r'[/\\]+', str(s)) if p) or (str(s),) for s in paths]
@@ -129,7 +130,7 @@ def _default_names(pairs: list[tuple[str, str]]) -> list[str]:
     names = [f"{base[b]} → {tuned[t]}" for b, t in pairs]
     return [f"{n} (#{i + 1})" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
-# %% ../nbs/05a_compare.ipynb 17
+# %% ../nbs/05a_compare.ipynb 18
 def compare(reports,                  # DeltaReports (or saved reports' paths, or errors for pairs that could not be compared): a list, or a dict name -> report
             names=None,               # a name per row; None: from the dict's keys, else the tuned checkpoints' short names
             kinds=MATRIX_KINDS,       # the matrix types the range column is taken over
@@ -155,7 +156,7 @@ def _refused_row(e: Exception) -> dict:
     return dict(params=pd.NA, **{c: math.nan for c in COLUMNS[1:6]}, **{'range min kind': '', 'range max kind': '', 'note': f"not compared: {e}",
                 'base': getattr(e, 'base', ''), 'tuned': getattr(e, 'tuned', '')})
 
-# %% ../nbs/05a_compare.ipynb 25
+# %% ../nbs/05a_compare.ipynb 26
 _SAVE = {'.csv': 'csv', '.md': 'md', '.markdown': 'md', '.html': 'html', '.htm': 'html'}
 
 def table_format(path) -> str:
@@ -178,7 +179,7 @@ def _save(self, path) -> Path:
 
 SparsityTable.save = _save
 
-# %% ../nbs/05a_compare.ipynb 28
+# %% ../nbs/05a_compare.ipynb 29
 @dataclass
 class PairLine:
     "One line of a PAIRS file."
@@ -195,7 +196,7 @@ def _where(tok: str, folder: Path, at: str) -> str:
     if is_hub_id(tok) and not (folder / tok.split('/')[0]).is_dir(): return tok    # org/name, and org is no folder beside the PAIRS file
     raise RlsubError(f"{at}: {tok}: no such file or folder (relative paths are read from {folder}, then the working folder){'' if '/' in tok else ' and not a hub id (org/name)'}; fix the path or remove the line")
 
-# %% ../nbs/05a_compare.ipynb 29
+# %% ../nbs/05a_compare.ipynb 30
 def read_pairs(path) -> list[PairLine]:
     "The pairs a PAIRS file lists (`base tuned [name]` a line; `#` comments, blank lines, shell quotes); one-line `RlsubError` naming a bad line."
     path = Path(path).expanduser()
@@ -225,7 +226,7 @@ def line_names(pairs: list[PairLine]) -> list[str]:
     names = [p.name if p.name is not None else a for p, a in zip(pairs, auto)]
     return [n if p.name is not None or names.count(n) == 1 else f"{n} (line {p.line})" for n, p in zip(names, pairs)]
 
-# %% ../nbs/05a_compare.ipynb 32
+# %% ../nbs/05a_compare.ipynb 33
 def _fingerprint(ck) -> list:
     "What identifies a checkpoint's stored weights without reading them: each weight file with its size and modification time (ns)."
     out = []
@@ -248,7 +249,7 @@ def kept_report(folder, key: str) -> Path | None:
     found = sorted(Path(folder).glob(f"*.{key}.json.gz")) if Path(folder).is_dir() else []
     return found[0] if found else None
 
-# %% ../nbs/05a_compare.ipynb 33
+# %% ../nbs/05a_compare.ipynb 34
 def _find_or_scan(base: str, tuned: str, folder, rescan: bool = False, revision: str | None = None, **scan_kw) -> tuple[DeltaReport, str | None]:
     "The pair's report kept in `folder` (and None), or a new scan of it (and the key to keep it under); nothing is written."
     b_ck = open_checkpoint(base, revision)
@@ -277,7 +278,7 @@ def report_for(base: str, tuned: str, folder,   # the pair, and the folder of ke
     if key is not None: _keep(report, folder, name, key)
     return report, key is not None
 
-# %% ../nbs/05a_compare.ipynb 36
+# %% ../nbs/05a_compare.ipynb 37
 def default_reports_folder(pairs_file) -> Path:
     "Where the reports of a PAIRS file are kept unless told otherwise: `NAME-reports/` beside the file."
     p = Path(pairs_file).expanduser()
@@ -291,6 +292,7 @@ def reports_folder(pairs_file, reports=None, inputs=()) -> Path:   # inputs: the
     else: check_outputs({'--reports': path}, inputs, folders=['--reports'])
     return path
 
+# %% ../nbs/05a_compare.ipynb 38
 def table_from_pairs(pairs_file,                  # the PAIRS text file
                      reports=None,                # folder of kept reports (created if missing); None: `default_reports_folder`
                      rescan: bool = False,        # scan every pair again, replacing kept reports
