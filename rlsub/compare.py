@@ -74,7 +74,7 @@ def _t(v: float) -> str:
 def _emit(text: str, buf):
     if buf is None: return text
     if hasattr(buf, 'write'): buf.write(text)
-    else: Path(buf).write_text(text)
+    else: write_atomic(buf, text.encode())                # a path: written like every rlsub output
 
 # %% ../nbs/05a_compare.ipynb 14
 class SparsityTable(pd.DataFrame):
