@@ -174,6 +174,7 @@ def _page(t: SparsityTable, title: str) -> str:
 def _save(self, path) -> Path:
     "Write the table to `path` as CSV (numbers), Markdown or a self-contained HTML page, by its suffix, atomically."
     fmt = table_format(path)
+    path = check_outputs({'table': path}, [p for p in (*self['base'], *self['tuned']) if p])['table']   # never into a checkpoint it compares
     text = self.to_csv() if fmt == 'csv' else self.to_markdown() if fmt == 'md' else _page(self, f"Update sparsity: {Path(path).stem}")
     return write_atomic(path, text.encode())
 
