@@ -69,7 +69,7 @@ def round_weights(policy, dtype: torch.dtype = torch.bfloat16):
     return policy
 
 def _run(name, work, model, size, dev, seed, mask=None, progress=None, log=print,
-         adapter=None,      # policy -> (model to train, function giving back the plain trained policy), e.g. LoRA (rlsub.controls.lora)
+         adapter=None,      # policy -> (model to train, function giving back the plain trained policy), e.g. LoRA (rlsub.controls.LoRA)
          lr=None,           # None: the size's learning rate
          callbacks=()):     # more train_grpo callbacks (the full run's AttributionTracker)
     "One GRPO run from the base; its summary, history and tracker; final weights saved in bf16 and fp32."
