@@ -18,6 +18,7 @@ from .tiny import evaluate
 from .zoo import load_policy, default_task
 from .grpo import GRPOConfig, Tracker, train_grpo, save_policy, plot_history
 from .attribution import AttributionTracker, precision_attribution, plot_precision
+from .tasks import format_accuracy
 
 # %% auto 0
 __all__ = ['SIZES', 'MODELS', 'DemoSize', 'demo_size', 'round_weights', 'binomial_se', 'claims_table', 'demo_figures',
@@ -101,8 +102,8 @@ def binomial_se(p: float, n: int) -> float:
     return math.sqrt(p * (1 - p) / n) if n else math.nan
 
 def _acc(a: dict, key: str = 'accuracy') -> str:
-    "An accuracy with its standard error: '50.6 % ± 2.2'."
-    return f"{a[key]:.1%} ± {100 * binomial_se(a[key], a['n_eval']):.1f}"
+    "The accuracy `a[key]` of a run summary `a` with its standard error (`rlsub.tasks.format_accuracy`): '50.6% ± 2.2%'."
+    return format_accuracy(a[key], a['n_eval'])
 
 def claims_table(m: dict) -> pd.DataFrame:
     "The paper's claims next to what this run measured (`m`, from `run_demo`)."
