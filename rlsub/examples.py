@@ -94,9 +94,9 @@ def make_pair(out, config=None, dtype: torch.dtype = torch.bfloat16,
     layout = checkpoint_layout(config)
     plan = _shard_plan(layout, dtype.itemsize, shard_size)
     for s in ('base', 'tuned'): sweep_leftovers(out / s)          # what a killed earlier run left
-    tmp = {s: temp_folder(out / s) for s in ('base', 'tuned')}
-    rows, weight_map = [], {}
+    tmp, rows, weight_map = {}, [], {}
     try:
+        for s in ('base', 'tuned'): tmp[s] = temp_folder(out / s)
         from tqdm.auto import tqdm
         for i, names in enumerate(tqdm(plan, desc='writing pair', disable=not progress)):
             shard = {'base': {}, 'tuned': {}}
@@ -118,6 +118,6 @@ def make_pair(out, config=None, dtype: torch.dtype = torch.bfloat16,
                 (tmp[s] / 'model.safetensors.index.json').write_text(json.dumps({'metadata': {'total_size': total}, 'weight_map': weight_map}, indent=2))
             if (out / s).exists(): shutil.rmtree(out / s)
             tmp[s].rename(out / s)
-    finally:
-        for p in tmp.values(): shutil.rmtree(p, ignore_errors=True)
+    finally:          # by name: a signal can land between mkdtemp returning and its folder being stored in `tmp`
+        for s in ('base', 'tuned'): sweep_leftovers(out / s, own=True)
     return pd.DataFrame(rows).astype({'layer': 'Int64'})

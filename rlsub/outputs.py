@@ -94,15 +94,16 @@ def _alive(pid: int) -> bool:
     except PermissionError: return True
     return True
 
-def sweep_leftovers(path):
-    "Remove temporary files and folders that killed rlsub processes left beside `path` (only those whose process is gone)."
+def sweep_leftovers(path,
+                    own: bool = False):   # also this process's own: after a failed write, whatever the instant it failed at
+    "Remove temporary files and folders that killed rlsub processes left beside `path` (only those whose process is gone, or this one's if `own`)."
     path = Path(path)
     prefix = f".{path.name}{_MARK}"
     try: names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]
     except OSError: return
     for n in names:
         pid = n[len(prefix):].split('-')[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and (int(pid) == os.getpid() if own else int(pid) != os.getpid() and not _alive(int(pid))):
             p = path.parent / n
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
 
@@ -118,7 +119,7 @@ def write_atomic(path,                            # the destination file
     if path.is_dir(): raise RlsubError(f"cannot write {path}: it is a folder; give a file name")
     if not path.parent.is_dir(): raise RlsubError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
     sweep_leftovers(path)
-    tmp = None
+    done = False
     with terminate_as_interrupt():
         try:
             fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
@@ -126,11 +127,11 @@ def write_atomic(path,                            # the destination file
                 data(f) if callable(data) else f.write(data)
                 f.flush(); os.fsync(f.fileno())
             os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes it private; the file gets the mode a plain open() would give it
-            os.replace(tmp, path); tmp = None
+            os.replace(tmp, path); done = True
         except OSError as e:
             raise RlsubError(f"cannot write {path}: {e.strerror or e}; nothing was written") from None
-        finally:
-            if tmp is not None: Path(tmp).unlink(missing_ok=True)
+        finally:      # by name, not by a variable: a signal can land between mkstemp returning and its result being stored
+            if not done: sweep_leftovers(path, own=True)
     return path
 
 # %% ../nbs/00b_outputs.ipynb 19
@@ -149,17 +150,17 @@ def atomic_folder(path,                # the new folder (its parents are made as
     try: path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise RlsubError(f"cannot create {path}: {e.strerror}") from None
     sweep_leftovers(path)
+    done = False
     with terminate_as_interrupt():
-        tmp = temp_folder(path)
         try:
+            tmp = temp_folder(path)
             yield tmp
             tmp.chmod(0o777 & ~_umask())                  # mkdtemp makes it private; the folder gets the mode mkdir would give it
             if path.exists():
                 if not replace: raise RlsubError(f"{path} appeared while it was being written; nothing was overwritten")
                 shutil.rmtree(path)
-            os.rename(tmp, path)
+            os.rename(tmp, path); done = True
         except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
             raise RlsubError(f"cannot write {path}: {e.strerror or e}; nothing was written") from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True); raise
+        finally:      # by name: a signal can land between mkdtemp returning and `tmp` being stored
+            if not done: sweep_leftovers(path, own=True)
