@@ -11,6 +11,14 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: minutes of CPU; run with -m slow')
 
 
+@pytest.fixture(scope='module')
+def one_thread():
+    "Tiny models run as fast on one thread, and it avoids oversubscribing a loaded machine; restored after the module (`pytestmark = pytest.mark.usefixtures('one_thread')`)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope='session')
 def pairs(tmp_path_factory):
     "Planted pairs in every layout the scan must handle: {(family, dtype, sharded): (folder, planted DataFrame)}."

@@ -13,11 +13,7 @@ from rlsub.tiny import char_tokenizer, tiny_policy
 from toys import EVEN, as_int, planted_mask
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 @pytest.fixture(scope='module')

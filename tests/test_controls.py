@@ -10,12 +10,7 @@ from rlsub.tiny import char_tokenizer, tiny_policy
 from rlsub.zoo import default_task, load_policy
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    "Tiny models run as fast on one thread, and it avoids oversubscribing a loaded machine; restored after this module."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 @pytest.fixture(scope='module')

@@ -6,12 +6,7 @@ from rlsub.greso import Greso, GresoConfig, keep_probability, nudge, skip_probab
 from rlsub.grpo import GRPOConfig, train_grpo
 from rlsub.tiny import addition, char_tokenizer, tiny_policy
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    "Tiny models run as fast on one thread, and it avoids oversubscribing a loaded machine; restored after this module."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 

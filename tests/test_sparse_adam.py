@@ -25,6 +25,16 @@ def bits_equal(a, b):
     return torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
 
 
+def moved_only_inside(model, mask, start, dtype=None) -> int:
+    "Assert every entry outside `mask` is bit-identical to `start` (and each weight in `dtype`, if given); the number of entries inside that moved."
+    moved = 0
+    for n, p in model.named_parameters():
+        k = mask.tensor(n)
+        assert (dtype is None or p.dtype == dtype) and bits_equal(p.detach()[~k], start[n][~k]), n
+        moved += int((p.detach()[k] != start[n][k]).sum())
+    return moved
+
+
 def mlp(dtype=torch.float32, seed=0):
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).to(dtype)
@@ -84,12 +94,7 @@ def test_outside_bit_identical_state_proportional(fused, dtype):
             if fused is not None: assert all(p.grad is None for p in m.parameters())          # the hooks freed every gradient
             if fused == 'packed': assert opt.state_bytes() == 20 * n_in + 4 * len(opt.state)   # + the packed gradients
             opt.step()
-        moved = 0
-        for n, p in m.named_parameters():
-            k = mask.tensor(n)
-            assert bits_equal(p.detach()[~k], start[n][~k]), n
-            moved += int((p.detach()[k] != start[n][k]).sum())
-        assert moved > 0 and p.dtype == dtype
+        assert moved_only_inside(m, mask, start, dtype) > 0
         assert opt.state_bytes() == 16 * n_in + 4 * len(opt.state)   # indices, master, two moments; 0-d step counters
     assert opt.handles == []
 
@@ -205,11 +210,7 @@ def test_train_grpo_sparse_bf16(tok):
     start = {n: t.detach().clone() for n, t in base.named_parameters()}
     mask = bernoulli_mask(base, 0.1)
     p, hist = grpo_run(tok, mask, 'sparse', torch.bfloat16, micro_batch=4)
-    moved = 0
-    for n, t in p.named_parameters():
-        k = mask.tensor(n)
-        assert t.dtype == torch.bfloat16 and bits_equal(t.detach()[~k], start[n][~k]), n
-        moved += int((t.detach()[k] != start[n][k]).sum())
+    moved = moved_only_inside(p, mask, start, torch.bfloat16)
     assert moved > 0 and len(hist) == 3
     full, _ = grpo_run(tok, None, 'sparse', torch.bfloat16)
     assert sum(int((t.detach() != start[n]).sum()) for n, t in full.named_parameters()) > moved
@@ -233,12 +234,7 @@ def test_trainer_optimizers_argument(tmp_path, tok):
     mt = MaskedTraining(mask)
     Trainer(model=pol, args=ta, train_dataset=ds, optimizers=(opt, None), callbacks=[mt]).train()
     assert mt.freezer is None                                     # the optimizer never writes outside: nothing to restore
-    moved = 0
-    for n, p in pol.named_parameters():
-        k = mask.tensor(n)
-        assert p.dtype == torch.bfloat16 and bits_equal(p.detach()[~k], start[n][~k]), n
-        moved += int((p.detach()[k] != start[n][k]).sum())
-    assert moved > 0
+    assert moved_only_inside(pol, mask, start, torch.bfloat16) > 0
 
 
 def test_grpo_trainer_sparse_bf16(tmp_path, tok):
@@ -257,9 +253,4 @@ def test_grpo_trainer_sparse_bf16(tmp_path, tok):
                      loss_type='grpo', max_steps=3, logging_steps=1, save_strategy='no', seed=0)
     GRPOTrainer(model=pol, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tok,
                 optimizers=(SparseAdamW(pol, mask, lr=1e-2, weight_decay=0.1), None), callbacks=[MaskedTraining(mask)]).train()
-    moved = 0
-    for n, p in pol.named_parameters():
-        k = mask.tensor(n)
-        assert p.dtype == torch.bfloat16 and bits_equal(p.detach()[~k], start[n][~k]), n
-        moved += int((p.detach()[k] != start[n][k]).sum())
-    assert moved > 0
+    assert moved_only_inside(pol, mask, start, torch.bfloat16) > 0
