@@ -94,7 +94,7 @@ def _check_by(by: str) -> tuple:
     if bad: raise RlsubError(f"--by {bad[0]!r} is not a grouping; use kind, layer, layer+kind, name, status or none")
     return tuple(_BY_ARG[b] for b in parts)
 
-def _outputs(args, inputs=(), folders=(), **named) -> dict:
+def _outputs(inputs=(), folders=(), **named) -> dict:
     "The command's outputs (option name -> path or None) checked before any work: see `rlsub.outputs.check_outputs`."
     return check_outputs(named, inputs, folders)
 
@@ -103,7 +103,7 @@ def _say_notes(notes):
 
 def _scan(args):
     by = _check_rule(args)
-    out = _outputs(args, [args.base, args.tuned], **{'-o': args.output, '--html': args.html})
+    out = _outputs([args.base, args.tuned], **{'-o': args.output, '--html': args.html})
     from rlsub.scan import scan_pair
     report = scan_pair(args.base, args.tuned, device=args.device, progress=not args.no_progress, revision=args.revision)
     if out['-o'] is not None: report.save(out['-o'])                 # results first: a closed stdout never costs them
@@ -119,7 +119,7 @@ def _show(args):
 
 def _mask(args):
     _check_rule(args)
-    out = _outputs(args, [args.base, args.tuned], **{'-o': args.output})['-o']
+    out = _outputs([args.base, args.tuned], **{'-o': args.output})['-o']
     from rlsub.masks import SubnetMask
     mask = SubnetMask.from_pair(args.base, args.tuned, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress)
     mask.save(out)
@@ -139,7 +139,7 @@ def _overlap(args):
         print(f"\nby {args.by} (z: standard deviations above chance)"); print(shown.to_string())
 
 def _rank(args):
-    out = _outputs(args, [args.base, args.tuned], **{'-o': args.output})['-o']
+    out = _outputs([args.base, args.tuned], **{'-o': args.output})['-o']
     from rlsub.rank import update_rank, rank_summary
     kinds = None if not args.kinds else 'all' if args.kinds.strip() == 'all' else [k.strip() for k in args.kinds.split(',')]
     table = update_rank(args.base, args.tuned, kinds=kinds, device=args.device, rtol=args.rtol, progress=not args.no_progress)
@@ -151,7 +151,7 @@ def _trajectory(args):
     _check_rule(args)
     from rlsub.trajectory import trajectory, checkpoint_series
     series = checkpoint_series(args.folder, args.final)             # the checkpoint folders: no output may land in one
-    out = _outputs(args, series, **{'-o': args.output})['-o']
+    out = _outputs(series, **{'-o': args.output})['-o']
     traj = trajectory(series, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress)
     if out is not None: traj.to_csv(out)
     print(traj)
@@ -159,7 +159,7 @@ def _trajectory(args):
 
 def _demo(args):
     if args.figures is not None and not Path(args.figures).is_dir(): raise RlsubError(f"--figures {args.figures}: no such folder; create it first")
-    out = _outputs(args, (), folders=['--keep'], **{'-o': args.output, '--keep': args.keep})['-o']
+    out = _outputs((), folders=['--keep'], **{'-o': args.output, '--keep': args.keep})['-o']
     from rlsub.demo import run_demo, save_figures
     res = run_demo(args.size, device=args.device, out=out, workdir=args.keep, seed=args.seed, progress=False if args.no_progress else None, model=args.model)
     print(f"\n{res}")
@@ -187,7 +187,7 @@ def _table(args) -> int:
     pairs = read_pairs(pairs_file)                                # every line checked before anything is scanned or written
     resolve_device(args.device)                                   # a bad --device is one error, not one refused row per pair
     inputs = [pairs_file] + [p for pl in pairs for p in (pl.base, pl.tuned)]
-    out = _outputs(args, inputs, **{'-o': args.output})['-o']
+    out = _outputs(inputs, **{'-o': args.output})['-o']
     reports = reports_folder(pairs_file, args.reports, inputs)      # checked like an output, before any scan
     say = lambda line: print(line, file=sys.stderr, flush=True)
     table = table_from_pairs(pairs_file, reports, args.rescan, say=say, device=args.device, progress=not args.no_progress)
