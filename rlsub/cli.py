@@ -4,9 +4,11 @@
 
 # %% ../nbs/90_cli.ipynb 2
 from __future__ import annotations
+from . import __version__
 import argparse, os, sys
 from pathlib import Path
-from .outputs import RlsubError, Terminated, check_outputs, terminate_as_interrupt, write_atomic
+from .core import RlsubError
+from .outputs import Terminated, check_outputs, terminate_as_interrupt, write_atomic
 
 # %% auto 0
 __all__ = ['main', 'console']
@@ -34,6 +36,7 @@ def _run_args(p: argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog='rlsub', description='Which parameters did RL actually change? Measure update sparsity of checkpoint pairs.')
+    p.add_argument('--version', action='version', version=f'rlsub {__version__}')
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
     s = sub.add_parser('scan', help='scan a base/tuned pair once and print (and save) its sparsity report')
     _pair_args(s, 'write the report here (JSON; .gz compresses); read it back with `rlsub show`'); _rule_args(s)
@@ -64,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--model', choices=['tiny-addition', 'smollm2-135m'], default='tiny-addition', help='tiny-addition: the shipped 0.8M-parameter policy (default, under 2 minutes on 2 CPU cores); smollm2-135m: SmolLM2-135M-Instruct, a real chat model (over 9 minutes on 2 CPU cores)')
     d.add_argument('-o', '--output', default='rlsub-demo.html', help='the HTML report to write (default rlsub-demo.html)')
     d.add_argument('--size', choices=['test', 'small', 'large'], default='small', help='small: sized for a CPU (default); large: for a GPU; test: checks the pipeline only')
-    d.add_argument('--keep', default=None, help='keep the runs\' checkpoints in this new folder (default: a temporary one, removed)')
+    d.add_argument('--workdir', '--keep', dest='workdir', default=None, help='keep the runs\' checkpoints in this new folder (default: a temporary one, removed); run_demo(workdir=)')
     d.add_argument('--seed', type=int, default=0, help='seed of the first run; the noise-floor run uses seed + 1')
     d.add_argument('--figures', default=None, help='also write the figures as PNG files into this existing folder')
     _run_args(d)
@@ -84,7 +87,7 @@ _BY_ARG = {'kind': 'kind', 'layer': 'layer', 'layer+kind': ('layer', 'kind'), 'n
 def _check_rule(args) -> tuple:
     "Validate --rule/--threshold (and --by, where the command has it) before any weight is read."
     if args.rule == 'exact' and args.threshold is not None: raise RlsubError("rule exact takes no --threshold (use --rule abs or --rule rel for a tolerance)")
-    if args.threshold is not None and not args.threshold >= 0: raise RlsubError(f"threshold must be a number >= 0, got {args.threshold!r}")   # as rlsub.scan.snap says, without importing it
+    if args.threshold is not None and not args.threshold >= 0: raise RlsubError(f"threshold must be a number >= 0, got {args.threshold!r}")   # as rlsub.measure.rules.snap says, without importing it
     return _check_by(getattr(args, 'by', None) or 'none')
 
 def _check_by(by: str) -> tuple:
@@ -104,23 +107,25 @@ def _say_notes(notes):
 def _scan(args):
     by = _check_rule(args)
     out = _outputs([args.base, args.tuned], **{'-o': args.output, '--html': args.html})
-    from rlsub.scan import scan_pair
+    from rlsub.measure.scan import scan_pair
     report = scan_pair(args.base, args.tuned, device=args.device, progress=not args.no_progress, revision=args.revision)
     if out['-o'] is not None: report.save(out['-o'])                 # results first: a closed stdout never costs them
-    if out['--html'] is not None: report.to_html(out['--html'], args.rule, args.threshold)
+    if out['--html'] is not None:
+        from rlsub.viz.page import save_report
+        save_report(report, out['--html'], args.rule, args.threshold)
     print(report.summary(args.rule, args.threshold, by=by))
     if out['-o'] is not None: print(f"\nreport written to {out['-o']}")
     if out['--html'] is not None: print(f"HTML report written to {out['--html']}")
 
 def _show(args):
     by = _check_rule(args)
-    from rlsub.scan import DeltaReport
+    from rlsub.measure.report import DeltaReport
     print(DeltaReport.load(args.report).summary(args.rule, args.threshold, by=by))
 
 def _mask(args):
     _check_rule(args)
     out = _outputs([args.base, args.tuned], **{'-o': args.output})['-o']
-    from rlsub.masks import SubnetMask
+    from rlsub.measure.masks import SubnetMask
     mask = SubnetMask.from_pair(args.base, args.tuned, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress)
     mask.save(out)
     print(mask); print(f"\nmask written to {out}")
@@ -128,7 +133,7 @@ def _mask(args):
 def _overlap(args):
     by = _check_by(args.by or 'none')
     if len(by) > 1 or (by and by[0] not in ('kind', 'layer', ('layer', 'kind'))): raise RlsubError("--by takes one of kind, layer, layer+kind")
-    from rlsub.masks import SubnetMask, overlap
+    from rlsub.measure.masks import SubnetMask, overlap
     a, b = SubnetMask.load(args.mask_a), SubnetMask.load(args.mask_b)
     print(overlap(a, b))
     if by:
@@ -140,7 +145,7 @@ def _overlap(args):
 
 def _rank(args):
     out = _outputs([args.base, args.tuned], **{'-o': args.output})['-o']
-    from rlsub.rank import update_rank, rank_summary
+    from rlsub.measure.rank import update_rank, rank_summary
     kinds = None if not args.kinds else 'all' if args.kinds.strip() == 'all' else [k.strip() for k in args.kinds.split(',')]
     table = update_rank(args.base, args.tuned, kinds=kinds, device=args.device, rtol=args.rtol, progress=not args.no_progress)
     if out is not None: write_atomic(out, table.to_csv(index=False).encode())
@@ -149,7 +154,7 @@ def _rank(args):
 
 def _trajectory(args):
     _check_rule(args)
-    from rlsub.trajectory import trajectory, checkpoint_series
+    from rlsub.measure.trajectory import trajectory, checkpoint_series
     series = checkpoint_series(args.folder, args.final)             # the checkpoint folders: no output may land in one
     out = _outputs(series, **{'-o': args.output})['-o']
     traj = trajectory(series, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress)
@@ -159,9 +164,9 @@ def _trajectory(args):
 
 def _demo(args):
     if args.figures is not None and not Path(args.figures).is_dir(): raise RlsubError(f"--figures {args.figures}: no such folder; create it first")
-    out = _outputs((), folders=['--keep'], **{'-o': args.output, '--keep': args.keep})['-o']
-    from rlsub.demo import run_demo, save_figures
-    res = run_demo(args.size, device=args.device, out=out, workdir=args.keep, seed=args.seed, progress=False if args.no_progress else None, model=args.model)
+    out = _outputs((), folders=['--workdir'], **{'-o': args.output, '--workdir': args.workdir})['-o']
+    from rlsub.experiments.demo import run_demo, save_figures
+    res = run_demo(args.size, device=args.device, out=out, workdir=args.workdir, seed=args.seed, progress=False if args.no_progress else None, model=args.model)
     print(f"\n{res}")
     if args.figures is not None: print(f"figures: {', '.join(str(p) for p in save_figures(res, args.figures))}")
 
@@ -180,8 +185,8 @@ def _example(args):
 
 # %% ../nbs/90_cli.ipynb 9
 def _table(args) -> int:
-    from rlsub.compare import read_pairs, reports_folder, table_format, table_from_pairs
-    from rlsub.scan import resolve_device
+    from rlsub.measure.table import read_pairs, reports_folder, table_format, table_from_pairs
+    from rlsub.core import resolve_device
     pairs_file = Path(args.pairs).expanduser()
     if args.output is not None: table_format(args.output)
     pairs = read_pairs(pairs_file)                                # every line checked before anything is scanned or written
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlsub: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr); return 2
     except KeyboardInterrupt as e:
         what = 'terminated' if isinstance(e, Terminated) else 'interrupted'
-        print(f"rlsub: {what}; no file was left half-written (rlsub demo --keep holds the runs finished so far)", file=sys.stderr)
+        print(f"rlsub: {what}; no file was left half-written (rlsub demo --workdir holds the runs finished so far)", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     return code or 0                                   # 1: rlsub table wrote its table, but some pair could not be compared
 

@@ -3,7 +3,7 @@ import os, pytest, torch
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')        # the suite never touches the network
 os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
-# the real model (rlsub.zoo's SmolLM2-135M) is converted once into this folder for the whole run, not into the user's ~/.cache
+# the real model (rlsub.train.zoo's SmolLM2-135M) is converted once into this folder for the whole run, not into the user's ~/.cache
 os.environ.setdefault('RLSUB_CACHE', os.path.join(os.environ.get('TMPDIR', '/tmp'), 'rlsub-test-cache'))
 
 

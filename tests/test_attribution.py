@@ -2,14 +2,12 @@
 from types import SimpleNamespace
 import pytest, torch
 from torch.optim import optimizer as torch_optimizer
-from rlsub.attribution import (CLASSES, AttributionTracker, attribution_table, bf16_spacing, bf16_same, early_prediction,
-                               mask_from_tensors, plot_early_prediction, plot_precision, precision_attribution, predictor_mask,
-                               step_absorption, top_fraction)
-from rlsub.checkpoints import RlsubError
-from rlsub.explorer import RlsubFigure
-from rlsub.grpo import GRPOConfig, train_grpo
-from rlsub.masks import SubnetMask
-from rlsub.tiny import char_tokenizer, tiny_policy
+from rlsub.experiments.attribution import CLASSES, AttributionTracker, attribution_table, bf16_spacing, bf16_same, early_prediction, mask_from_tensors, plot_early_prediction, plot_precision, precision_attribution, predictor_mask, step_absorption, top_fraction
+from rlsub.core import RlsubError
+from rlsub.style import RlsubFigure
+from rlsub.train.grpo import GRPOConfig, train_grpo
+from rlsub.measure.masks import SubnetMask
+from rlsub.train.tiny import char_tokenizer, tiny_policy
 from toys import EVEN, as_int, planted_mask
 
 

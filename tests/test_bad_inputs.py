@@ -30,8 +30,8 @@ def world(tmp_path_factory):
     "A planted llama pair, a gpt2 and a wider llama checkpoint, a DDP-saved copy of tuned, two masks and a report."
     from transformers import AutoModelForCausalLM
     from rlsub.examples import make_pair, tiny_config
-    from rlsub.masks import SubnetMask
-    from rlsub.scan import scan_pair
+    from rlsub.measure.masks import SubnetMask
+    from rlsub.measure.scan import scan_pair
     d = tmp_path_factory.mktemp('bad')
     make_pair(d / 'p', tiny_config('llama', num_hidden_layers=2, hidden_size=32, intermediate_size=64), density=0.25)
     for name, cfg in (('gpt2', tiny_config('gpt2')), ('wide', tiny_config('llama', num_hidden_layers=2, hidden_size=64, intermediate_size=128))):
@@ -146,7 +146,7 @@ def test_a_prefixed_tuned_checkpoint_is_lined_up_with_a_note(world, tmp_path):
     code, out, err = run('scan', world / 'p/base', world / 'ddp', '-o', tmp_path / 'r.json', '--no-progress')
     assert code == 0, err
     assert "carry the prefix 'module.'" in out
-    from rlsub.scan import DeltaReport
+    from rlsub.measure.report import DeltaReport
     ddp, plain = DeltaReport.load(tmp_path / 'r.json'), DeltaReport.load(world / 'report.json')
     assert ddp.sparsity() == plain.sparsity() and ddp.table.changed.tolist() == plain.table.changed.tolist()
     code, out, _ = run('mask', world / 'p/base', world / 'ddp', '-o', tmp_path / 'm.safetensors', '--no-progress')
@@ -160,9 +160,9 @@ def test_pairs_that_cannot_be_trusted_are_refused(world, tmp_path, cmd, other, m
 
 
 def test_trajectory_follows_the_same_rules(world, tmp_path):
-    from rlsub.trajectory import trajectory
-    from rlsub.checkpoints import RlsubError
-    from rlsub.scan import DeltaReport
+    from rlsub.measure.trajectory import trajectory
+    from rlsub.core import RlsubError
+    from rlsub.measure.report import DeltaReport
     t = trajectory([world / 'p/base', world / 'ddp'], device='cpu')
     assert t.steps.sparsity_vs_start.iloc[-1] == pytest.approx(DeltaReport.load(world / 'report.json').sparsity())
     assert any("prefix 'module.'" in n for n in t.meta['notes'])

@@ -23,12 +23,12 @@ SETUP = """\
 import json, sys
 from pathlib import Path
 from rlsub.examples import make_pair, tiny_config
-from rlsub.scan import LADDER, scan_pair
-from rlsub.explorer import Explorer, tensor_table
+from rlsub.measure.rules import LADDER; from rlsub.measure.scan import scan_pair
+from rlsub.viz.explorer import Explorer; from rlsub.viz.groups import tensor_table
 planted = make_pair(Path('pair'), tiny_config('llama'), density=0.25, max_ulps=16, seed=0)
 report = scan_pair(Path('pair') / 'base', Path('pair') / 'tuned', device='cpu', progress=False)
 # what the headline must show along the threshold ladder, for the test to read
-want = {'ladder': LADDER.tolist(), **{r: [100 * report.sparsity(float(t), r) for t in LADDER] for r in ('abs', 'rel')}}
+want = {'ladder': LADDER.tolist(), **{r: [100 * report.sparsity(r, float(t)) for t in LADDER] for r in ('abs', 'rel')}}
 # where the heatmap shows layer 1 x q (an Explorer of the same report lays it out the same), and what a click there chooses
 _ex, t = Explorer(report), tensor_table(report, sort='size')
 _ex.view.value = 'heatmap'
@@ -39,7 +39,7 @@ Path('expected.json').write_text(json.dumps(want))
 print('kernel python:', sys.executable)"""
 
 EXPLORE = """\
-from rlsub.explorer import explore
+from rlsub.viz.explorer import explore
 ex = explore(report)"""
 
 
@@ -162,7 +162,7 @@ FIGURE_JS = """async (el) => {
 VERSION_JS = "el => { const img = el.tagName === 'IMG' ? el : el.querySelector('img'); return img ? img.src : el.innerHTML; }"
 # The state the controls show (rule, ladder step of the readout's threshold) and whether the rest agrees with it: the
 # headline shows the scan's sparsity there, at the precision it is written with ("75.75%", "75.8 %", "76%"), and the
-# figure is no longer at version `old`. Steps snap to the ladder like rlsub.scan.snap.
+# figure is no longer at version `old`. Steps snap to the ladder like rlsub.measure.rules.snap.
 STATE_JS = """([root, want, old]) => {
   const q = c => root.querySelector('.rlsub-' + c), fig = q('figure'), img = fig.tagName === 'IMG' ? fig : fig.querySelector('img');
   const sel = q('rule').querySelector('select'), btn = q('rule').querySelector('button.mod-active');
@@ -188,7 +188,7 @@ def _outputs(page) -> str:
 class Dashboard:
     "The explorer's widgets on the page, read and driven as a user would."
     def __init__(self, page, want: dict):
-        self.page, self.want = page, want    # want: 100 * report.sparsity(t, rule) along the ladder, from the kernel
+        self.page, self.want = page, want    # want: 100 * report.sparsity(rule, t) along the ladder, from the kernel
         self.head, self.fig = page.locator('.rlsub-headline').first, page.locator('.rlsub-figure').first
         self.slider, self.rules = page.locator('.rlsub-threshold').first, page.locator('.rlsub-rule').first
         self.handle = self.slider.locator('.noUi-handle').first

@@ -2,12 +2,13 @@
 import builtins
 import numpy as np
 import pytest, torch
-from rlsub.checkpoints import RlsubError
-from rlsub.controls import LoRA, control_masks, run_controls, update_sparsity
-from rlsub.grpo import GRPOConfig, train_grpo, save_policy
-from rlsub.masks import SubnetMask, overlap
-from rlsub.tiny import char_tokenizer, tiny_policy
-from rlsub.zoo import default_task, load_policy
+from rlsub.core import RlsubError
+from rlsub.experiments.controls import LoRA, control_masks, run_controls, update_sparsity
+from rlsub.train.grpo import GRPOConfig, train_grpo
+from rlsub.train.loop import save_policy
+from rlsub.measure.masks import SubnetMask, overlap
+from rlsub.train.tiny import char_tokenizer, tiny_policy
+from rlsub.train.zoo import default_task, load_policy
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py

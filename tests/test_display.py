@@ -10,10 +10,10 @@ SETUP = """
 import tempfile, pandas as pd
 from pathlib import Path
 from rlsub.examples import make_pair
-from rlsub.scan import scan_pair
-from rlsub.masks import SubnetMask, overlap
-from rlsub.explorer import plot_sparsity, plot_by_layer, plot_by_kind, plot_heatmap, plot_hist, plot_curve, plot_changes, plot_overlap, tensor_hist, tensor_changes
-from rlsub.grpo import plot_history
+from rlsub.measure.scan import scan_pair
+from rlsub.measure.masks import SubnetMask, overlap
+from rlsub.viz.figures import plot_sparsity, plot_by_layer, plot_by_kind, plot_heatmap, plot_hist, plot_curve, plot_changes, plot_overlap; from rlsub.viz.groups import tensor_hist; from rlsub.measure.scan import tensor_changes
+from rlsub.train.callbacks import plot_history
 d = Path(tempfile.mkdtemp()); make_pair(d / 'p', seed=0)
 r = scan_pair(d / 'p/base', d / 'p/tuned', progress=False)
 name = r.table.name[2]
@@ -23,8 +23,8 @@ hist = pd.DataFrame(dict(step=[1, 2, 3], reward=[.2, .4, .5], accuracy=[.1, .3, 
 FIGURES = {   # one cell each: its last expression is a figure
     'plot_by_layer': "plot_by_layer(r, 'abs', 1e-5)",
     'plot_by_kind': "plot_by_kind(r)",
-    'plot_sparsity': "plot_sparsity(r.sparsity(None, 'exact', by='kind'), r.sparsity(1e-5, 'abs', by='kind'), labels=['exact', 'abs'])",
-    'plot_heatmap': "plot_heatmap(r.sparsity(None, 'exact', by=['layer', 'kind']))",
+    'plot_sparsity': "plot_sparsity(r.sparsity('exact', None, by='kind'), r.sparsity('abs', 1e-5, by='kind'), labels=['exact', 'abs'])",
+    'plot_heatmap': "plot_heatmap(r.sparsity('exact', None, by=['layer', 'kind']))",
     'plot_curve': "plot_curve(r.curve(), 'abs', 1e-5)",
     'plot_hist': "plot_hist(tensor_hist(r, name, 'abs'), 1e-5)",
     'plot_changes': "plot_changes(tensor_changes(d / 'p/base', d / 'p/tuned', name, 'exact'))",

@@ -12,20 +12,20 @@ STEPS, LR, WD, CLIP = 3, 1e-2, 0.1, 0.5
 
 def bernoulli_mask(model, density, seed=0):
     "A SubnetMask over `model`'s parameters, each entry in with probability `density` (no scan: the same on every rank)."
-    from rlsub.masks import SubnetMask
+    from rlsub.measure.masks import SubnetMask
     g = torch.Generator().manual_seed(seed)
     bits = {n: np.packbits((torch.rand(p.shape, generator=g) < density).reshape(-1).numpy(), bitorder='little') for n, p in model.named_parameters()}
     return SubnetMask(bits, {n: tuple(p.shape) for n, p in model.named_parameters()})
 
 
 def policy(dtype=torch.float32):
-    from rlsub.tiny import char_tokenizer, tiny_policy
+    from rlsub.train.tiny import char_tokenizer, tiny_policy
     tok = char_tokenizer()
     return tiny_policy(tok, 'tiny', seed=3).to(dtype), tok
 
 
 def lm_batches(tok, n, seed=0):
-    from rlsub.tiny import addition
+    from rlsub.train.tiny import addition
     texts = [f'{p}{a}' for p, a in addition(2).batch(n, random.Random(seed))]
     enc = tok(texts, padding=True, padding_side='right', return_tensors='pt')
     return enc.input_ids, enc.attention_mask
@@ -37,8 +37,8 @@ def ddp_worker(out: Path):
     "Trainer under DDP, two arms in one launch: torch AdamW + MaskedTraining (restore), and SparseAdamW in bf16 + MaskedTraining (gradient masking only)."
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
-    from rlsub.sparse_adam import SparseAdamW
-    from rlsub.trl import MaskedTraining
+    from rlsub.train.sparse_adam import SparseAdamW
+    from rlsub.train.trl import MaskedTraining
     rank = int(os.environ['RANK'])
     for arm, dtype in (('adamw', torch.float32), ('sparse', torch.bfloat16)):
         pol, tok = policy(dtype)
@@ -60,7 +60,7 @@ def fsdp_worker(out: Path):
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
-    from rlsub.sparse_adam import SparseAdamW
+    from rlsub.train.sparse_adam import SparseAdamW
     dist.init_process_group('gloo')
     rank, world = dist.get_rank(), dist.get_world_size()
     pol, tok = policy()
@@ -85,7 +85,7 @@ def fsdp_worker(out: Path):
 def packed_worker(out: Path):
     "Data parallel without DDP: SparseAdamW(fused='packed') averages the packed gradients itself; two micro-batches a step, clipping, weight decay, bf16 weights."
     import torch.distributed as dist
-    from rlsub.sparse_adam import SparseAdamW
+    from rlsub.train.sparse_adam import SparseAdamW
     dist.init_process_group('gloo')
     rank = dist.get_rank()
     pol, tok = policy(torch.bfloat16)
@@ -133,7 +133,7 @@ def test_ddp_trainer_two_processes(tmp_path):
 
 def test_fsdp2_two_processes(tmp_path):
     "FSDP2 runs on gloo/CPU: outside entries bit-identical, the mask sharded like the parameters, and the steps those of one process on the whole batch (within float rounding)."
-    from rlsub.sparse_adam import SparseAdamW
+    from rlsub.train.sparse_adam import SparseAdamW
     torchrun('fsdp', tmp_path)
     ranks = [torch.load(tmp_path / f'fsdp-rank{r}.pt') for r in (0, 1)]
     pol, tok = policy()
@@ -161,7 +161,7 @@ def test_fsdp2_two_processes(tmp_path):
 
 def test_packed_data_parallel_two_processes(tmp_path):
     "fused='packed' across 2 processes without DDP: ranks equal, outside bit-identical, the steps of one process on the whole batch (bf16 weights: within a bf16 rounding)."
-    from rlsub.sparse_adam import SparseAdamW
+    from rlsub.train.sparse_adam import SparseAdamW
     torchrun('packed', tmp_path)
     ranks = [torch.load(tmp_path / f'packed-rank{r}.pt') for r in (0, 1)]
     pol, tok = policy(torch.bfloat16)

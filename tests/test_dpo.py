@@ -1,11 +1,11 @@
 "DPO: the loss by hand, on-policy pairs, reproducible runs, subnet-only training that leaves the rest bit-identical, bad inputs."
 import math
 import pytest, torch
-from rlsub.checkpoints import RlsubError
-from rlsub.dpo import DPOConfig, PreferencePairs, dpo_loss, preference_pairs, train_dpo
-from rlsub.grpo import Tracker
-from rlsub.masks import SubnetMask, random_mask
-from rlsub.tiny import Task, addition, char_tokenizer, tiny_policy
+from rlsub.core import RlsubError
+from rlsub.train.dpo import DPOConfig, PreferencePairs, dpo_loss, preference_pairs, train_dpo
+from rlsub.train.callbacks import Tracker
+from rlsub.measure.masks import SubnetMask, random_mask
+from rlsub.train.tiny import Task, addition, char_tokenizer, tiny_policy
 from toys import EVEN
 
 

@@ -2,12 +2,17 @@
 import numpy as np, pandas as pd, pytest
 import matplotlib
 matplotlib.use('Agg')
-from rlsub.checkpoints import RlsubError
+from rlsub.core import RlsubError
 from rlsub.examples import tiny_config
-from rlsub.masks import SubnetMask, random_mask
-from rlsub.scan import LADDER, scan_pair
-from rlsub.explorer import (Comparison, Explorer, MaskComparison, _Grouper, explore, headline, plot_by_kind, plot_changes,
-                            plot_curve, plot_heatmap, plot_hist, report_html, save_html, synthetic_report, tensor_changes, tensor_hist, tensor_table)
+from rlsub.measure.masks import SubnetMask, random_mask
+from rlsub.measure.rules import LADDER
+from rlsub.measure.scan import scan_pair
+from rlsub.viz.explorer import Comparison, Explorer, MaskComparison, explore
+from rlsub.viz.groups import Grouper, headline_numbers, tensor_hist, tensor_table
+from rlsub.viz.figures import plot_by_kind, plot_changes, plot_curve, plot_heatmap, plot_hist
+from rlsub.viz.page import report_html, save_report
+from rlsub.measure.report import synthetic_report
+from rlsub.measure.scan import tensor_changes
 
 
 @pytest.fixture(scope='module')
@@ -23,7 +28,7 @@ def pair(pairs):
 
 def test_grouper_matches_sparsity_at_every_step(big):
     for by in (['layer'], ['kind'], ['layer', 'kind']):
-        g = _Grouper(big.table, by)
+        g = Grouper(big.table, by)
         for rule in ('abs', 'rel'):
             for thr in LADDER[::7]:
                 s = big.sparsity(float(thr), rule, by=by if len(by) > 1 else by[0])
@@ -60,7 +65,7 @@ def test_every_control_changes_what_it_should(big):
         seen = set()
         for thr in (1e-6, 1e-4, 1e-2):
             ex.threshold.value = thr
-            assert f"{big.sparsity(thr, 'rel'):.2%}" in ex.headline.value
+            assert f"{big.sparsity('rel', thr):.2%}" in ex.headline.value
             seen.add(ex.figure.value)
         assert len(seen) == 3, view                               # the figure follows the threshold in every view
     ex.sort.value = 'size'
@@ -149,7 +154,7 @@ def test_compare_reports_and_masks(pair, big):
     cmp = explore(report, report, labels=('one', 'two'), show=False)
     assert isinstance(cmp, Comparison) and cmp.headline.value.count(f"{report.sparsity():.2%}") == 2
     cmp.rule.value = 'abs'; cmp.threshold.value = 1e-3
-    assert cmp.headline.value.count(f"{report.sparsity(1e-3, 'abs'):.2%}") == 2
+    assert cmp.headline.value.count(f"{report.sparsity('abs', 1e-3):.2%}") == 2
     m = SubnetMask.from_pair(folder / 'base', folder / 'tuned')
     mc = explore(m, m, show=False)
     assert isinstance(mc, MaskComparison) and mc.overall.o1 == 1.0 and 'rlsub-figure' in mc.figure._dom_classes
@@ -163,15 +168,15 @@ def test_html_is_self_contained_and_atomic(pair, tmp_path):
     folder, report = pair
     page = report_html(report, 'rel', 1e-3)
     assert page.startswith('<!DOCTYPE html>') and page.count('data:image/png;base64,') == 4
-    assert f"{report.sparsity(1e-3, 'rel'):.2%}" in page and 'rlsub-headline' in page
+    assert f"{report.sparsity('rel', 1e-3):.2%}" in page and 'rlsub-headline' in page
     assert all(n in page for n in report.table.name)
-    p = save_html(report, tmp_path / 'r.html')
+    p = save_report(report, tmp_path / 'r.html')
     assert p.read_text().startswith('<!DOCTYPE html>') and [q.name for q in tmp_path.iterdir()] == ['r.html']
-    with pytest.raises(RlsubError, match='does not exist'): save_html(report, tmp_path / 'missing' / 'r.html')
+    with pytest.raises(RlsubError, match='does not exist'): save_report(report, tmp_path / 'missing' / 'r.html')
 
 
 def test_headline_and_table_errors(big):
-    h = headline(big, 'abs', 2e-5)                                  # between ladder steps: the step below answers
+    h = headline_numbers(big, 'abs', 2e-5)                                  # between ladder steps: the step below answers
     assert h['label'].startswith('abs') and h['changed'] == int(big.changed('abs', 2e-5).sum())
     with pytest.raises(RlsubError, match='sort must be one of'): tensor_table(big, sort='colour')
-    with pytest.raises(RlsubError, match='unknown rule'): headline(big, 'fuzzy')
+    with pytest.raises(RlsubError, match='unknown rule'): headline_numbers(big, 'fuzzy')

@@ -1,10 +1,10 @@
 "GRESO: the skip probability against its formula, the rate adaptation's direction and bounds, seeded reproducibility, and selection off = plain GRPO."
 import math, random
 import pytest, torch
-from rlsub.checkpoints import RlsubError
-from rlsub.greso import Greso, GresoConfig, keep_probability, nudge, skip_probability, zero_variance_kind
-from rlsub.grpo import GRPOConfig, train_grpo
-from rlsub.tiny import addition, char_tokenizer, tiny_policy
+from rlsub.core import RlsubError
+from rlsub.train.selection import DynamicSampling, Greso, GresoConfig, selector, keep_probability, nudge, skip_probability, zero_variance_kind
+from rlsub.train.grpo import GRPOConfig, train_grpo
+from rlsub.train.tiny import addition, char_tokenizer, tiny_policy
 
 pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
@@ -158,7 +158,7 @@ def test_seeded_greso_run_is_reproducible(tok):
     (p1, h1), (p2, h2) = train(tok, Greso(seed=7)), train(tok, Greso(seed=7))
     assert h1.drop(columns='seconds').equals(h2.drop(columns='seconds')) and same_params(p1, p2)
     assert h1.skipped_hard.sum() + h1.skipped_easy.sum() > 0     # the skips were exercised
-    _, h3 = train(tok, 'greso', steps=1)                          # the string builds the defaults
+    _, h3 = train(tok, selector('greso'), steps=1)               # the name builds the defaults
     assert 'p_easy' in h3 and h3.p_easy.iloc[0] == 0.5
 
 
@@ -169,6 +169,11 @@ class PassThrough:
     def end_step(self): return {}
 
 
+def test_selection_is_an_object(tok):
+    "train_grpo imports no strategy: a name is refused with the object to pass instead."
+    with pytest.raises(RlsubError, match=r"selection='greso' is a name; pass an object: rlsub.train.selection.selector\('greso'\)"): train(tok, 'greso', steps=1)
+
+
 def test_selection_off_is_plain_grpo(tok):
     p0, h0 = train(tok, None)
     p1, h1 = train(tok, PassThrough())
@@ -177,7 +182,7 @@ def test_selection_off_is_plain_grpo(tok):
 
 def test_greso_without_skipping_is_dynamic_sampling(tok):
     "p_min = 1 keeps every prompt: GRESO's only remaining effect is dropping zero-variance groups, exactly dynamic sampling."
-    p0, h0 = train(tok, 'dynamic')
+    p0, h0 = train(tok, DynamicSampling())
     p1, h1 = train(tok, Greso(p_min=1.0))
     cols = ['step', 'reward', 'accuracy', 'tokens', 'rollouts', 'prompts', 'loss', 'rolled_out', 'zero_var_share']
     assert h0[cols].equals(h1[cols]) and same_params(p0, p1)

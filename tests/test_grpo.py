@@ -1,11 +1,15 @@
 "GRPO: the pure pieces by hand, reproducible runs, subnet-only training that leaves the rest bit-identical, bad inputs."
 import math
 import numpy as np, pytest, torch
-from rlsub.checkpoints import RlsubError
-from rlsub.grpo import (AGG_MODES, GRPOConfig, Tracker, aggregate, approx_kl, clipped_objective, completion_logprobs, group_advantages,
-                        masked_mean, rollout, save_policy, train_grpo)
-from rlsub.masks import SubnetMask
-from rlsub.tiny import Task, addition, char_tokenizer, tiny_policy
+from rlsub.core import RlsubError
+from rlsub.train.objectives import AGG_MODES, aggregate, approx_kl, clipped_objective, group_advantages, masked_mean
+from rlsub.train.grpo import GRPOConfig, train_grpo
+from rlsub.train.selection import DynamicSampling
+from rlsub.train.callbacks import Tracker
+from rlsub.train.sampling import completion_logprobs, rollout
+from rlsub.train.loop import save_policy
+from rlsub.measure.masks import SubnetMask
+from rlsub.train.tiny import Task, addition, char_tokenizer, tiny_policy
 from toys import EVEN, as_int, planted_mask
 
 COLUMNS = ['step', 'reward', 'accuracy', 'kl', 'clip_frac', 'tokens', 'rollouts', 'prompts', 'loss', 'seconds']
@@ -217,9 +221,9 @@ def test_train_size_pool_recurs_and_dynamic_sampling_keeps_only_signal(tok):
     h = train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=4, train_size=6, max_fill_rounds=2), selection=Spy())
     assert len(set(seen)) <= 6 and len(seen) > 6            # prompts come back from the pool of 6
     assert (h.prompts <= 4).all() and h.spied.is_monotonic_increasing
-    h2 = train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=3, max_fill_rounds=4), selection='dynamic')
+    h2 = train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=3, max_fill_rounds=4), selection=DynamicSampling())
     assert (h2.rollouts == 4 * h2.rolled_out).all() and (h2.prompts <= 4).all()
-    with pytest.raises(RlsubError, match="unknown selection"): train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=1), selection=object())
+    with pytest.raises(RlsubError, match="has no keep, observe and end_step"): train(tiny_policy(tok, 'tiny'), tok, EVEN, cfg(steps=1), selection=object())
 
 
 def test_tracker_and_save_policy_refuse_bad_input(tok, tmp_path):
@@ -237,7 +241,7 @@ def test_tracker_and_save_policy_refuse_bad_input(tok, tmp_path):
 
 
 def test_tracker_matches_scan_of_its_checkpoints_in_both_precisions(tok, tmp_path):
-    from rlsub.scan import scan_pair
+    from rlsub.measure.scan import scan_pair
     pol = tiny_policy(tok, 'tiny', seed=0)
     trs = [Tracker(every=2, save_dir=tmp_path / d, save_dtype=d, storage=(d,), rules=(('abs', 1e-5), ('rel', 1e-3))) for d in ('bf16', 'fp32')]
     h = train(pol, tok, EVEN, cfg(steps=3, lr=1e-3), callbacks=trs)
@@ -249,7 +253,7 @@ def test_tracker_matches_scan_of_its_checkpoints_in_both_precisions(tok, tmp_pat
             rep = scan_pair(tmp_path / d / f'checkpoint-{a}', tmp_path / d / f'checkpoint-{b}', progress=False)
             col = 'sparsity' if a == 0 else 'step_sparsity'
             for rule, thr in tr.rules:
-                assert t[(t.step == b) & (t.rule == rule)][col].item() == rep.sparsity(thr, rule)
+                assert t[(t.step == b) & (t.rule == rule)][col].item() == rep.sparsity(rule, thr)
 
 
 def test_rollout_samples_exactly_softmax_of_logits_over_t_whatever_the_generation_config(tok):
@@ -264,7 +268,7 @@ def test_rollout_samples_exactly_softmax_of_logits_over_t_whatever_the_generatio
 
 
 def test_rollout_logprobs_are_the_sampling_distribution(tok):
-    from rlsub.tiny import generation_config, generate_ids
+    from rlsub.train.sampling import generation_config, generate_ids
     from test_tiny import leaky
     pol, T = leaky(tok, seed=3), 0.7
     enc = tok(['1+1=', '123+456='] * 4, return_tensors='pt', padding=True)
@@ -283,7 +287,7 @@ def test_rollout_logprobs_are_the_sampling_distribution(tok):
 
 
 def test_every_stop_id_ends_a_rollout_and_is_in_its_mask(tok):
-    from rlsub.tiny import completion_mask
+    from rlsub.train.sampling import completion_mask
     assert completion_mask(torch.tensor([[5, 7, 0], [5, 6, 8], [2, 0, 0], [9, 9, 9]]), {2, 7}).tolist() == \
            [[True, True, False], [True, True, True], [True, False, False], [True, True, True]]
     pol = tiny_policy(tok, 'tiny', seed=3)

@@ -3,9 +3,11 @@ import hashlib, json, math, shutil
 from pathlib import Path
 import numpy as np, pytest, torch
 from safetensors.torch import load_file, save_file
-from rlsub.checkpoints import RlsubError, open_checkpoint
-from rlsub.masks import SubnetMask, overlap, random_mask, transplant, _Packer
-from rlsub.scan import LADDER, scan_pair
+from rlsub.core import RlsubError
+from rlsub.checkpoints import open_checkpoint
+from rlsub.measure.masks import SubnetMask, overlap, random_mask, transplant, _Packer
+from rlsub.measure.rules import LADDER
+from rlsub.measure.scan import scan_pair
 
 KEYS = [('llama', torch.bfloat16, False), ('llama', torch.bfloat16, True), ('qwen2', torch.float16, True),
         ('qwen3', torch.float32, False), ('gpt2', torch.bfloat16, False), ('phi', torch.float32, True)]
@@ -83,10 +85,10 @@ def test_density_by_matches_the_report(pairs):
     folder, _ = pairs['llama', torch.bfloat16, True]
     m, r = SubnetMask.from_pair(folder / 'base', folder / 'tuned', 'abs', 1e-4), scan_pair(folder / 'base', folder / 'tuned', progress=False)
     for by in ('layer', 'kind', ['layer', 'kind'], 'name'):
-        d, s = m.density_by(by), r.sparsity(1e-4, 'abs', by=by)
+        d, s = m.density_by(by), r.sparsity('abs', 1e-4, by=by)
         assert d.changed.tolist() == s.changed.tolist() and d.params.tolist() == s.params.tolist()
         assert np.allclose(d.density, s.density)
-    assert math.isclose(m.density_by(None), 1 - r.sparsity(1e-4, 'abs'))
+    assert math.isclose(m.density_by(None), 1 - r.sparsity('abs', 1e-4))
 
 
 def test_save_load_round_trip_and_refusals(pairs, tmp_path):

@@ -1,11 +1,11 @@
 "ModelPair on tiny models written with save_pretrained: loading, the memory check, generation, and scans of the loaded weights."
 import pytest, torch
-from rlsub.checkpoints import RlsubError
+from rlsub.core import RlsubError
 from rlsub.examples import tiny_config
-from rlsub.masks import SubnetMask
-from rlsub.scan import scan_pair
-import rlsub.pair as rp
-from rlsub.pair import ModelPair, check_fits, loaded_bytes
+from rlsub.measure.masks import SubnetMask
+from rlsub.measure.scan import scan_pair
+import rlsub.measure.pair as rp
+from rlsub.measure.pair import ModelPair, check_fits, loaded_bytes
 
 
 def char_tokenizer():

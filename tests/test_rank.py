@@ -3,8 +3,10 @@ import math, zlib
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from safetensors.torch import load_file
-from rlsub.checkpoints import KINDS, RlsubError, open_checkpoint
-from rlsub.rank import COLUMNS, DEFAULT_KINDS, matrix_stats, rank_summary, update_rank
+from rlsub.checkpoints import KINDS, open_checkpoint
+from rlsub.core import RlsubError
+from rlsub.measure.rank import COLUMNS, matrix_stats, rank_summary, update_rank
+from rlsub.checkpoints import MATRIX_KINDS
 
 Q, K, UP, DOWN = ('model.layers.0.self_attn.q_proj.weight', 'model.layers.0.self_attn.k_proj.weight',
                   'model.layers.0.mlp.up_proj.weight', 'model.layers.0.mlp.down_proj.weight')
@@ -101,7 +103,7 @@ def test_stacked_experts_give_one_row_per_matrix():
 def test_default_kinds_leave_out_embeddings_and_lm_head_tied_is_compared(pairs):
     folder, _ = pairs['llama', torch.bfloat16, False]
     default = update_rank(folder / 'base', folder / 'tuned')
-    assert set(default.kind) == {'q', 'k', 'v', 'o', 'gate', 'up', 'down'} and set(default.kind) <= set(DEFAULT_KINDS)
+    assert set(default.kind) == {'q', 'k', 'v', 'o', 'gate', 'up', 'down'} and set(default.kind) <= set(MATRIX_KINDS)
     every = update_rank(folder / 'base', folder / 'tuned', kinds='all')
     assert set(every.kind) == set(default.kind) | {'embed', 'lm_head'}
     # tuned ties its head to the embedding: compared against the tuned embedding, with the note

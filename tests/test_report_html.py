@@ -1,4 +1,4 @@
-"""The self-contained HTML report (rlsub.report) in headless system Chromium, opened from a file with the network refused.
+"""The self-contained HTML report (rlsub.viz.page) in headless system Chromium, opened from a file with the network refused.
 
 Moves the threshold over the whole ladder under each rule and compares, as text, the headline, the by-layer and by-kind
 tables, every heatmap cell, tensor rows and one tensor's histogram with `DeltaReport.sparsity`, `tensor_table` and
@@ -9,9 +9,11 @@ import pytest
 from browser import chromium, require_browser
 
 from rlsub.examples import make_pair, tiny_config
-from rlsub.explorer import synthetic_report, tensor_hist, tensor_table
-from rlsub.report import headline_text, save_report
-from rlsub.scan import LADDER, scan_pair
+from rlsub.measure.report import synthetic_report
+from rlsub.viz.groups import tensor_hist, tensor_table
+from rlsub.viz.page import headline_text, save_report
+from rlsub.measure.rules import LADDER
+from rlsub.measure.scan import scan_pair
 
 require_browser()
 
@@ -67,13 +69,13 @@ SWEEP_JS = """([rule, view]) => {   // every ladder step under `rule`, as a user
 
 
 def _group_rows(report, rule, thr, by):
-    g = report.sparsity(thr, rule, by=by)
+    g = report.sparsity(rule, thr, by=by)
     return [[_lab(k), f"{p:,}", f"{c:,}", pct(s), pct(d)] for k, p, c, s, d in zip(g.index, g.params, g.changed, g.sparsity, g.density)]
 
 
 def _cells(report, rule, thr):
     "The heatmap's numbers for every layer × kind, as the page shows them on hover."
-    g = report.sparsity(thr, rule, by=['layer', 'kind'])
+    g = report.sparsity(rule, thr, by=['layer', 'kind'])
     return [f"layer {_lab(l)} · {k}: sparsity {pct(s)} ({c:,} of {p:,} changed)" for (l, k), p, c, s in zip(g.index, g.params, g.changed, g.sparsity)]
 
 
@@ -115,7 +117,7 @@ def test_one_report_agrees_with_python_everywhere(browser, reports, tmp_path):
     # the heatmap: every cell's numbers (shown on hover) equal sparsity(by=['layer', 'kind'])
     page.click('#rl-rules button[data-rule="rel"]')
     page.click('#rl-views button[data-view="heatmap"]')
-    g = report.sparsity(1e-3, 'rel', by=['layer', 'kind'])
+    g = report.sparsity('rel', 1e-3, by=['layer', 'kind'])
     want = dict(zip([(_lab(l), k) for l, k in g.index], _cells(report, 'rel', 1e-3)))
     cells = page.eval_on_selector_all('rect.rl-cell', 'rs => rs.map(r => [r.dataset.layer, r.dataset.kind, r.dataset.tip])')
     assert {(l, k): tip for l, k, tip in cells} == want
@@ -151,12 +153,12 @@ def test_several_reports(browser, reports, tmp_path):
     labels = list(reports)
     assert page.eval_on_selector_all('#rl-report option', 'os => os.map(o => o.textContent)') == labels
     rows = page.eval_on_selector_all('#rl-reports tbody tr', 'rs => rs.map(r => [...r.children].map(c => c.textContent))')
-    assert rows == [[k, f"{r.numel:,}", f"{int(r.changed('rel', 1e-3).sum()):,}", pct(r.sparsity(1e-3, 'rel'))] for k, r in reports.items()]
+    assert rows == [[k, f"{r.numel:,}", f"{int(r.changed('rel', 1e-3).sum()):,}", pct(r.sparsity('rel', 1e-3))] for k, r in reports.items()]
     for i, (k, r) in enumerate(reports.items()):                         # the picker chooses whose headline and heatmap are shown
         page.select_option('#rl-report', str(i))
         assert page.inner_text('#rl-headline') == headline_text(r, 'rel', 1e-3)
     # by kind: each report's sparsity, then each one's difference from the first in percentage points
-    g = {k: r.sparsity(1e-3, 'rel', by='kind').sparsity for k, r in reports.items()}
+    g = {k: r.sparsity('rel', 1e-3, by='kind').sparsity for k, r in reports.items()}
     a = g[labels[0]]
     want = [[kind] + [pct(g[k][kind]) for k in labels] + [f"{(g[k][kind] - a[kind]) * 100:+.2f}" for k in labels[1:]] for kind in a.index]
     assert page.eval_on_selector_all('#rl-groups tbody tr', 'rs => rs.map(r => [...r.children].map(c => c.textContent))') == want
@@ -166,7 +168,7 @@ def test_several_reports(browser, reports, tmp_path):
     page.select_option('#rl-report', '1')
     page.click('#rl-views button[data-view="heatmap"]')
     page.check('#rl-diff')
-    s = {k: r.sparsity(1e-3, 'rel', by=['layer', 'kind']).sparsity for k, r in reports.items()}
+    s = {k: r.sparsity('rel', 1e-3, by=['layer', 'kind']).sparsity for k, r in reports.items()}
     s0, s1 = s[labels[0]], s[labels[1]]
     assert s0.index.equals(s1.index)                                    # one layout: the same cells, in the same order
     want = [f"layer {_lab(l)} · {k}: {(b - a) * 100:+.2f} pp ({pct(b)} in {labels[1]} against {pct(a)} in {labels[0]})" for (l, k), a, b in zip(s1.index, s0, s1)]

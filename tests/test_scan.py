@@ -4,7 +4,10 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from safetensors.torch import load_file, save_file
 from rlsub.checkpoints import open_checkpoint, CheckpointError
-from rlsub.scan import LADDER, DeltaReport, PairError, changed, scan_pair, snap
+from rlsub.measure.rules import LADDER, changed, snap
+from rlsub.measure.report import DeltaReport
+from rlsub.measure.pairing import PairError
+from rlsub.measure.scan import scan_pair
 from rlsub.examples import plant_changes
 
 
@@ -157,16 +160,16 @@ def test_sparsity_groupings_add_up(pairs):
     folder, planted = pairs['llama', torch.bfloat16, False]
     r = scan_pair(folder / 'base', folder / 'tuned', progress=False)
     for rule, thr in (('exact', None), ('abs', 1e-5), ('rel', 1e-3), ('abs', 4e-4)):
-        total = r.sparsity(thr, rule)
+        total = r.sparsity(rule, thr)
         for by in ('layer', 'kind', ['layer', 'kind'], 'name'):
-            g = r.sparsity(thr, rule, by=by)
+            g = r.sparsity(rule, thr, by=by)
             assert g.params.sum() == r.numel
             assert 1 - g.changed.sum() / g.params.sum() == pytest.approx(float(total), abs=1e-12)
     assert set(r.sparsity(by='kind').index) == {'q', 'k', 'v', 'o', 'gate', 'up', 'down', 'norm', 'embed', 'lm_head'}
 
 
 def test_snapping_says_which_step():
-    s = scan_pair({'w': torch.ones(3)}, {'w': torch.tensor([1.0, 1.5, 1.0])}, progress=False).sparsity(3.3e-5, 'abs')
+    s = scan_pair({'w': torch.ones(3)}, {'w': torch.tensor([1.0, 1.5, 1.0])}, progress=False).sparsity('abs', 3.3e-5)
     assert s.threshold == 3.15e-5 and s.requested == 3.3e-5 and 'ladder step below' in repr(s)
     assert snap(1e-5)[1] == 1e-5 and snap(2.5e-3)[1] == 2.5e-3
 
@@ -229,7 +232,7 @@ def test_saved_files_get_the_usual_mode(tmp_path):
 def test_a_tied_lm_head_counts_once_in_memory_as_on_disk(tmp_path):
     from transformers import AutoModelForCausalLM
     from rlsub.examples import tiny_config
-    from rlsub.masks import SubnetMask
+    from rlsub.measure.masks import SubnetMask
     torch.manual_seed(0)
     a = AutoModelForCausalLM.from_config(tiny_config('qwen2', tie_word_embeddings=True))
     b = AutoModelForCausalLM.from_config(tiny_config('qwen2', tie_word_embeddings=True))

@@ -1,12 +1,12 @@
-"rlsub.sparse_adam: SparseAdamW against torch.optim.AdamW and today's masked training, bit-identity outside the mask, state proportional to the mask, fused modes and clipping, train_grpo and Trainer wiring."
+"rlsub.train.sparse_adam: SparseAdamW against torch.optim.AdamW and today's masked training, bit-identity outside the mask, state proportional to the mask, fused modes and clipping, train_grpo and Trainer wiring."
 import random
 import numpy as np
 import pytest, torch
-from rlsub.checkpoints import RlsubError
-from rlsub.grpo import GRPOConfig, train_grpo
-from rlsub.masks import SubnetMask
-from rlsub.sparse_adam import SparseAdamW, adamw_, local_mask, mask_index
-from rlsub.tiny import addition, char_tokenizer, tiny_policy
+from rlsub.core import RlsubError
+from rlsub.train.grpo import GRPOConfig, train_grpo
+from rlsub.measure.masks import SubnetMask
+from rlsub.train.sparse_adam import SparseAdamW, adamw_, local_mask, mask_index
+from rlsub.train.tiny import addition, char_tokenizer, tiny_policy
 
 
 @pytest.fixture(scope='module')
@@ -101,10 +101,10 @@ def test_outside_bit_identical_state_proportional(fused, dtype):
 
 @pytest.mark.parametrize('clip', [None, 0.05])
 def test_unfused_agrees_with_masked_adamw(clip):
-    "fp32 weights, unfused: the same steps as torch AdamW with masked gradients, clip_grad_norm_ and the restore (rlsub.grpo's _Freezer): bit-equal without clipping, within 1e-6 with it."
-    from rlsub.grpo import _Freezer
+    "fp32 weights, unfused: the same steps as torch AdamW with masked gradients, clip_grad_norm_ and the restore (rlsub.train.grpo's Freezer): bit-equal without clipping, within 1e-6 with it."
+    from rlsub.train.loop import Freezer
     a, b = mlp(), mlp(); mask = bernoulli_mask(a, 0.3)
-    fr, oa = _Freezer(a, mask, 'cpu'), torch.optim.AdamW(a.parameters(), lr=1e-2, weight_decay=0.1)
+    fr, oa = Freezer(a, mask, 'cpu'), torch.optim.AdamW(a.parameters(), lr=1e-2, weight_decay=0.1)
     ob = SparseAdamW(b, mask, lr=1e-2, weight_decay=0.1, max_grad_norm=clip)
     for x in batches():
         oa.zero_grad(); ob.zero_grad(); loss(a, x).backward(); loss(b, x).backward()
@@ -221,7 +221,7 @@ def test_trainer_optimizers_argument(tmp_path, tok):
     "A transformers Trainer with optimizers=(SparseAdamW, None) and MaskedTraining: bf16 weights, clipping by the Trainer on the masked gradient, accumulation; outside bit-identical, no start copy kept."
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
-    from rlsub.trl import MaskedTraining
+    from rlsub.train.trl import MaskedTraining
     pol = tiny_policy(tok, 'tiny', seed=2).to(torch.bfloat16)
     mask = bernoulli_mask(pol, 0.2, seed=1)
     start = {n: p.detach().clone() for n, p in pol.named_parameters()}
@@ -241,7 +241,7 @@ def test_grpo_trainer_sparse_bf16(tmp_path, tok):
     "TRL's GRPOTrainer with optimizers=(SparseAdamW, None) and MaskedTraining on bf16 weights: outside bit-identical, inside moved."
     from datasets import Dataset
     from trl import GRPOConfig as TRLConfig, GRPOTrainer
-    from rlsub.trl import MaskedTraining
+    from rlsub.train.trl import MaskedTraining
     task = addition(1)
     pol = tiny_policy(tok, 'tiny', seed=1).to(torch.bfloat16)
     mask = bernoulli_mask(pol, 0.25)

@@ -1,9 +1,8 @@
-"rlsub.tasks: the final-number reward, one BOS, held-out sets disjoint from training, bad inputs."
+"rlsub.train.tasks: the final-number reward, one BOS, held-out sets disjoint from training, bad inputs."
 import random
 import pytest
-from rlsub.checkpoints import RlsubError
-from rlsub.tasks import (ARITHMETIC, ChatTask, arithmetic, arithmetic_questions, chat_prompt, final_number, number_reward,
-                         toy_chat_tokenizer)
+from rlsub.core import RlsubError
+from rlsub.train.tasks import ARITHMETIC, ChatTask, arithmetic, arithmetic_questions, chat_prompt, final_number, number_reward, toy_chat_tokenizer
 
 
 @pytest.fixture(scope='module')
@@ -36,7 +35,7 @@ def test_one_bos(in_template):
 
 
 def test_no_template_is_refused():
-    from rlsub.tiny import char_tokenizer
+    from rlsub.train.tiny import char_tokenizer
     with pytest.raises(RlsubError, match='no chat template'): chat_prompt(char_tokenizer(), '1+1=')
 
 

@@ -2,9 +2,9 @@
 import random
 import pytest, torch
 from transformers import AutoTokenizer
-from rlsub.checkpoints import RlsubError
-from rlsub.tiny import (CHARS, Task, addition, char_tokenizer, evaluate, generate, load_base, multiplication,
-                        parse_completion, sft, sft_batch, tiny_policy)
+from rlsub.core import RlsubError
+from rlsub.train.tiny import CHARS, Task, addition, char_tokenizer, load_base, multiplication, parse_completion, sft, sft_batch, tiny_policy
+from rlsub.train.sampling import evaluate, generate
 
 
 @pytest.fixture(scope='module')

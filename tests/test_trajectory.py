@@ -3,10 +3,12 @@ import math, shutil
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from safetensors.torch import load_file, save_file
-from rlsub.checkpoints import CheckpointError, RlsubError, open_checkpoint
+from rlsub.checkpoints import CheckpointError, open_checkpoint
+from rlsub.core import RlsubError
 from rlsub.examples import make_pair, tiny_config
-from rlsub.scan import changed, scan_pair
-from rlsub.trajectory import TrajectoryError, checkpoint_series, trajectory
+from rlsub.measure.rules import changed
+from rlsub.measure.scan import scan_pair
+from rlsub.measure.trajectory import TrajectoryError, checkpoint_series, trajectory
 
 
 def load_all(folder):
@@ -54,8 +56,8 @@ def test_steps_agree_with_scan_pair(series, rule, thr):
         start = scan_pair(paths[0], paths[i], device='cpu', progress=False)
         assert s.step_changed[i] == int(step.changed(rule, thr).sum())
         assert s.changed[i] == int(start.changed(rule, thr).sum())
-        assert s.step_sparsity[i] == pytest.approx(float(step.sparsity(thr, rule)), abs=1e-12)
-        assert s.sparsity_vs_start[i] == pytest.approx(float(start.sparsity(thr, rule)), abs=1e-12)
+        assert s.step_sparsity[i] == pytest.approx(float(step.sparsity(rule, thr)), abs=1e-12)
+        assert s.sparsity_vs_start[i] == pytest.approx(float(start.sparsity(rule, thr)), abs=1e-12)
         per_tensor = start.changed(rule, thr)
         assert t.counts[:, i, 0].tolist() == per_tensor.loc[t.tensors.name].tolist()
 

@@ -1,15 +1,15 @@
-"rlsub.trl: subnet-only training, sparsity tracking and GRESO selection inside TRL's GRPOTrainer and transformers' Trainer, on CPU with tiny policies."
+"rlsub.train.trl: subnet-only training, sparsity tracking and GRESO selection inside TRL's GRPOTrainer and transformers' Trainer, on CPU with tiny policies."
 import random
 from types import SimpleNamespace
 import pytest, torch
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from trl import GRPOConfig, GRPOTrainer
-from rlsub.checkpoints import RlsubError
-from rlsub.masks import SubnetMask
-from rlsub.scan import scan_pair
-from rlsub.tiny import Task, addition, char_tokenizer, tiny_policy
-from rlsub.trl import GresoGRPOTrainer, GresoSampler, MaskedTraining, SparsityTracker
+from rlsub.core import RlsubError
+from rlsub.measure.masks import SubnetMask
+from rlsub.measure.scan import scan_pair
+from rlsub.train.tiny import Task, addition, char_tokenizer, tiny_policy
+from rlsub.train.trl import GresoGRPOTrainer, GresoSampler, MaskedTraining, SparsityTracker
 from toys import EVEN as TASK, planted_mask
 
 
@@ -112,7 +112,7 @@ def test_tracker_equals_scan_pair(tmp_path, tok, save_dtype):
     assert [r['step'] for r in logged] == [2, 4, 5]              # every 2 steps and the last
     for r in logged:
         rep = scan_pair(tmp_path / 'snaps/checkpoint-0', tmp_path / f"snaps/checkpoint-{r['step']}", progress=False)
-        for rule, t in tracker.tracker.rules: assert r[f'sparsity/{save_dtype}/{rule}'] == float(rep.sparsity(t, rule))
+        for rule, t in tracker.tracker.rules: assert r[f'sparsity/{save_dtype}/{rule}'] == float(rep.sparsity(rule, t))
     assert 1 - mask.density <= logged[-1]['sparsity/bf16/exact'] < 1
     assert logged[-1]['sparsity/fp32/exact'] <= logged[-1]['sparsity/bf16/exact']   # fp32 sees every change bf16 sees
     assert len(tracker.table) == 3 * 2 * 3                       # steps × storages × rules

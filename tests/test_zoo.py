@@ -1,10 +1,10 @@
-"rlsub.zoo: policies by name, the SmolLM2 conversion (once, atomically, bf16), bad names, missing packages, hub ids offline."
+"rlsub.train.zoo: policies by name, the SmolLM2 conversion (once, atomically, bf16), bad names, missing packages, hub ids offline."
 import importlib.resources, json, struct, sys
 from pathlib import Path
 import pytest, torch
-import rlsub.zoo as zoo
-from rlsub.checkpoints import RlsubError
-from rlsub.zoo import load_policy, default_task, smollm2_folder, POLICIES
+import rlsub.train.zoo as zoo
+from rlsub.core import RlsubError
+from rlsub.train.zoo import load_policy, default_task, smollm2_folder, POLICIES
 
 
 def _one_line(e): assert '\n' not in str(e.value), str(e.value)
@@ -126,7 +126,7 @@ def _fake_hub_cache(root, repo_id):
     "A huggingface_hub cache holding `repo_id`: a tiny llama and the toy chat tokenizer under refs/main."
     from transformers import AutoModelForCausalLM
     from rlsub.examples import tiny_config
-    from rlsub.tasks import toy_chat_tokenizer
+    from rlsub.train.tasks import toy_chat_tokenizer
     tok = toy_chat_tokenizer()
     snap = root / f"models--{repo_id.replace('/', '--')}" / 'snapshots' / ('a' * 40)
     snap.mkdir(parents=True)
@@ -149,7 +149,7 @@ def test_hub_id_from_the_cache_and_not_cached(tmp_path, monkeypatch):
 
 
 def test_default_tasks():
-    from rlsub.tiny import Task, char_tokenizer
+    from rlsub.train.tiny import Task, char_tokenizer
     t = default_task('tiny-addition', char_tokenizer())
     assert isinstance(t, Task) and t.name == 'addition-3'
     with pytest.raises(RlsubError, match='no chat template'): default_task('some/folder', char_tokenizer())

@@ -1,8 +1,8 @@
 "Small things several test files share: a toy task an untrained tiny policy can score on, and a planted mask."
 import torch
 from rlsub.examples import plant_changes
-from rlsub.masks import SubnetMask
-from rlsub.tiny import Task, addition
+from rlsub.measure.masks import SubnetMask
+from rlsub.train.tiny import Task, addition
 
 
 class EvenStart(Task):

@@ -1,0 +1,231 @@
+(() => {
+"use strict";
+const D = JSON.parse(document.getElementById('rl-data').textContent);
+const $ = id => document.getElementById(id), SVGNS = 'http://www.w3.org/2000/svg';
+function el(tag, attrs, ...kids) {            // an element (an SVG one for 'svg:...'); names only ever go in as text
+  const e = tag.startsWith('svg:') ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'text') e.textContent = v; else if (k.startsWith('on')) e.addEventListener(k.slice(2), v); else if (v !== null) e.setAttribute(k, v);
+  }
+  for (const c of kids) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+// numbers written as Python writes them: f"{x*100:.2f}" (correctly rounded, ties to even), f"{n:,}"
+function fixed2(v) {
+  if (Number.isInteger(v * 8) && (v * 1000) % 10 === 5) { const n = Math.round(v * 100); return ((n % 2 ? n - 1 : n) / 100).toFixed(2); }
+  return v.toFixed(2);
+}
+const pct = x => Number.isNaN(x) ? '—' : fixed2(x * 100) + '%';
+const pp = d => Number.isNaN(d) ? '—' : (d < 0 || Object.is(d, -0) ? '-' : '+') + fixed2(Math.abs(d));
+const int = n => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+
+// what the scan kept, answered as DeltaReport answers it: abs/rel at ladder step j count the histogram bins above j
+const L = D.ladder.length;
+for (const R of D.reports) {
+  R.above = {};
+  for (const rule of ['abs', 'rel']) R.above[rule] = R[rule + '_hist'].map(h => {
+    const a = new Array(L).fill(0); let s = 0;
+    for (let j = L - 1; j >= 0; j--) { s += h[j + 1]; a[j] = s; }
+    return a;
+  });
+  R.total = R.numel.reduce((a, b) => a + b, 0);
+}
+const changed = (R, rule, j) => rule === 'exact' ? R.changed : R.above[rule].map(a => a[j]);
+function groups(R, view, c) {                 // sums per group, in the order of report.sparsity(by=...)
+  const g = R.views[view], s = new Array(g.labels.length).fill(0);
+  c.forEach((v, i) => { if (g.code[i] >= 0) s[g.code[i]] += v; });
+  return g.labels.map((lab, k) => ({lab, key: JSON.stringify(lab), params: g.params[k], changed: s[k], sparsity: 1 - s[k] / g.params[k], density: s[k] / g.params[k]}));
+}
+function head(R, rule, j) {
+  const c = changed(R, rule, j).reduce((a, b) => a + b, 0), s = R.total ? 1 - c / R.total : NaN;
+  return {sparsity: s, density: 1 - s, changed: c, params: R.total, label: D.labels[rule][rule === 'exact' ? 0 : j]};
+}
+const headText = h => `sparsity ${pct(h.sparsity)} · density ${pct(h.density)} · ${int(h.changed)} of ${int(h.params)} parameters changed (${h.label})`;
+
+const S = {report: 0, rule: D.state.rule, j: D.state.j, view: D.state.view, tensor: '', query: '', diff: false};
+const rep = () => D.reports[S.report];
+const rj = () => S.rule === 'exact' ? 0 : S.j;
+
+function colour(s, lo) {                      // light (unchanged) to dark (changed), on a shared scale from lo to 1
+  const t = lo >= 1 ? 0 : Math.max(0, Math.min(1, (1 - s) / (1 - lo)));
+  const stops = [[255, 247, 236], [253, 212, 158], [252, 141, 89], [215, 48, 31], [127, 0, 0]];
+  const x = t * (stops.length - 1), k = Math.min(stops.length - 2, Math.floor(x)), f = x - k;
+  return 'rgb(' + stops[k].map((a, i) => Math.round(a + f * (stops[k + 1][i] - a))).join(',') + ')';
+}
+function diverging(t) {                      // -1 (red: denser) .. 0 (white) .. 1 (blue: sparser)
+  const c = t < 0 ? [202, 0, 32] : [5, 113, 176], f = Math.min(1, Math.abs(t));
+  return 'rgb(' + c.map(a => Math.round(255 + f * (a - 255))).join(',') + ')';
+}
+const groupText = (view, lab) => view === 'heatmap' ? `layer ${lab[0]} · ${lab[1]}` : `${view} ${lab}`;
+
+function drawControls() {
+  document.querySelectorAll('#rl-rules button').forEach(b => b.classList.toggle('on', b.dataset.rule === S.rule));
+  document.querySelectorAll('#rl-views button').forEach(b => b.classList.toggle('on', b.dataset.view === S.view));
+  const th = $('rl-threshold');
+  th.disabled = S.rule === 'exact'; th.value = S.j;
+  $('rl-readout').textContent = S.rule === 'exact' ? '—' : D.ladder_text[S.j];
+}
+
+function drawHeadline() {
+  $('rl-headline').textContent = headText(head(rep(), S.rule, rj()));
+  const box = $('rl-reports');
+  if (D.reports.length < 2) return;
+  const rows = D.reports.map((R, i) => { const h = head(R, S.rule, rj());
+    return el('tr', {'data-report': i}, el('th', {text: R.label}), el('td', {text: int(h.params)}), el('td', {text: int(h.changed)}), el('td', {text: pct(h.sparsity)})); });
+  box.replaceChildren(el('table', {class: 'rl-table'}, el('thead', {}, el('tr', {}, ...['report', 'params', 'changed', 'sparsity'].map(t => el('th', {text: t})))), el('tbody', {}, ...rows)));
+}
+
+function chartGroups() {                      // every report's groups of this view, lined up by label
+  const per = D.reports.map(R => groups(R, S.view, changed(R, S.rule, rj())));
+  const order = [], seen = new Set();
+  for (const gs of per) for (const g of gs) if (!seen.has(g.key)) { seen.add(g.key); order.push(g); }
+  return {per: per.map(gs => new Map(gs.map(g => [g.key, g]))), order};
+}
+
+const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
+function drawDots(per, order) {               // sparsity by group: one line of dots per report
+  const W = 720, H = 260, l = 60, r = 10, t = 10, b = 40, n = order.length;
+  let lo = 1;
+  per.forEach(m => m.forEach(g => { if (!Number.isNaN(g.sparsity)) lo = Math.min(lo, g.sparsity); }));
+  lo = Math.max(0, Math.floor((lo - 0.02) * 20) / 20);
+  const x = k => l + (n === 1 ? (W - l - r) / 2 : k * (W - l - r) / (n - 1)), y = s => t + (1 - (s - lo) / ((1 - lo) || 1)) * (H - t - b);
+  const svg = el('svg:svg', {width: W, height: H, viewBox: `0 0 ${W} ${H}`, id: 'rl-chart'});
+  for (let k = 0; k <= 4; k++) { const s = lo + k * (1 - lo) / 4;
+    svg.append(el('svg:line', {x1: l, x2: W - r, y1: y(s), y2: y(s), stroke: '#eee'}), el('svg:text', {x: l - 6, y: y(s) + 4, 'text-anchor': 'end', class: 'ax', text: pct(s)})); }
+  const every = Math.ceil(n / 24);
+  order.forEach((g, k) => { if (k % every === 0) svg.append(el('svg:text', {x: x(k), y: H - b + 16, 'text-anchor': 'middle', class: 'ax', text: String(g.lab)})); });
+  svg.append(el('svg:text', {x: (l + W - r) / 2, y: H - 4, 'text-anchor': 'middle', class: 'ax', text: S.view}));
+  per.forEach((m, i) => {
+    const pts = order.map((g, k) => m.has(g.key) ? [x(k), y(m.get(g.key).sparsity)] : null).filter(p => p);
+    if (pts.length > 1) svg.append(el('svg:polyline', {points: pts.map(p => p.join(',')).join(' '), fill: 'none', stroke: PALETTE[i % 8], 'stroke-width': 1.5}));
+    order.forEach((g, k) => { const v = m.get(g.key); if (!v) return;
+      svg.append(el('svg:circle', {cx: x(k), cy: y(v.sparsity), r: 4, fill: PALETTE[i % 8], class: 'rl-pt', 'data-group': String(g.lab), 'data-report': i},
+        el('svg:title', {text: `${D.reports[i].label}: ${groupText(S.view, g.lab)}: sparsity ${pct(v.sparsity)} (${int(v.changed)} of ${int(v.params)} changed)`}))); });
+  });
+  return svg;
+}
+
+function drawGroupTable(per, order) {
+  const multi = D.reports.length > 1, labs = D.reports.map(R => R.label);
+  const cols = multi ? [S.view, ...labs.map(s => 'sparsity ' + s), ...labs.slice(1).map(s => `${s} − ${labs[0]} (pp)`)] : [S.view, 'params', 'changed', 'sparsity', 'density'];
+  const rows = order.map(g => {
+    const cells = multi ? [...per.map(m => m.has(g.key) ? pct(m.get(g.key).sparsity) : '—'),
+                           ...per.slice(1).map(m => m.has(g.key) && per[0].has(g.key) ? pp((m.get(g.key).sparsity - per[0].get(g.key).sparsity) * 100) : '—')]
+                        : (v => [int(v.params), int(v.changed), pct(v.sparsity), pct(v.density)])(per[0].get(g.key));
+    return el('tr', {'data-group': String(g.lab)}, el('th', {text: String(g.lab)}), ...cells.map(c => el('td', {text: c})));
+  });
+  return el('table', {class: 'rl-table', id: 'rl-groups'}, el('thead', {}, el('tr', {}, ...cols.map(c => el('th', {text: c})))), el('tbody', {}, ...rows));
+}
+
+function drawHeatmap() {                      // layer × kind of the chosen report, its colour scale shared by every report
+  const all = D.reports.map(R => groups(R, 'heatmap', changed(R, S.rule, rj())));
+  let lo = 1; all.forEach(gs => gs.forEach(g => { if (!Number.isNaN(g.sparsity)) lo = Math.min(lo, g.sparsity); }));
+  const gs = all[S.report], layers = [], kinds = [], diff = D.reports.length > 1 && S.diff && S.report !== 0;
+  const ref = new Map(all[0].map(g => [g.key, g])), A = D.reports[0].label, B = D.reports[S.report].label;
+  const delta = g => (g.sparsity - ref.get(g.key).sparsity) * 100;   // percentage points, as Python's (b - a) * 100
+  let span = 0; if (diff) gs.forEach(g => { if (ref.has(g.key)) span = Math.max(span, Math.abs(delta(g))); });
+  for (const g of gs) { if (!layers.includes(g.lab[0])) layers.push(g.lab[0]); if (!kinds.includes(g.lab[1])) kinds.push(g.lab[1]); }
+  const cw = Math.max(28, Math.min(60, 640 / kinds.length)), ch = Math.max(10, Math.min(22, 520 / layers.length)), l = 40, t = 20;
+  const svg = el('svg:svg', {width: l + cw * kinds.length + 10, height: t + ch * layers.length + 10, id: 'rl-heatmap'});
+  kinds.forEach((k, i) => svg.append(el('svg:text', {x: l + (i + 0.5) * cw, y: t - 6, 'text-anchor': 'middle', class: 'ax', text: k})));
+  layers.forEach((v, i) => svg.append(el('svg:text', {x: l - 6, y: t + (i + 0.5) * ch + 4, 'text-anchor': 'end', class: 'ax', text: v})));
+  for (const g of gs) {
+    if (diff && !ref.has(g.key)) continue;
+    const tip = diff ? `layer ${g.lab[0]} · ${g.lab[1]}: ${pp(delta(g))} pp (${pct(g.sparsity)} in ${B} against ${pct(ref.get(g.key).sparsity)} in ${A})`
+                     : `layer ${g.lab[0]} · ${g.lab[1]}: sparsity ${pct(g.sparsity)} (${int(g.changed)} of ${int(g.params)} changed)`;
+    svg.append(el('svg:rect', {x: l + kinds.indexOf(g.lab[1]) * cw, y: t + layers.indexOf(g.lab[0]) * ch, width: cw - 1, height: ch - 1,
+      fill: diff ? diverging(span ? delta(g) / span : 0) : colour(g.sparsity, lo), class: 'rl-cell', 'data-layer': g.lab[0], 'data-kind': g.lab[1], 'data-tip': tip,
+      onmouseenter: () => { $('rl-hover').textContent = tip; }, onclick: () => { S.query = ''; S.view = 'tensors'; S.cut = g.lab; draw(); }},
+      el('svg:title', {text: tip})));
+  }
+  const legend = el('div', {class: 'legend'}, el('span', {text: diff ? `colour: sparsity in ${B} minus in ${A}, blue sparser, red denser, up to ±${fixed2(span)} pp`
+                                                                       : `colour: sparsity from ${pct(lo)} (dark) to ${pct(1)} (light), shared by every report`}));
+  const box = D.reports.length < 2 ? [] : [el('div', {}, el('label', {class: 'legend'}, el('input', {type: 'checkbox', id: 'rl-diff', checked: S.diff ? '' : null,
+    onchange: e => { S.diff = e.target.checked; draw(); }}), ` difference from ${A} (choose another report above)`))];
+  return [...box, svg, el('div', {id: 'rl-hover', class: 'hover', text: 'hover a cell for its numbers; click it for its tensors'}), legend];
+}
+
+function drawTensorTable() {
+  const R = rep(), c = changed(R, S.rule, rj()), q = S.query.toLowerCase();
+  const box = el('input', {id: 'rl-search', type: 'search', placeholder: 'search names, e.g. layers.3.mlp', value: S.query,
+    oninput: e => { S.query = e.target.value; S.cut = null; fill(); }});
+  const tbody = el('tbody'), count = el('span', {id: 'rl-count'});
+  function fill() {
+    const qq = S.query.toLowerCase(), rows = [];
+    R.names.forEach((n, i) => {
+      if (qq && !n.toLowerCase().includes(qq)) return;
+      if (S.cut && !(String(R.layer[i] === null ? '—' : R.layer[i]) === String(S.cut[0]) && R.kind[i] === S.cut[1])) return;
+      const d = c[i] / R.numel[i];
+      rows.push(el('tr', {'data-name': n, class: n === S.tensor ? 'sel' : null, onclick: () => { S.tensor = n; draw(); }},
+        el('td', {class: 'name', title: n, text: n}), el('td', {text: R.layer[i] === null ? '—' : String(R.layer[i])}), el('td', {text: R.kind[i]}),
+        el('td', {text: R.shape[i]}), el('td', {text: int(R.numel[i])}), el('td', {text: int(c[i])}), el('td', {text: pct(1 - d)})));
+    });
+    tbody.replaceChildren(...rows);
+    count.textContent = `${rows.length} of ${R.names.length} tensors` + (S.cut ? ` (layer ${S.cut[0]} · ${S.cut[1]})` : '');
+  }
+  fill();
+  const head = el('thead', {}, el('tr', {}, ...['name', 'layer', 'kind', 'shape', 'params', 'changed', 'sparsity'].map(t => el('th', {text: t}))));
+  return [el('div', {class: 'row'}, box, count), el('div', {class: 'scroll'}, el('table', {class: 'rl-table', id: 'rl-tensors'}, head, tbody))];
+}
+
+function binText(k) {                         // bin k holds lo < value ≤ hi
+  if (k === 0) return '≤ 0';
+  if (k === L) return `> ${D.ladder_text[L - 1]}`;
+  return `(${D.ladder_text[k - 1]}, ${D.ladder_text[k]}]`;
+}
+
+function drawHist() {
+  const R = rep(), i = R.names.indexOf(S.tensor), box = $('rl-hist');
+  if (i < 0) { box.replaceChildren(el('p', {class: 'muted', text: 'choose a tensor (type its name, or click a row of the tensor table) for its |Δ| histogram'})); return; }
+  const rule = S.rule === 'exact' ? 'abs' : S.rule, h = R[rule + '_hist'][i], j = S.rule === 'exact' ? 0 : S.j;
+  let a = h.findIndex(v => v > 0), b = h.length - 1 - [...h].reverse().findIndex(v => v > 0);
+  const none = a < 0;
+  if (none) { a = Math.max(0, j - 2); b = Math.min(L, j + 3); }
+  a = Math.min(a, j + 1); b = Math.max(b, j);            // keep the threshold in view
+  const n = b - a + 1, W = 440, H = 220, l = 50, t = 10, bw = (W - l - 10) / n, top = Math.max(1, ...h.slice(a, b + 1));
+  const svg = el('svg:svg', {width: W, height: H + 40, id: 'rl-hist-svg', 'data-rule': rule});
+  for (let k = a; k <= b; k++) {
+    const x = l + (k - a) * bw, hh = (H - t) * h[k] / top;
+    svg.append(el('svg:rect', {x: x + 1, y: H - hh, width: Math.max(1, bw - 2), height: hh, fill: k > j ? '#d62728' : '#999', class: 'rl-bin', 'data-bin': k, 'data-count': h[k]},
+      el('svg:title', {text: `${rule === 'abs' ? '|Δ|' : '|Δ|/max(|w|,|ŵ|)'} in ${binText(k)}: ${int(h[k])}`})));
+    if ((k - a) % Math.ceil(n / 8) === 0) svg.append(el('svg:text', {x: x, y: H + 14, class: 'ax', text: k === 0 ? '0' : D.ladder_text[k - 1]}));
+  }
+  const xt = l + (j + 1 - a) * bw;
+  svg.append(el('svg:line', {x1: xt, x2: xt, y1: t, y2: H, stroke: '#000', 'stroke-dasharray': '3,3'}));
+  svg.append(el('svg:text', {x: l - 6, y: t + 10, 'text-anchor': 'end', class: 'ax', text: int(top)}), el('svg:text', {x: l - 6, y: H, 'text-anchor': 'end', class: 'ax', text: '0'}));
+  const above = R.above[rule][i][j];
+  box.replaceChildren(el('h3', {text: S.tensor}),
+    el('p', {id: 'rl-hist-text', text: `${rule}: ${int(above)} of ${int(R.numel[i])} entries above ${D.ladder_text[j]} (red); ${int(R.changed[i])} with different bits`}),
+    svg, ...(none ? [el('p', {class: 'muted', text: 'no entry of this tensor changed'})] : []));
+}
+
+function draw() {
+  drawControls(); drawHeadline();
+  const main = $('rl-main');
+  if (S.view === 'layer' || S.view === 'kind') {
+    const {per, order} = chartGroups();
+    const key = D.reports.length < 2 ? [] : [el('div', {class: 'legend'}, ...D.reports.map((R, i) => el('span', {style: `color:${PALETTE[i % 8]};margin-right:1.5em`, text: '● ' + R.label})))];
+    main.replaceChildren(drawDots(per, order), ...key, drawGroupTable(per, order));
+  }
+  else if (S.view === 'heatmap') main.replaceChildren(...drawHeatmap());
+  else main.replaceChildren(...drawTensorTable());
+  $('rl-tensor').value = S.tensor;
+  drawHist();
+}
+
+// wiring
+$('rl-rules').append(...['exact', 'abs', 'rel'].map(r => el('button', {'data-rule': r, text: r, onclick: () => { S.rule = r; if (r !== 'exact') S.j = D.defaults[r]; draw(); }})));
+$('rl-views').append(...[['layer', 'by layer'], ['kind', 'by kind'], ['heatmap', 'layer × kind'], ['tensors', 'tensors']].map(
+  ([v, t]) => el('button', {'data-view': v, text: t, onclick: () => { S.view = v; S.cut = null; draw(); }})));
+$('rl-threshold').max = L - 1;
+$('rl-threshold').addEventListener('input', e => { S.j = +e.target.value; draw(); });
+const pick = $('rl-report');
+if (D.reports.length > 1) { D.reports.forEach((R, i) => pick.append(el('option', {value: i, text: R.label}))); pick.addEventListener('change', e => { S.report = +e.target.value; draw(); }); }
+else pick.parentElement.style.display = 'none';
+function fillNames() { $('rl-names').replaceChildren(...rep().names.map(n => el('option', {value: n}))); }
+fillNames(); pick.addEventListener('change', fillNames);
+$('rl-tensor').addEventListener('input', e => { if (rep().names.includes(e.target.value)) { S.tensor = e.target.value; draw(); } });
+draw();
+window.rlsubFormat = {pct, pp, int};    // the number formats, for tests
+document.body.dataset.ready = '1';
+})();
