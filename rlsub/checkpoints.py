@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 import pandas as pd
 import torch
-from .core import prod
+from .core import prod, regular_file
 
 # %% auto 0
 __all__ = ['SAFETENSORS_DTYPES', 'KINDS', 'MATRIX_KINDS', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint',
@@ -29,6 +29,7 @@ SAFETENSORS_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.f
               'U8': torch.uint8, 'BOOL': torch.bool, 'U16': torch.uint16, 'U32': torch.uint32, 'U64': torch.uint64,
               'F8_E4M3': torch.float8_e4m3fn, 'F8_E5M2': torch.float8_e5m2}
 _MAX_HEADER = 100 * 2**20  # the format's own limit on the JSON header
+_MAX_TENSORS = 2**18       # per file: real shards hold thousands at most; a header listing more is forged
 
 # %% ../nbs/02_checkpoints.ipynb 8
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ def _no_duplicates(pairs):
         d[k] = v
     return d
 
+def _regular(path: Path, what: str) -> os.stat_result:
+    "`rlsub.core.regular_file`, raising `CheckpointError`."
+    try: return regular_file(path, what)
+    except CheckpointError: raise
+    except RlsubError as e: raise CheckpointError(str(e)) from None
+
 def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
 
 def _header_json(path: Path, size: int) -> tuple[dict, int]:
@@ -67,6 +74,9 @@ def _header_json(path: Path, size: int) -> tuple[dict, int]:
         if n > min(size - 8, _MAX_HEADER):
             raise CheckpointError(f"{path}: header claims {n:,} bytes but the file has {size:,}; the file is truncated or not safetensors, re-save or re-download it")
         raw = f.read(n)
+    if raw.count(b'{') > _MAX_TENSORS + 2:   # each entry is an object: counted before parsing costs no memory
+        raise CheckpointError(f"{path}: header describes over {_MAX_TENSORS:,} tensors, which no checkpoint file does; "
+                              "the file is corrupt or hostile")
     try: header = json.loads(raw, object_pairs_hook=_no_duplicates)
     except _Duplicate as d: raise CheckpointError(f"{path}: header lists {d} twice; the file is corrupt, re-save it") from None
     except ValueError: raise CheckpointError(f"{path}: header is not valid JSON; the file is corrupt, re-save or re-download it") from None
@@ -93,7 +103,7 @@ def _tensor_info(path: Path, name: str, e, start: int) -> tuple[TensorInfo, int,
 
 def _read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
     "Parse and validate the header of one `.safetensors` file; raise `CheckpointError` naming the file if it is corrupt or truncated."
-    size = path.stat().st_size
+    size = _regular(path, 'safetensors file').st_size      # a FIFO would block the read forever, a device never end
     header, start = _header_json(path, size)
     infos, spans = {}, []
     for name, e in header.items():
@@ -292,40 +302,83 @@ def _memory_checkpoint(tensors: dict[str, torch.Tensor], source: str, config: di
 def _bin_checkpoint(files: list[Path], source: str, config: dict | None) -> Checkpoint:
     tensors, infos, sizes = {}, {}, {}
     for f in files:
-        sizes[str(f)] = _size(str(f))
+        sizes[str(f)] = _regular(f, 'PyTorch checkpoint file').st_size
         for name, t in _torch_load(f).items():
             if name in tensors: raise CheckpointError(f"{source}: tensor {name!r} appears in two files; keep one copy")
             tensors[name], infos[name] = t, TensorInfo(name, tuple(t.shape), t.dtype, str(f))
     return Checkpoint(infos, _MemoryReader(tensors, sizes), source, config)
 
 # %% ../nbs/02_checkpoints.ipynb 33
-def _index_files(index: Path) -> list[Path]:
-    "The shard files a `*.index.json` lists, each a file inside the index's own folder."
-    try: weight_map = json.loads(index.read_text())['weight_map']
-    except (ValueError, KeyError, TypeError): raise CheckpointError(f"{index}: not a valid shard index (needs a 'weight_map'); re-save the checkpoint") from None
+# bytes of a config.json or a shard index: a large model's index is a few MB; more is no checkpoint's
+_MAX_SMALL_JSON = 64 * 2**20
+
+def _small_json(path: Path, what: str):
+    "A checkpoint's small JSON file (config, shard index), read only if it is a regular file of a sane size."
+    if _regular(path, what).st_size > _MAX_SMALL_JSON:
+        raise CheckpointError(f"{path}: over {_MAX_SMALL_JSON // 2**20} MB, which no {what} is; "
+                              "the checkpoint is corrupt or hostile")
+    return json.loads(path.read_bytes())
+
+def _inside_checkpoint(f: Path, folder: Path) -> bool:
+    "Does shard `f`, its links followed, stay in `folder` (or, for a hub cache snapshot, in that repo's blobs)?"
+    root, real = folder.resolve(), f.resolve()
+    # the hub links files to its blobs
+    allowed = [root] + ([root.parent.parent / 'blobs'] if root.parent.name == 'snapshots' else [])
+    return any(real == a or a in real.parents for a in allowed)
+
+def _index_map(index: Path) -> dict[str, str]:
+    "The weight map (tensor name -> shard file) of a `*.index.json`, checked: every shard a file in the index's folder."
+    try: weight_map = _small_json(index, 'shard index')['weight_map']
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise CheckpointError(f"{index}: not a valid shard index (needs a 'weight_map'); re-save the checkpoint") \
+            from None
     if not (isinstance(weight_map, dict) and all(isinstance(f, str) and f for f in weight_map.values())):
         raise CheckpointError(f"{index}: 'weight_map' must map tensor names to shard file names; re-save the checkpoint")
     for f in set(weight_map.values()):
         p = PurePosixPath(f.replace('\\', '/'))
         if p.is_absolute() or '..' in p.parts or PureWindowsPath(f).drive:
             raise CheckpointError(f"{index} names shard {f!r}, outside the checkpoint's folder; rlsub reads only shards beside their index (the index is corrupt or hostile)")
-    files = [index.parent / f for f in sorted(set(weight_map.values()))]
-    for f in files:
-        if not f.exists(): raise CheckpointError(f"{index} lists {f.name}, which is missing; finish the download or re-save the checkpoint")
-    return files
+    for f in sorted(set(weight_map.values())):
+        p = index.parent / f
+        if not p.exists():
+            raise CheckpointError(f"{index} lists {f}, which is missing; finish the download or re-save the checkpoint")
+        if not _inside_checkpoint(p, index.parent):
+            raise CheckpointError(f"{index}: shard {f!r} is a link to {p.resolve()}, outside the checkpoint's folder; "
+                                  "rlsub reads only shards inside it (copy the file in)")
+    return weight_map
+
+def _indexed(index: Path, opener, source: str, config: dict | None) -> Checkpoint:
+    "The checkpoint a shard index describes, refused when the index lists a tensor its shard does not hold."
+    weight_map = _index_map(index)
+    ck = opener([index.parent / f for f in sorted(set(weight_map.values()))], source, config)
+    for name, f in weight_map.items():
+        if name not in ck.infos or Path(ck.infos[name].file).name != Path(f).name:
+            ck.close()
+            raise CheckpointError(f"{index} lists tensor {name!r} in {f}, which does not hold it; "
+                                  "the index is stale or corrupt, re-save or re-download the checkpoint")
+    return ck
 
 def _read_config(folder: Path) -> dict | None:
-    try: return json.loads((folder / 'config.json').read_text())
-    except (OSError, ValueError): return None
+    "The folder's config.json, if it has a readable one (a FIFO or a huge file is refused, not read)."
+    if not (folder / 'config.json').exists(): return None
+    try: cfg = _small_json(folder / 'config.json', 'config.json')
+    except PermissionError as e:
+        raise CheckpointError(f"{folder / 'config.json'}: cannot be read ({e.strerror}); check its permissions") \
+            from None
+    except (OSError, ValueError, RecursionError): return None
+    return cfg if isinstance(cfg, dict) else None
 
 def _open_folder(folder: Path, source: str) -> Checkpoint:
+    try: os.listdir(folder)                        # an unreadable folder lists as empty: say so, not "no weights found"
+    except OSError as e:
+        raise CheckpointError(f"{folder}: cannot be read ({e.strerror}); check its permissions") from None
     config = _read_config(folder)
     if (folder / 'model.safetensors.index.json').exists():
-        return _safetensors_checkpoint(_index_files(folder / 'model.safetensors.index.json'), source, config)
+        return _indexed(folder / 'model.safetensors.index.json', _safetensors_checkpoint, source, config)
     st = sorted(folder.glob('*.safetensors'))
     if st: return _safetensors_checkpoint(st, source, config)
     if (folder / 'pytorch_model.bin.index.json').exists():
-        return _bin_checkpoint(_index_files(folder / 'pytorch_model.bin.index.json'), source, config)
+        return _indexed(folder / 'pytorch_model.bin.index.json', _bin_checkpoint, source, config)
     bins = sorted(folder.glob('pytorch_model*.bin'))
     if bins: return _bin_checkpoint(bins, source, config)
     raise CheckpointError(f"{folder}: no weights found (expected model.safetensors, model.safetensors.index.json or pytorch_model.bin); point at the folder save_pretrained wrote")
@@ -369,6 +422,8 @@ def open_checkpoint(src, revision: str | None = None) -> Checkpoint:
     if not isinstance(src, (str, os.PathLike)): raise CheckpointError(f"cannot open a {type(src).__name__} as a checkpoint; pass a path, a hub id, a state dict or a model")
     path = Path(src).expanduser()
     if path.is_dir(): return _open_folder(path, str(src))
+    # a FIFO or a device: refused, never read
+    if path.exists() and not path.is_file(): _regular(path, 'checkpoint file or folder')
     if path.is_file():
         if path.suffix == '.safetensors': return _safetensors_checkpoint([path], str(src), _read_config(path.parent))
         if path.suffix in ('.bin', '.pt', '.pth'): return _bin_checkpoint([path], str(src), _read_config(path.parent))
@@ -379,7 +434,7 @@ def open_checkpoint(src, revision: str | None = None) -> Checkpoint:
         raise CheckpointError(f"{src}: no such file or folder (read as a local path, not a hub id, because {str(src).split('/')[0]}/ is a folder here); check the name")
     raise CheckpointError(f"{src}: no such file or folder, and not a hub repo id (org/name)")
 
-# %% ../nbs/02_checkpoints.ipynb 54
+# %% ../nbs/02_checkpoints.ipynb 57
 @contextmanager
 def open_pair(base, tuned,                      # anything open_checkpoint accepts
               revision: str | None = None):     # hub revision, for hub ids
@@ -393,7 +448,7 @@ def open_pair(base, tuned,                      # anything open_checkpoint accep
     finally:
         if b is not base: b.close()
 
-# %% ../nbs/02_checkpoints.ipynb 57
+# %% ../nbs/02_checkpoints.ipynb 60
 def set_config_dtype(folder,                          # a folder save_pretrained wrote
                      dtype: torch.dtype | str):       # the dtype its weights are stored in
     "Make `folder/config.json` name the stored `dtype` (`save_pretrained` writes the in-memory model's)."

@@ -7,7 +7,7 @@ from __future__ import annotations
 from . import __version__
 import argparse, os, sys
 from pathlib import Path
-from .core import RlsubError
+from .core import RlsubError, safe_text
 from .outputs import Terminated, check_outputs, terminate_as_interrupt, write_atomic
 
 # %% auto 0
@@ -181,20 +181,23 @@ def _example(args):
     out = Path(args.out)
     print(f"wrote {out/'base'} and {out/'tuned'}: {args.family}, {len(planted)} tensors, {planted.numel.sum():,} parameters in {args.dtype}, "
           f"{planted.changed.sum():,} planted changes ({planted.changed.sum() / planted.numel.sum():.2%})")
-    print(f"next: rlsub scan {out/'base'} {out/'tuned'} -o report.json")
+    names = (out / ('report.json' if k == 1 else f'report-{k}.json') for k in range(1, 10**6))
+    report = next(p for p in names if not os.path.lexists(p))
+    print(f"next: rlsub scan {out/'base'} {out/'tuned'} -o {report}")         # a new name: never an earlier report
 
 # %% ../nbs/90_cli.ipynb 9
 def _table(args) -> int:
     from rlsub.measure.table import read_pairs, reports_folder, table_format, table_from_pairs
-    from rlsub.core import resolve_device
+    from rlsub.core import regular_file, resolve_device
     pairs_file = Path(args.pairs).expanduser()
+    regular_file(pairs_file, 'PAIRS file (one `base tuned [name]` a line)')   # a FIFO would block the read forever
     if args.output is not None: table_format(args.output)
     pairs = read_pairs(pairs_file)                                # every line checked before anything is scanned or written
     resolve_device(args.device)                                   # a bad --device is one error, not one refused row per pair
     inputs = [pairs_file] + [p for pl in pairs for p in (pl.base, pl.tuned)]
     out = _outputs(inputs, **{'-o': args.output})['-o']
     reports = reports_folder(pairs_file, args.reports, inputs)      # checked like an output, before any scan
-    say = lambda line: print(line, file=sys.stderr, flush=True)
+    say = lambda line: print(safe_text(line), file=sys.stderr, flush=True)     # a line naming paths from the PAIRS file
     table = table_from_pairs(pairs_file, reports, args.rescan, say=say, device=args.device, progress=not args.no_progress)
     if out is not None: table.save(out)                           # results first: a closed stdout never costs them
     a = table.attrs
@@ -221,24 +224,36 @@ def _quiet_stdout():
         os.dup2(fd, sys.stdout.fileno()); os.close(fd)
     except (OSError, ValueError): pass                   # stdout is no real file (a notebook, a test): nothing to redirect
 
+class _Escaped:
+    "Standard output with control characters and bidi overrides escaped (`rlsub.core.safe_text`), newlines kept."
+    def __init__(self, stream): self.stream = stream
+    def write(self, s: str): return self.stream.write(safe_text(s, lines=True))
+    def __getattr__(self, name): return getattr(self.stream, name)
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `rlsub` command; returns the exit code (2 for bad input, with one line on stderr; 1 when `table` could not compare every pair)."
+    stdout = sys.stdout
     try:
+        # names and paths printed come from files: data, never terminal codes
+        if stdout is not None: sys.stdout = _Escaped(stdout)
         with terminate_as_interrupt():
             args = _parser().parse_args(_glue_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
             code = {'scan': _scan, 'show': _show, 'mask': _mask, 'overlap': _overlap, 'rank': _rank, 'trajectory': _trajectory, 'table': _table,
                     'demo': _demo, 'example': _example}[args.cmd](args)
-            sys.stdout.flush()
+            if sys.stdout is not None: sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout(); return 0                      # the reader stopped reading; every file was written before anything was printed
     except RlsubError as e:
-        print(f"rlsub: error: {e}", file=sys.stderr); return 2
+        # one line, whatever a file put in the message
+        print(f"rlsub: error: {safe_text(e)}", file=sys.stderr); return 2
     except OSError as e:
-        print(f"rlsub: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr); return 2
+        where = f"{safe_text(e.filename)}: " if e.filename else ''
+        print(f"rlsub: error: {where}{safe_text(e.strerror or e)}", file=sys.stderr); return 2
     except KeyboardInterrupt as e:
         what = 'terminated' if isinstance(e, Terminated) else 'interrupted'
         print(f"rlsub: {what}; no file was left half-written (rlsub demo --workdir holds the runs finished so far)", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
+    finally: sys.stdout = stdout
     return code or 0                                   # 1: rlsub table wrote its table, but some pair could not be compared
 
 # %% ../nbs/90_cli.ipynb 12
@@ -251,8 +266,18 @@ def _tune_malloc():
         libc.mallopt(-3, 32 * 2**20)    # M_MMAP_THRESHOLD: allocate blocks under 32 MB from the heap
     except (OSError, AttributeError): pass
 
+def _open_closed_std():
+    "Put /dev/null where the caller closed a standard stream (`>&-`): printing works; no file rlsub opens gets fd 1."
+    for fd, name, mode in ((0, 'stdin', 'r'), (1, 'stdout', 'w'), (2, 'stderr', 'w')):
+        try: os.fstat(fd); continue
+        except OSError: pass
+        null = os.open(os.devnull, os.O_RDWR)          # the lowest free number: `fd` itself, as the lower ones are open
+        if null != fd: os.dup2(null, fd); os.close(null)
+        if getattr(sys, name) is None: setattr(sys, name, open(fd, mode, closefd=False))
+
 def console():
     "The `rlsub` console script: `main` with malloc tuned, then flush and exit without interpreter teardown."
+    _open_closed_std()
     _tune_malloc()
     code = main()
     try: sys.stdout.flush()

@@ -4,9 +4,11 @@
 
 # %% ../nbs/00_core.ipynb 2
 from __future__ import annotations
+import os, re, stat
 
 # %% auto 0
-__all__ = ['STORAGE_DTYPES', 'RlsubError', 'resolve_device', 'storage_dtype', 'prod', 'fmt_shape', 'fmt_pct', 'fmt_threshold']
+__all__ = ['STORAGE_DTYPES', 'RlsubError', 'resolve_device', 'storage_dtype', 'prod', 'fmt_shape', 'fmt_pct', 'fmt_threshold',
+           'safe_text', 'file_kind', 'regular_file']
 
 # %% ../nbs/00_core.ipynb 5
 class RlsubError(Exception):
@@ -63,3 +65,39 @@ def fmt_threshold(v: float) -> str:
     m, e = f"{v:.2e}".split('e')
     m, e = m.rstrip('0').rstrip('.'), int(e)
     return m if e == 0 else f"{m}e{e}"
+
+# %% ../nbs/00_core.ipynb 20
+_UNSAFE = re.compile('[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]')
+_UNSAFE_BUT_NEWLINE = re.compile(_UNSAFE.pattern.replace('\x00-\x1f', '\x00-\x09\x0b-\x1f'))
+
+_NAMED = {'\n': '\\n', '\t': '\\t', '\r': '\\r'}
+
+def _escape(m) -> str:
+    c = m.group()
+    return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+def safe_text(s,                          # anything; shown as str(s)
+              lines: bool = False) -> str:  # keep newlines (text of several lines); otherwise a newline is escaped too
+    "`str(s)` with control characters, bidirectional overrides and line separators escaped (`\\x1b`, `\\u202e`)."
+    return (_UNSAFE_BUT_NEWLINE if lines else _UNSAFE).sub(_escape, str(s))
+
+# %% ../nbs/00_core.ipynb 23
+_FILE_KINDS = ((stat.S_ISREG, 'a regular file'), (stat.S_ISDIR, 'a folder'), (stat.S_ISLNK, 'a symbolic link'),
+               (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+               (stat.S_ISFIFO, 'a FIFO (named pipe)'),
+               (stat.S_ISSOCK, 'a socket'))
+
+def file_kind(mode: int) -> str:
+    "What an `st_mode` is, in words: 'a regular file', 'a folder', 'a FIFO (named pipe)', ..."
+    return next((what for test, what in _FILE_KINDS if test(mode)), 'not a regular file')
+
+def regular_file(path,                    # a file about to be read
+                 what: str = 'file'):     # what it should be, for the message ('report file', 'safetensors file', ...)
+    "The `os.stat` of `path` (links followed) if it is a regular file; else a one-line `RlsubError` saying what it is."
+    try: st = os.stat(path)
+    except FileNotFoundError: raise RlsubError(f"{path}: no such {what}") from None
+    except OSError as e:
+        raise RlsubError(f"{path}: cannot be read ({e.strerror}); check the path and its permissions") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise RlsubError(f"{path}: is {file_kind(st.st_mode)}, not a regular file; give a {what}")
+    return st

@@ -10,7 +10,7 @@ from typing import Callable
 import pandas as pd
 import torch
 from safetensors.torch import save_file
-from .core import RlsubError
+from .core import RlsubError, safe_text
 from .checkpoints import parse_name
 from .outputs import sweep_leftovers, temp_folder
 
@@ -31,10 +31,17 @@ _FAMILY_KW = {'gpt2': lambda kw: dict(n_embd=kw['hidden_size'], n_layer=kw['num_
 def tiny_config(family: str = 'llama', **kw):
     "A transformers config of `family` (llama, qwen2, qwen3, mistral, gemma, olmo, phi, gpt2, ...) at tiny size; `kw` overrides."
     from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as causal_lms
+    if family not in causal_lms:
+        raise RlsubError(f"unknown model family {safe_text(family)!r}; use a transformers causal LM type: "
+                         "llama, qwen2, qwen3, mistral, gemma, olmo2, phi, gpt2, ...")
     args = dict(_TINY, **kw)
     args = _FAMILY_KW.get(family, dict)(args)
     args.setdefault('bos_token_id', 0); args.setdefault('eos_token_id', 1); args.setdefault('pad_token_id', None)
-    return AutoConfig.for_model(family, **args)
+    try: return AutoConfig.for_model(family, **args)
+    except (ValueError, TypeError) as e:                   # sizes the family refuses: its first line, not a traceback
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise RlsubError(f"{family} cannot be built at this size ({why}); change --layers/--hidden") from None
 
 # %% ../nbs/03_examples.ipynb 8
 def checkpoint_layout(config) -> dict[str, tuple[int, ...]]:
@@ -80,6 +87,26 @@ def _shard_plan(layout: dict, itemsize: int, shard_size: int | None) -> list[lis
 def _shard_name(i: int, n: int) -> str:
     return 'model.safetensors' if n == 1 else f'model-{i + 1:05d}-of-{n:05d}.safetensors'
 
+def _mem_available() -> int | None:
+    "Bytes of memory the kernel says can be had without swapping (MemAvailable), or None where it does not say."
+    try: return next(int(l.split()[1]) * 1024 for l in open('/proc/meminfo') if l.startswith('MemAvailable:'))
+    except (OSError, StopIteration, ValueError): return None
+
+def _check_room(out: Path, layout: dict, itemsize: int, shard_size: int | None):
+    "Refuse, before anything is written, a pair the disk or the memory cannot hold (failing half-way loses the work)."
+    total = sum(math.prod(v) for v in layout.values()) * itemsize
+    free = shutil.disk_usage(out).free
+    if 2 * total > free:
+        raise RlsubError(f"the pair needs {2 * total / 1e9:.2f} GB on disk but {out} has {free / 1e9:.2f} GB free; "
+                         "use fewer layers or a smaller hidden size, or free some space")
+    largest = max(map(math.prod, layout.values()), default=0)
+    # both sides of a shard in memory, and planting's temporaries (random floats and int64 steps) for the largest tensor
+    held = 2 * (total if shard_size is None else min(total, shard_size)) + 24 * largest
+    avail = _mem_available()
+    if avail is not None and held > avail:
+        raise RlsubError(f"the pair needs about {held / 1e9:.2f} GB of memory to write, {avail / 1e9:.2f} GB is free; "
+                         "use fewer layers or a smaller hidden size (or a shard size)")
+
 def make_pair(out, config=None, dtype: torch.dtype = torch.bfloat16,
               density: float | Callable[[str], float] = 0.25,  # share of entries changed: a number, or a function of the tensor name
               max_ulps: int = 16,           # planted changes are ±1, 2, 4, … max_ulps units in the last place
@@ -91,9 +118,11 @@ def make_pair(out, config=None, dtype: torch.dtype = torch.bfloat16,
     config = config if config is not None else tiny_config()
     for side in ('base', 'tuned'):
         if (out / side).exists() and not overwrite: raise RlsubError(f"{out / side} already exists; choose another folder or pass overwrite=True")
-    out.mkdir(parents=True, exist_ok=True)
     layout = checkpoint_layout(config)
     plan = _shard_plan(layout, dtype.itemsize, shard_size)
+    # before any folder is made
+    _check_room(next(p for p in (out, *out.absolute().parents) if p.exists()), layout, dtype.itemsize, shard_size)
+    out.mkdir(parents=True, exist_ok=True)
     for s in ('base', 'tuned'): sweep_leftovers(out / s)          # what a killed earlier run left
     tmp, rows, weight_map = {}, [], {}
     try:
@@ -119,6 +148,14 @@ def make_pair(out, config=None, dtype: torch.dtype = torch.bfloat16,
                 (tmp[s] / 'model.safetensors.index.json').write_text(json.dumps({'metadata': {'total_size': total}, 'weight_map': weight_map}, indent=2))
             if (out / s).exists(): shutil.rmtree(out / s)
             tmp[s].rename(out / s)
+    except OSError as e: raise RlsubError(f"cannot write {out}: {e.strerror or e}; nothing was written") from None
+    except MemoryError:
+        raise RlsubError(f"not enough memory to write the pair into {out}; use fewer layers or a smaller hidden size") \
+            from None
+    # safetensors reports a full disk as its own error type: one line, not its traceback
+    except Exception as e:
+        if type(e).__name__ != 'SafetensorError': raise
+        raise RlsubError(f"cannot write {out}: {str(e).splitlines()[0][:200]}; nothing was written") from None
     finally:          # by name: a signal can land between mkdtemp returning and its folder being stored in `tmp`
         for s in ('base', 'tuned'): sweep_leftovers(out / s, own=True)
     return pd.DataFrame(rows).astype({'layer': 'Int64'})

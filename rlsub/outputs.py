@@ -4,36 +4,105 @@
 
 # %% ../nbs/01_outputs.ipynb 2
 from __future__ import annotations
-import os, shutil, signal, tempfile, threading
+import errno, hashlib, os, shutil, signal, stat, tempfile, threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
-from .core import RlsubError
+from .core import RlsubError, file_kind
 
 # %% auto 0
 __all__ = ['check_outputs', 'Terminated', 'terminate_as_interrupt', 'sweep_leftovers', 'write_atomic', 'temp_folder',
            'atomic_folder']
 
 # %% ../nbs/01_outputs.ipynb 5
+# a file that is part of a checkpoint, not a list or a report
+_WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.gguf')
+
 def _places(inputs) -> tuple[set, list[Path]]:
-    "The (device, inode) of every input file, and every input folder, resolved: what outputs must stay clear of."
+    "The (device, inode) of each input file, and each checkpoint folder an input belongs to: what outputs avoid."
     files, folders = set(), []
     for src in inputs:
         if not isinstance(src, (str, os.PathLike)): continue
         p = Path(src).expanduser()
-        if p.is_file() and not p.name.endswith('.index.json'):
-            st = p.stat(); files.add((st.st_dev, st.st_ino))
-        elif p.exists(): folders.append((p if p.is_dir() else p.parent).resolve())   # a shard index stands for its folder
+        if p.is_dir(): folders.append(p.resolve()); continue
+        if not p.exists(): continue
+        if not p.name.endswith('.index.json'): st = p.stat(); files.add((st.st_dev, st.st_ino))
+        # a weights file or a shard index: its folder is the checkpoint
+        if p.name.endswith('.index.json') or p.suffix in _WEIGHT_SUFFIXES:
+            # the folder it was named in, and where a link leads
+            folders += [p.absolute().parent.resolve(), p.resolve().parent]
     return files, folders
+
+# bytes: a report, a mask or a page of a small model fits; with less, the work would be lost at the end
+_MIN_FREE = 4 * 2**20
+
+def _check_space(folder: Path, what: str):
+    "Refuse a destination on a (nearly) full file system before the work, not after it."
+    try: st = os.statvfs(folder)
+    except OSError: return
+    free = st.f_bavail * st.f_frsize
+    if free < _MIN_FREE:
+        raise RlsubError(f"cannot write {what}: the file system of folder {folder} has only {free // 1024:,} kB free; "
+                         "free some space or choose another place")
 
 def _probe_writable(folder: Path, what: str):
     "Create and remove a temporary file in `folder`: the one test that answers for permissions, read-only mounts and root alike."
     try:
         fd, tmp = tempfile.mkstemp(prefix='.rlsub-probe-', dir=folder)
         os.close(fd); os.unlink(tmp)
-    except OSError as e: raise RlsubError(f"cannot write {what}: folder {folder} is not writable ({e.strerror}); choose another place") from None
+    except OSError as e:
+        cause = {errno.ENOSPC: 'is on a full file system', errno.EDQUOT: 'is over its disk quota',
+                 errno.EROFS: 'is on a read-only file system'}.get(e.errno, 'is not writable')
+        raise RlsubError(f"cannot write {what}: folder {folder} {cause} ({e.strerror}); choose another place") from None
 
 # %% ../nbs/01_outputs.ipynb 6
+def _not_regular(path) -> str | None:
+    "What sits at `path` when it is not a regular file ('a character device', 'a symbolic link', ...); else None."
+    try: mode = os.lstat(path).st_mode
+    except OSError: return None                      # nothing there (or nothing reachable): nothing to destroy
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+def _refuse_non_regular(path, what: str):
+    "Refuse to write over anything but a regular file: a rename would replace a device, a pipe or a link."
+    kind = _not_regular(path)
+    if kind == 'a symbolic link':
+        raise RlsubError(f"cannot write {what}: it is a symbolic link (to {os.readlink(path)}); "
+                         "give the file it points to, or a new name")
+    if kind is not None:
+        raise RlsubError(f"cannot write {what}: it is {kind}, not a regular file; "
+                         "give the name of a regular file (rlsub replaces only those)")
+
+# %% ../nbs/01_outputs.ipynb 7
+_MARK = '.rlsub-'
+# what a temporary's name adds: '.', the mark, a pid (7 digits at most), '-', 8 random
+_TEMP_EXTRA = 1 + len(_MARK) + 7 + 1 + 8
+
+def _name_max(folder) -> int:
+    try: return os.pathconf(folder, 'PC_NAME_MAX')
+    except (OSError, ValueError): return 255
+
+def _stem(path: Path) -> str:
+    "The part of a temporary's name taken from `path`: its name, cut and tagged with its hash if it would be too long."
+    name, room = path.name, _name_max(path.parent) - _TEMP_EXTRA
+    if len(os.fsencode(name)) <= room: return name
+    tag = '~' + hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+    while name and len(os.fsencode(name + tag)) > room: name = name[:-1]
+    return name + tag
+
+def _check_name(p: Path, what: str):
+    "Refuse, before any work, a name the file system cannot hold (`_stem` keeps the temporary's short enough)."
+    folder = next((a for a in p.absolute().parents if a.is_dir()), Path('/'))
+    n, most = len(os.fsencode(p.name)), _name_max(folder)
+    if n > most:
+        raise RlsubError(f"cannot write {what}: its name is {n} bytes, longer than the {most} this file system allows; "
+                         "choose a shorter name")
+    try: path_max = os.pathconf(folder, 'PC_PATH_MAX')
+    except (OSError, ValueError): path_max = 4096
+    if len(os.fsencode(str(p))) + _TEMP_EXTRA >= path_max:
+        raise RlsubError(f"cannot write {what}: the path is over the {path_max - _TEMP_EXTRA} bytes rlsub can use; "
+                         "choose a shorter one")
+
+# %% ../nbs/01_outputs.ipynb 8
 def check_outputs(outputs: dict,        # the name a user knows each output by ('-o', '--html', ...) -> a path, or None for no output
                   inputs=(),            # the command's inputs: paths (other kinds are skipped)
                   folders=()):          # names in `outputs` that are new folders rather than files
@@ -44,8 +113,10 @@ def check_outputs(outputs: dict,        # the name a user knows each output by (
         if path is None: out[name] = None; continue
         p = Path(path).expanduser()
         what = f"{name} {path}"
+        _check_name(p, what)
         if name in folders:
-            if p.exists(): raise RlsubError(f"{what} already exists; give a new folder name (nothing is ever overwritten)")
+            if os.path.lexists(p):
+                raise RlsubError(f"{what} already exists; give a new folder name (nothing is ever overwritten)")
             parent = next(a for a in p.absolute().parents if a.exists())
         else:
             if p.is_dir(): raise RlsubError(f"cannot write {what}: it is a folder; give a file name")
@@ -57,13 +128,15 @@ def check_outputs(outputs: dict,        # the name a user knows each output by (
         for d in dirs:
             if real == d or d in real.parents:
                 raise RlsubError(f"{what} is inside the input checkpoint folder {d}; write the output outside it (rlsub never writes into a checkpoint it reads)")
+        _refuse_non_regular(p, what)
         if real in seen: raise RlsubError(f"{what} is also the path of {seen[real]}; give each output its own file")
         seen[real] = name
         _probe_writable(parent, what)
+        _check_space(parent, what)
         out[name] = p
     return out
 
-# %% ../nbs/01_outputs.ipynb 10
+# %% ../nbs/01_outputs.ipynb 16
 class Terminated(KeyboardInterrupt):
     "SIGTERM or SIGHUP, raised as an exception in the main thread so that every `finally` (temporary files, folders) runs."
 
@@ -80,10 +153,8 @@ def terminate_as_interrupt():
     finally:
         for s, h in before.items(): signal.signal(s, h)
 
-# %% ../nbs/01_outputs.ipynb 11
-_MARK = '.rlsub-'
-
-def _temp_prefix(path: Path) -> str: return f".{path.name}{_MARK}{os.getpid()}-"
+# %% ../nbs/01_outputs.ipynb 17
+def _temp_prefix(path: Path) -> str: return f".{_stem(path)}{_MARK}{os.getpid()}-"
 
 def _alive(pid: int) -> bool:
     try: os.kill(pid, 0)
@@ -95,7 +166,7 @@ def sweep_leftovers(path,
                     own: bool = False):   # also this process's own: after a failed write, whatever the instant it failed at
     "Remove temporary files and folders that killed rlsub processes left beside `path` (only those whose process is gone, or this one's if `own`)."
     path = Path(path)
-    prefix = f".{path.name}{_MARK}"
+    prefix = f".{_stem(path)}{_MARK}"
     try: names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]
     except OSError: return
     for n in names:
@@ -104,7 +175,7 @@ def sweep_leftovers(path,
             p = path.parent / n
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
 
-# %% ../nbs/01_outputs.ipynb 12
+# %% ../nbs/01_outputs.ipynb 18
 def _umask() -> int:
     m = os.umask(0); os.umask(m)
     return m
@@ -113,7 +184,7 @@ def write_atomic(path,                            # the destination file
                  data: bytes | Callable) -> Path:  # the bytes, or a function writing them to the open binary file it is given
     "Write `data` to `path` through a temporary file beside it, renamed into place when complete; nothing is left behind on failure."
     path = Path(path).expanduser()
-    if path.is_dir(): raise RlsubError(f"cannot write {path}: it is a folder; give a file name")
+    _refuse_non_regular(path, str(path))                                       # a device, a pipe, a link, a folder
     if not path.parent.is_dir(): raise RlsubError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
     sweep_leftovers(path)
     done = False
@@ -131,7 +202,7 @@ def write_atomic(path,                            # the destination file
             if not done: sweep_leftovers(path, own=True)
     return path
 
-# %% ../nbs/01_outputs.ipynb 17
+# %% ../nbs/01_outputs.ipynb 25
 def temp_folder(path) -> Path:
     "A new private folder beside `path`, named `.NAME.rlsub-PID-XXXX` so that `sweep_leftovers(path)` can remove it once this process is gone."
     path = Path(path)

@@ -9,15 +9,30 @@ from contextlib import contextmanager
 import matplotlib as mpl
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-import seaborn as sns
 
 # %% auto 0
 __all__ = ['PALETTE', 'DISPLAY_DPI', 'PNG_DPI', 'WIDGET_DPI', 'figure_style', 'png', 'RlsubFigure', 'new_figure', 'html_page',
            'img_tag']
 
 # %% ../nbs/04_style.ipynb 5
-_RC = {**sns.axes_style('whitegrid'), **sns.plotting_context('notebook', font_scale=0.8), 'figure.dpi': 72, 'savefig.dpi': 72}
-PALETTE = sns.color_palette('deep')
+# seaborn's whitegrid style at 0.8 × its notebook context, written out: importing seaborn imports ipywidgets and IPython,
+# which the terminal path (rlsub demo, rlsub scan) must not load; the colour maps come from seaborn only where a figure needs them
+_SEABORN_RC = {
+        'figure.facecolor': 'white', 'axes.labelcolor': '.15', 'xtick.direction': 'out', 'ytick.direction': 'out',
+        'xtick.color': '.15', 'ytick.color': '.15', 'axes.axisbelow': True, 'grid.linestyle': '-',
+        'text.color': '.15', 'font.family': ['sans-serif'],
+        'font.sans-serif': ['Arial', 'DejaVu Sans', 'Liberation Sans', 'Bitstream Vera Sans', 'sans-serif'],
+        'lines.solid_capstyle': 'round', 'patch.edgecolor': 'w', 'patch.force_edgecolor': True, 'xtick.top': False,
+        'ytick.right': False, 'axes.grid': True, 'axes.facecolor': 'white', 'axes.edgecolor': '.8',
+        'grid.color': '.8', 'axes.spines.left': True, 'axes.spines.bottom': True, 'axes.spines.right': True,
+        'axes.spines.top': True, 'xtick.bottom': False, 'ytick.left': False, 'axes.linewidth': 1.25,
+        'grid.linewidth': 1, 'lines.linewidth': 1.5, 'lines.markersize': 6, 'patch.linewidth': 1,
+        'xtick.major.width': 1.25, 'ytick.major.width': 1.25, 'xtick.minor.width': 1, 'ytick.minor.width': 1,
+        'xtick.major.size': 6, 'ytick.major.size': 6, 'xtick.minor.size': 4, 'ytick.minor.size': 4, 'font.size': 9.6,
+        'axes.labelsize': 9.6, 'axes.titlesize': 9.6, 'xtick.labelsize': 8.8, 'ytick.labelsize': 8.8,
+        'legend.fontsize': 8.8, 'legend.title_fontsize': 9.6}
+_RC = {**_SEABORN_RC, 'figure.dpi': 72, 'savefig.dpi': 72}
+PALETTE = ['#4c72b0', '#dd8452', '#55a868', '#c44e52', '#8172b3', '#937860', '#da8bc3', '#8c8c8c', '#ccb974', '#64b5cd']   # seaborn's 'deep' palette
 
 @contextmanager
 def figure_style():
@@ -46,7 +61,7 @@ def new_figure(w: float = 7.0, h: float = 3.2, **kw) -> RlsubFigure:
     FigureCanvasAgg(fig)
     return fig
 
-# %% ../nbs/04_style.ipynb 8
+# %% ../nbs/04_style.ipynb 9
 _PAGE_CSS = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{padding:2px 8px}img{max-width:100%}"
 
 def html_page(title: str, body: str, css: str = '') -> str:   # css: rules added after the shared ones

@@ -285,3 +285,280 @@ def test_a_closed_pipe_costs_neither_the_report_nor_a_traceback(world, tmp_path)
         err = p.stderr.read().decode(); p.wait(timeout=120)
         assert p.returncode == 0 and err == '', err
         assert json.loads(out.read_text())['format'] == 'rlsub.DeltaReport'
+
+
+# ---- destinations that are not regular files, outputs beside loose weights files, long names (issue 27) -------
+
+NOT_REGULAR = 'not a regular file'
+
+
+def test_destinations_that_are_not_regular_files_are_never_replaced(world, tmp_path):
+    import socket, stat
+    b, t = world / 'p/base', world / 'p/tuned'
+    os.mkfifo(tmp_path / 'fifo')
+    refused(world, 'scan', b, t, '-o', tmp_path / 'fifo', dest=tmp_path / 'fifo',
+            contains=f'FIFO (named pipe), {NOT_REGULAR}')
+    assert stat.S_ISFIFO(os.lstat(tmp_path / 'fifo').st_mode)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / 'sock'))
+        refused(world, 'scan', b, t, '--html', tmp_path / 'sock', dest=tmp_path / 'sock', contains='it is a socket')
+    (tmp_path / 'link.json').symlink_to(tmp_path / 'elsewhere.json')
+    refused(world, 'mask', b, t, '-o', tmp_path / 'link.json', dest=tmp_path / 'link.json', contains='symbolic link')
+    assert (tmp_path / 'link.json').is_symlink() and not (tmp_path / 'elsewhere.json').exists()
+    stdout_says = 'symbolic link' if Path('/dev/stdout').is_symlink() else NOT_REGULAR
+    refused(world, 'scan', b, t, '-o', '/dev/stdout', contains=stdout_says)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='only root can make a device node, and only root could replace /dev/null')
+def test_a_device_stays_a_device_as_root(world, tmp_path):
+    import stat
+    # a throwaway /dev/null in a temporary folder, never the real one
+    try: os.mknod(tmp_path / 'null', stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError: pytest.skip('this container may not create device nodes (no CAP_MKNOD)')
+    refused(world, 'scan', world / 'p/base', world / 'p/tuned', '-o', tmp_path / 'null',
+            contains=f'character device, {NOT_REGULAR}')
+    assert stat.S_ISCHR(os.lstat(tmp_path / 'null').st_mode) and [p.name for p in tmp_path.iterdir()] == ['null']
+
+
+def test_a_loose_weights_file_stands_for_its_folder(world):
+    b, t = world / 'p/base/model.safetensors', world / 'p/tuned/model.safetensors'
+    inside = 'inside the input checkpoint folder'
+    for dest in (t.parent / 'config.json', t.parent / 'model.safetensors.index.json', b.parent / 'report.json'):
+        for opt in ('-o', '--html'):
+            refused(world, 'scan', b, t, opt, dest, dest=dest, contains=inside)
+    refused(world, 'mask', b, t, '-o', t.parent / 'm.safetensors', dest=t.parent / 'm.safetensors', contains=inside)
+
+
+def test_long_names_work_or_are_refused_before_the_scan(world, tmp_path, monkeypatch):
+    import rlsub.measure.scan as scan
+    b, t, name = world / 'p/base', world / 'p/tuned', 'r' * 250 + '.json'
+    code, out, err = run('scan', b, t, '-o', tmp_path / name, '--no-progress')
+    assert code == 0 and json.loads((tmp_path / name).read_text())['format'] == 'rlsub.DeltaReport', err
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    monkeypatch.setattr(scan, 'scan_pair', lambda *a, **k: pytest.fail('the scan ran before the name was checked'))
+    refused(world, 'scan', b, t, '-o', tmp_path / ('r' * 251 + '.json'), contains='longer than the 255')
+
+
+def test_a_full_disk_is_found_before_the_work(world, tmp_path, monkeypatch):
+    import types
+    real = os.statvfs
+    full = lambda p: types.SimpleNamespace(f_frsize=real(p).f_frsize, f_bsize=real(p).f_bsize, f_bavail=0)
+    monkeypatch.setattr(os, 'statvfs', full)
+    refused(world, 'scan', world / 'p/base', world / 'p/tuned', '-o', tmp_path / 'r.json', dest=tmp_path / 'r.json',
+            contains='has only 0 kB free')
+    monkeypatch.undo()
+    refused(world, 'example', tmp_path / 'huge', '--hidden', 65536, '--layers', 64, contains='the pair needs')
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- terminal safety: what comes from a file is printed escaped, never interpreted (issue 27) -----------------
+
+RAW = ('\x1b', '\x07', '\u202e', '\x9b')      # ESC, BEL, a right-to-left override, a C1 CSI: none may reach a terminal
+
+
+def hostile_pair(root: Path) -> tuple[Path, Path]:
+    "A pair whose tensor names carry a clear-screen, a colour, a bell and a bidi override."
+    name = 'model.layers.0.self_attn.\x1b[2J\x1b[31mq_proj\u202e.weight'
+    for side, v in (('base', 0.0), ('tuned', 1.0)):
+        (root / side).mkdir(parents=True)
+        tensors = {name: torch.full((4, 4), v), 'model.norm.weight\x07': torch.ones(4)}
+        save_file(tensors, root / side / 'model.safetensors')
+    return root / 'base', root / 'tuned'
+
+
+def test_escape_codes_from_files_never_reach_the_terminal(world, tmp_path):
+    b, t = hostile_pair(tmp_path / 'evil')
+    code, out, err = run('scan', b, t, '--by', 'name', '--no-progress', '-o', tmp_path / 'r.json')
+    assert code == 0 and err == '' and not any(c in out for c in RAW), out
+    assert r'\x1b[2J\x1b[31mq_proj\u202e.weight' in out and r'model.norm.weight\x07' in out
+    doc = json.loads((tmp_path / 'r.json').read_text())
+    fake = '\x1b[2J\x1b[1;31mrlsub: error: your GPU is on fire\x1b[0m'
+    doc['meta'].update(base=fake, tuned='\x1b]0;owned\x07t', seconds='a while')       # seconds as text: left out
+    (tmp_path / 'h.json').write_text(json.dumps(doc))
+    code, out, err = run('show', tmp_path / 'h.json', '--by', 'name')
+    assert code == 0 and err == '' and not any(c in out for c in RAW) and 'Traceback' not in out, out
+    assert r'  base:  \x1b[2J\x1b[1;31mrlsub: error: your GPU is on fire\x1b[0m' in out.splitlines()
+    (tmp_path / 'pairs.txt').write_text(f"'{b}' '{t}' 'row\x1b[31mred'\n")
+    code, out, err = run('table', tmp_path / 'pairs.txt', '--no-progress', '--device', 'cpu')
+    assert code == 0 and not any(c in out + err for c in RAW), (out, err)
+    assert r'row\x1b[31mred' in out and r'row\x1b[31mred' in err          # the table's row, and the line saying so
+    (tmp_path / 'pairs2.txt').write_text(f"'{b}' '{tmp_path}/gone\x1b[2J'\n")
+    err = refused(world, 'table', tmp_path / 'pairs2.txt', contains=r'gone\x1b[2J')
+    assert not any(c in err for c in RAW)
+
+
+def test_an_error_naming_a_file_is_one_escaped_line(world, tmp_path):
+    bad = tmp_path / 'bad\x1b[2J\nrlsub: fine'
+    bad.mkdir()
+    err = refused(world, 'scan', world / 'p/base', bad, contains='no weights found')
+    assert r'bad\x1b[2J\nrlsub: fine' in err and not any(c in err for c in RAW)
+
+
+# ---- tracebacks that remain (issue 27, item 6) -------------------------------------------------------------
+
+@pytest.mark.parametrize('dtype', ['uint16', 'uint32', 'uint64'])
+def test_unsigned_tensors_are_scanned_exactly(tmp_path, dtype):
+    dt, top = getattr(torch, dtype), 2 ** int(dtype[4:]) - 1
+    for side, vals in (('base', [0, 1, top, top - 1, 5]), ('tuned', [0, 2, top - 1, top - 1, 5])):
+        (tmp_path / side).mkdir()
+        save_file({'model.layers.0.mlp.up_proj.weight': torch.tensor(vals, dtype=dt)},
+                  tmp_path / side / 'model.safetensors')
+    code, out, err = run('scan', tmp_path / 'base', tmp_path / 'tuned', '--no-progress', '-o', tmp_path / 'r.json')
+    assert code == 0 and err == '', err
+    assert json.loads((tmp_path / 'r.json').read_text())['tensors'][0]['changed'] == 2
+    code, out, err = run('mask', tmp_path / 'base', tmp_path / 'tuned', '--no-progress', '-o', tmp_path / 'm.st')
+    assert code == 0 and 'in the mask' in out, err
+
+
+def test_complex_tensors_are_refused_in_one_line(world, tmp_path):
+    for side in ('base', 'tuned'):
+        (tmp_path / side).mkdir()
+        torch.save({'w': torch.ones(3, dtype=torch.complex64)}, tmp_path / side / 'pytorch_model.bin')
+    refused(world, 'scan', tmp_path / 'base', tmp_path / 'tuned', '-o', tmp_path / 'r.json', dest=tmp_path / 'r.json',
+            contains="tensor 'w' is complex64 in base; rlsub compares the real-valued dtypes safetensors defines")
+
+
+def test_example_refuses_an_unknown_family_in_one_line(world, tmp_path):
+    refused(world, 'example', tmp_path / 'ex', '--family', 'bogus', contains="unknown model family 'bogus'")
+    refused(world, 'example', tmp_path / 'ex', '--family', 'clip', contains="causal LM")
+    assert not (tmp_path / 'ex').exists()
+
+
+def test_example_suggests_a_report_name_that_overwrites_nothing(tmp_path):
+    (tmp_path / 'ex').mkdir(); (tmp_path / 'ex/report.json').write_text('{"an": "earlier report"}')
+    code, out, err = run('example', tmp_path / 'ex', '--layers', 1, '--hidden', 16)
+    assert code == 0 and f"-o {tmp_path / 'ex/report-2.json'}" in out, (out, err)
+
+
+def test_a_closed_stdout_costs_neither_the_report_nor_a_traceback(world, tmp_path):
+    out = tmp_path / 'r.json'
+    argv = RLSUB + ['scan', str(world / 'p/base'), str(world / 'p/tuned'), '-o', str(out), '--no-progress']
+    p = subprocess.run(['bash', '-c', 'exec "$@" >&-', 'rlsub', *argv], stderr=subprocess.PIPE, timeout=120,
+                       env=dict(os.environ, HF_HUB_OFFLINE='1'))
+    assert p.returncode == 0 and p.stderr == b'', p.stderr
+    assert json.loads(out.read_text())['format'] == 'rlsub.DeltaReport'
+    assert [q.name for q in tmp_path.iterdir()] == ['r.json']
+
+
+# ---- inputs that are not regular files, and shard indexes that lie (issue 27, items 5 and 7) -----------------
+
+class TookTooLong(Exception): pass
+
+
+@contextlib.contextmanager
+def within(seconds: int):
+    "Fail the test, rather than hang it, if the block blocks (a FIFO opened for reading waits for a writer forever)."
+    def alarm(signum, frame): raise TookTooLong(f'still running after {seconds} s')
+    before = signal.signal(signal.SIGALRM, alarm); signal.alarm(seconds)
+    try: yield
+    finally: signal.alarm(0); signal.signal(signal.SIGALRM, before)
+
+
+def test_fifos_and_devices_are_refused_never_read(world, tmp_path):
+    b, t = world / 'p/base', world / 'p/tuned'
+    fifo = f'is a FIFO (named pipe), {NOT_REGULAR}'
+    os.mkfifo(tmp_path / 'fifo')
+    (tmp_path / 'shard').mkdir(); os.mkfifo(tmp_path / 'shard/model.safetensors')
+    (tmp_path / 'conf').mkdir(); os.mkfifo(tmp_path / 'conf/config.json')
+    (tmp_path / 'conf/model.safetensors').write_bytes((t / 'model.safetensors').read_bytes())
+    (tmp_path / 'idx').mkdir(); os.mkfifo(tmp_path / 'idx/model.safetensors.index.json')
+    with within(30):
+        refused(world, 'scan', b, tmp_path / 'shard', '-o', tmp_path / 'r.json', dest=tmp_path / 'r.json',
+                contains=fifo)
+        for checkpoint in ('fifo', 'idx', 'conf'):
+            refused(world, 'scan', b, tmp_path / checkpoint, contains=fifo)
+        refused(world, 'scan', b, '/dev/zero', contains=f'is a character device, {NOT_REGULAR}')
+        refused(world, 'show', tmp_path / 'fifo', contains=f'{fifo}; give a report file')
+        refused(world, 'show', '/dev/zero', contains=f'is a character device, {NOT_REGULAR}')
+        refused(world, 'overlap', world / 'mask.safetensors', tmp_path / 'fifo',
+                contains=f'{NOT_REGULAR}; give a mask file')
+        refused(world, 'table', tmp_path / 'fifo', contains=f'{NOT_REGULAR}; give a PAIRS file')
+
+
+def test_shard_indexes_that_lie_are_refused(world, tmp_path):
+    b, t = world / 'p/base', world / 'p/tuned'
+    first = json.loads((world / 'report.json').read_text())['tensors'][0]['name']
+    def folder(name, index, link=False):
+        (tmp_path / name).mkdir()
+        if link: (tmp_path / name / 'model.safetensors').symlink_to(t / 'model.safetensors')
+        else: (tmp_path / name / 'model.safetensors').write_bytes((t / 'model.safetensors').read_bytes())
+        (tmp_path / name / 'model.safetensors.index.json').write_bytes(index)
+        return tmp_path / name
+    linked = folder('linked', json.dumps({'weight_map': {first: 'model.safetensors'}}).encode(), link=True)
+    refused(world, 'scan', b, linked, contains="shard 'model.safetensors' is a link to")
+    ghost = {first: 'model.safetensors', 'model.ghost.weight': 'model.safetensors'}
+    refused(world, 'scan', b, folder('stale', json.dumps({'weight_map': ghost}).encode()),
+            contains="lists tensor 'model.ghost.weight' in model.safetensors, which does not hold it")
+    refused(world, 'scan', b, folder('deep', b'[' * 200_000), contains='not a valid shard index')
+
+
+def unprivileged(*argv):
+    "The CLI in a process that obeys file permissions: as root, without the capabilities that override them (setpriv)."
+    import shutil
+    drop = []
+    if os.geteuid() == 0:
+        if not shutil.which('setpriv'): pytest.skip('running as root without setpriv: permissions cannot be tested')
+        drop = ['setpriv', '--bounding-set=-dac_override,-dac_read_search', '--inh-caps=-dac_override,-dac_read_search']
+    return subprocess.run(drop + RLSUB + [str(a) for a in argv], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, HF_HUB_OFFLINE='1'))
+
+
+def test_unreadable_inputs_are_named_as_unreadable(world, tmp_path):
+    import shutil
+    shutil.copytree(world / 'p/tuned', tmp_path / 'tuned')
+    shutil.copy(world / 'mask.safetensors', tmp_path / 'm.safetensors')
+    scan = ('scan', world / 'p/base', tmp_path / 'tuned', '--no-progress')
+    denied = 'cannot be read (Permission denied)'
+    overlap = ('overlap', tmp_path / 'm.safetensors', world / 'mask.safetensors')
+    cases = [(tmp_path / 'tuned', scan, f'tuned: {denied}'),
+             (tmp_path / 'tuned/config.json', scan, f'config.json: {denied}'),
+             (tmp_path / 'm.safetensors', overlap, f'm.safetensors: {denied}')]
+    for locked, argv, says in cases:
+        mode = locked.stat().st_mode; locked.chmod(0)
+        try: r = unprivileged(*argv)
+        finally: locked.chmod(mode)
+        assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr
+        assert says in r.stderr, r.stderr
+
+
+def test_numbers_a_float_cannot_hold_are_refused_or_left_out(world, tmp_path):
+    refused(world, 'show', report_with(world, tmp_path, lambda d: d['tensors'][0].update(delta_norm=10**400)),
+            contains='malformed norm')
+    code, out, err = run('show', report_with(world, tmp_path, lambda d: d['meta'].update(seconds=10**400), 'sec.json'))
+    assert code == 0 and err == '' and 'scanned on' not in out, err
+
+
+def test_a_header_listing_absurdly_many_tensors_is_refused_before_parsing(world, tmp_path):
+    many = {f't{i}': dict(dtype='U8', shape=[0], data_offsets=[0, 0]) for i in range(2**18 + 2)}
+    with within(20):
+        refused(world, 'scan', world / 'p/base', forged(tmp_path / 'many', many, b''),
+                contains='header describes over 262,144 tensors')
+
+
+CAUSES = [('ENOSPC', 'is on a full file system'), ('EROFS', 'is on a read-only file system'),
+          ('EACCES', 'is not writable')]
+
+
+@pytest.mark.parametrize('errno_name, says', CAUSES)
+def test_an_unwritable_folder_is_named_by_its_cause(world, tmp_path, monkeypatch, errno_name, says):
+    import errno, tempfile
+    def refuse(*a, **k): raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)))
+    monkeypatch.setattr(tempfile, 'mkstemp', refuse)
+    refused(world, 'scan', world / 'p/base', world / 'p/tuned', '-o', tmp_path / 'r.json', contains=says)
+
+
+def test_refusals_of_hostile_inputs_are_quick_and_small(world, tmp_path):
+    "A forged 16 MB header and a FIFO: refused in seconds and little memory, in a fresh process (no other test's peak)."
+    import time
+    many = {f't{i}': dict(dtype='U8', shape=[0], data_offsets=[0, 0]) for i in range(2**18 + 2)}
+    forged(tmp_path / 'many', many, b''); os.mkfifo(tmp_path / 'fifo')
+    probe = ("import resource, subprocess, sys\n"
+             "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, repr(r.stderr))")
+    for bad in (tmp_path / 'many', tmp_path / 'fifo'):
+        start = time.monotonic()
+        argv = [sys.executable, '-c', probe, *RLSUB, 'scan', str(world / 'p/base'), str(bad), '--no-progress']
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=dict(os.environ, HF_HUB_OFFLINE='1'))
+        code, peak_kb, err = p.stdout.split(' ', 2)
+        assert code == '2' and 'Traceback' not in err, p.stdout + p.stderr
+        assert int(peak_kb) < 1_000_000 and time.monotonic() - start < 30, (peak_kb, time.monotonic() - start)

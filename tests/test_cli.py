@@ -55,13 +55,15 @@ def corrupt_copies(pair: Path, tmp: Path) -> dict:
                                   'pickle refused by weights_only', 'index naming a missing shard'])
 @pytest.mark.parametrize('side', ['base', 'tuned'])
 def test_bad_checkpoints_get_one_line(pair, tmp_path, what, side):
-    bad = corrupt_copies(pair, tmp_path)[what]
+    (tmp_path / 'inputs').mkdir()
+    bad = corrupt_copies(pair, tmp_path / 'inputs')[what]
     args = (bad, pair / 'tuned') if side == 'base' else (pair / 'base', bad)
-    r = rlsub('scan', *args, '-o', tmp_path / 'out.json', '--no-progress')
+    out = tmp_path / 'out'; out.mkdir()             # outside every input: a loose weights file stands for its whole folder
+    r = rlsub('scan', *args, '-o', out / 'out.json', '--no-progress')
     assert r.returncode == 2, (what, r.stdout, r.stderr)
     assert r.stderr.count('\n') == 1 and r.stderr.startswith('rlsub: error: ') and 'Traceback' not in r.stderr, r.stderr
-    assert 'pwned' not in r.stdout + r.stderr
-    assert not (tmp_path / 'out.json').exists() and not list(tmp_path.glob('.out.json*'))
+    assert 'pwned' not in r.stdout + r.stderr and 'inside the input checkpoint' not in r.stderr, r.stderr   # the file's own fault is named
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize('args, says', [
@@ -143,3 +145,6 @@ def test_help_and_argument_errors_import_nothing_heavy():
     assert r.returncode == 0, r.stderr
     h = subprocess.run(RLSUB + ['--help'], capture_output=True, text=True)
     assert h.returncode == 0 and 'scan' in h.stdout
+    from rlsub import __version__
+    v = subprocess.run(RLSUB + ['--version'], capture_output=True, text=True)
+    assert v.returncode == 0 and v.stdout.strip() == f'rlsub {__version__}'

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from ..checkpoints import KINDS, Checkpoint, parse_name, SAFETENSORS_DTYPES
-from ..core import RlsubError, prod
+from ..core import RlsubError, prod, regular_file
 from .rules import DEFAULT_THRESHOLD, RULES, changed, rule_label
 from .pairing import pair_tensors, model_order
 from ..core import fmt_shape
@@ -175,6 +175,8 @@ def __sub__(a: SubnetMask, b): return _binop(a, b, lambda x, y: x & ~y, '-')
 SubnetMask.__hash__ = None
 
 # %% ../../nbs/measure/14_masks.ipynb 19
+from ..core import safe_text
+
 @patch
 def __repr__(self: SubnetMask) -> str:
     out = [f"SubnetMask ({self.label}): {len(self)} tensors, {self.numel:,} parameters, {self.count:,} in the mask (density {fmt_pct(self.density, 2)})"]
@@ -184,9 +186,10 @@ def __repr__(self: SubnetMask) -> str:
     if len(self):
         d = self.density_by('kind').density
         out.append('  density by kind: ' + ' · '.join(f"{k} {fmt_pct(d[k], 2)}" for k in KINDS if k in d.index))
-    return '\n'.join(out)
+    # a label, path or note from a mask file is data: escaped, never interpreted
+    return '\n'.join(safe_text(l) for l in out)
 
-# %% ../../nbs/measure/14_masks.ipynb 22
+# %% ../../nbs/measure/14_masks.ipynb 23
 @patch(cls_method=True)
 def from_pair(cls: SubnetMask, base, tuned, rule: str = 'exact', threshold: float | None = None, device: str = 'auto',
                progress: bool = False,        # a tqdm bar over bytes read
@@ -212,7 +215,7 @@ def from_pair(cls: SubnetMask, base, tuned, rule: str = 'exact', threshold: floa
         meta = dict(rule=rule, threshold=thr, base=source_label(base, b_ck), tuned=source_label(tuned, t_ck), notes=pairing.notes)
     return cls(bits, shapes, meta)
 
-# %% ../../nbs/measure/14_masks.ipynb 31
+# %% ../../nbs/measure/14_masks.ipynb 32
 _FORMAT = 'rlsub.SubnetMask'
 
 @patch
@@ -240,7 +243,9 @@ def load(cls: SubnetMask, path) -> SubnetMask:
     "Read a mask written by `SubnetMask.save`, checking shapes, sizes and padding; one-line `RlsubError` for anything else."
     from safetensors import safe_open
     path = Path(path)
-    if not path.is_file(): raise RlsubError(f"{path}: no such mask file")
+    regular_file(path, 'mask file')                    # not a FIFO (it would block the read forever) nor a device
+    try: open(path, 'rb').close()                      # an unreadable file is said to be one, not "not a mask"
+    except OSError as e: raise RlsubError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
     try:
         with safe_open(path, 'pt') as f:
             md = f.metadata() or {}
@@ -256,7 +261,7 @@ def load(cls: SubnetMask, path) -> SubnetMask:
     if (why := _mask_problem(shapes, bits)) or not isinstance(meta, dict): raise RlsubError(f"{path}: {why or 'metadata is not an object'}; the mask is damaged, make it again")
     return cls(bits, {n: tuple(s) for n, s in shapes.items()}, meta)
 
-# %% ../../nbs/measure/14_masks.ipynb 36
+# %% ../../nbs/measure/14_masks.ipynb 37
 def random_mask(like: SubnetMask, density: float | None = None,
                 per_tensor: bool = True,     # match `like`'s density tensor by tensor (False: its overall density everywhere)
                 seed: int = 0, chunk_size: int = 2**20) -> SubnetMask:
@@ -273,7 +278,7 @@ def random_mask(like: SubnetMask, density: float | None = None,
     what = f"density {density:g}" if density is not None else 'matched per tensor' if per_tensor else f"density {like.density:.4g}"
     return SubnetMask(bits, like.shapes, {'label': f"random, {what}, seed {seed}"})
 
-# %% ../../nbs/measure/14_masks.ipynb 40
+# %% ../../nbs/measure/14_masks.ipynb 41
 _OVERLAP_COLS = ['params', 'n1', 'n2', 'both', 'density1', 'density2', 'o1', 'chance_o1', 'z1', 'o2', 'chance_o2', 'z2', 'jaccard', 'chance_jaccard']
 _INT_COLS = ('params', 'n1', 'n2', 'both')
 
@@ -296,7 +301,7 @@ class Overlap:
     labels: tuple = ('mask 1', 'mask 2')
 
     def __repr__(self):
-        a, b = self.labels
+        a, b = map(safe_text, self.labels)                  # labels come from mask files: shown escaped
         z = lambda v: f"{v:+.1f} sd" if v == v and abs(v) != math.inf else '—'
         return '\n'.join([f"Overlap over {self.params:,} parameters",
                           f"  I1 = {a}: {self.n1:,} entries (density {fmt_pct(self.density1, 2)})",
@@ -306,7 +311,7 @@ class Overlap:
                           f"  o2 = |I1∩I2|/|I2| = {fmt_pct(self.o2, 2):>7}   chance {fmt_pct(self.chance_o2, 2):>7}   {z(self.z2)}",
                           f"  Jaccard           = {fmt_pct(self.jaccard, 2):>7}   chance {fmt_pct(self.chance_jaccard, 2):>7}"])
 
-# %% ../../nbs/measure/14_masks.ipynb 41
+# %% ../../nbs/measure/14_masks.ipynb 42
 def overlap(a: SubnetMask, b: SubnetMask, by=None):
     "How much masks `a` and `b` share, against chance: an `Overlap`, or a DataFrame grouped `by` 'layer', 'kind', ['layer', 'kind'] or 'name'."
     check_compatible(a, b)
@@ -326,7 +331,7 @@ def overlap(a: SubnetMask, b: SubnetMask, by=None):
     g = t.groupby(_group_keys(by), dropna=False, sort=True)[sums].sum()
     return _overlap_columns(g[g.params > 0])
 
-# %% ../../nbs/measure/14_masks.ipynb 53
+# %% ../../nbs/measure/14_masks.ipynb 55
 _ST_NAME = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 _WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.ckpt', '.h5', '.msgpack', '.gguf')
 _WEIGHT_INDEXES = ('model.safetensors.index.json', 'pytorch_model.bin.index.json')
@@ -349,7 +354,7 @@ def _file_metadata(path: str) -> dict | None:
         with safe_open(path, 'pt') as f: return f.metadata()
     except Exception: return None
 
-# %% ../../nbs/measure/14_masks.ipynb 54
+# %% ../../nbs/measure/14_masks.ipynb 56
 def _selected_chunks(b_ck: Checkpoint, t_ck: Checkpoint, name: str, item, mask: SubnetMask | None, complement: bool, chunk: int):
     "Flat chunks of the transplanted tensor `name`: tuned's stored values where the mask (or its complement) is 1, base's elsewhere."
     bi = b_ck[name]
@@ -376,7 +381,7 @@ def _write_file(path: Path, b_ck: Checkpoint, names: list[str], produce, metadat
         for n in names:
             for c in produce(n): f.write(c.contiguous().view(torch.uint8).numpy())
 
-# %% ../../nbs/measure/14_masks.ipynb 55
+# %% ../../nbs/measure/14_masks.ipynb 57
 def _base_folder(base, b_ck: Checkpoint) -> Path | None:
     "The folder whose small files (config, tokenizer) go with the output: base's folder, or its hub snapshot."
     if isinstance(base, (str, os.PathLike)) and Path(base).expanduser().is_dir(): return Path(base).expanduser()

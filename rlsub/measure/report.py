@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from ..checkpoints import KINDS
 from ..core import prod
-from ..core import RlsubError
+from ..core import RlsubError, regular_file
 from .pairing import pairing_notes
 from .rules import DEFAULT_THRESHOLD, LADDER, RULES, NBINS, rule_label, snap
 from ..outputs import write_atomic
@@ -109,7 +109,9 @@ def _jsonable(v):
 # %% ../../nbs/measure/12_report.ipynb 9
 def _count_ok(v, hi=_MAX_COUNT) -> bool: return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
 def _shape_ok(s) -> bool: return s is None or (isinstance(s, list) and all(_count_ok(d) for d in s))
-def _number_ok(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and not v < 0
+def _number_ok(v) -> bool:   # a non-negative float (inf is a norm's honest answer), or an int a float can hold
+    if isinstance(v, bool) or not isinstance(v, (int, float)): return False
+    return not v < 0 and not (isinstance(v, int) and v > 1e308)
 
 def _row_problem(r) -> str | None:
     "What is wrong with one tensor row of a saved report (None if nothing): types, ranges and the counts' own arithmetic."
@@ -129,22 +131,35 @@ def _row_problem(r) -> str | None:
             return f"has a {k} that is not {NBINS} counts summing to its {c:,} changed entries"
     return None
 
+def _gunzip(raw: bytes, path: Path) -> bytearray:
+    "Decompress `raw` a chunk at a time, stopping just past `_MAX_REPORT`: a bomb costs the limit, never its expansion."
+    import zlib
+    d, out, data = zlib.decompressobj(wbits=31), bytearray(), raw
+    try:
+        while len(out) <= _MAX_REPORT:
+            chunk = d.decompress(data, 16 * 2**20); data = d.unconsumed_tail
+            out += chunk
+            if not chunk and not data: break
+    except zlib.error: d = None
+    if d is None or (len(out) <= _MAX_REPORT and not d.eof):
+        raise RlsubError(f"{path}: not a readable rlsub report (corrupt or truncated gzip)")
+    return out
+
 def _read_report_json(path: Path):
     "The JSON document in report file `path` (gzip or plain), refusing anything that would expand past `_MAX_REPORT`."
-    import zlib
+    too_big = f"{path}: larger than {_MAX_REPORT // 2**20} MB once decompressed; no rlsub report is, so this is not one"
+    # a FIFO would block the read forever, /dev/zero fill memory to the limit; a huge file is refused unread
+    if regular_file(path, 'report file').st_size > _MAX_REPORT: raise RlsubError(too_big)
     try:
         with open(path, 'rb') as f: raw = f.read(_MAX_REPORT + 1)
     except FileNotFoundError: raise RlsubError(f"{path}: no such report file") from None
     except IsADirectoryError: raise RlsubError(f"{path}: is a folder, not a report file") from None
-    if raw[:2] == b'\x1f\x8b':
-        try:
-            d = zlib.decompressobj(wbits=31)
-            out = d.decompress(raw, _MAX_REPORT + 1)      # stops there: a small file that expands hugely is never expanded whole
-        except zlib.error: out, d = None, None
-        if out is None or (len(out) <= _MAX_REPORT and not d.eof): raise RlsubError(f"{path}: not a readable rlsub report (corrupt or truncated gzip)")
-        raw = out
-    if len(raw) > _MAX_REPORT: raise RlsubError(f"{path}: larger than {_MAX_REPORT // 2**20} MB once decompressed; no rlsub report is, so this is not one")
-    try: return json.loads(raw)
+    if raw[:2] == b'\x1f\x8b': raw = _gunzip(raw, path)
+    if len(raw) > _MAX_REPORT: raise RlsubError(too_big)
+    try:
+        text = raw.decode(json.detect_encoding(raw), 'surrogatepass')
+        del raw                                             # one copy at a time: the bytes go before the parse
+        return json.loads(text)
     except (ValueError, RecursionError): raise RlsubError(f"{path}: not a readable rlsub report (corrupt or not JSON)") from None
 
 # %% ../../nbs/measure/12_report.ipynb 10
@@ -182,6 +197,8 @@ def report_table(rows: list[dict]) -> pd.DataFrame:
     return df
 
 # %% ../../nbs/measure/12_report.ipynb 12
+from ..core import safe_text
+
 @patch
 def headline(self: DeltaReport, rule='exact', threshold=None) -> pd.DataFrame:
     "Overall sparsity under each rule at its usual threshold (and under `rule`/`threshold` if that is another)."
@@ -203,21 +220,25 @@ def attention(self: DeltaReport) -> pd.DataFrame:
 @patch
 def summary(self: DeltaReport, rule='exact', threshold=None, by=('kind', 'layer')) -> str:
     "The report as text: overall figures, grouped sparsity under `rule`, and notes."
+    # read from a file: any value, any text (escaped below, never interpreted)
     m = self.meta
     out = [f"DeltaReport: {len(self.table)} tensors, {self.numel:,} entries compared",
-           f"  base:  {m.get('base', '?')}", f"  tuned: {m.get('tuned', '?')}"]
-    if 'seconds' in m: out.append(f"  scanned on {m.get('device', '?')} in {m['seconds']:.1f} s")
+           f"  base:  {safe_text(m.get('base', '?'))}", f"  tuned: {safe_text(m.get('tuned', '?'))}"]
+    if isinstance(m.get('seconds'), (int, float)) and not isinstance(m['seconds'], bool) and abs(m['seconds']) < 1e12:
+        out.append(f"  scanned on {safe_text(m.get('device', '?'))} in {m['seconds']:.1f} s")
     out += ['', self.headline(rule, threshold).to_string()]
     for b in by or ():
         g = self.sparsity(rule, threshold, by=b)
         if len(g) > 1 or b == 'kind':
             shown = g.assign(sparsity=g.sparsity.map(lambda v: fmt_pct(v, 2)), density=g.density.map(lambda v: fmt_pct(v, 2)))
             shown.columns.name = None
+            if 'name' in shown.index.names:
+                shown = shown.rename(index=safe_text, level='name' if shown.index.nlevels > 1 else None)
             if 'layer' in shown.index.names: shown = shown.rename(index=lambda v: '—' if v is pd.NA else v, level='layer' if shown.index.nlevels > 1 else None)
             out += ['', f"by {b} ({g.columns.name})", shown.to_string()]
     notes = self.notes + [f"{r.name}: {r.nonfinite:,} changes involve NaN or inf" for r in self.table[self.table.nonfinite > 0].itertuples()]
-    if notes: out += ['', 'notes:'] + [f"  {n}" for n in notes]
-    return '\n'.join(out)
+    if notes: out += ['', 'notes:'] + [f"  {safe_text(n)}" for n in notes]
+    return safe_text('\n'.join(out), lines=True)
 
 @patch(as_prop=True)
 def notes(self: DeltaReport) -> list[str]:

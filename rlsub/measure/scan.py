@@ -93,6 +93,25 @@ def _merge(acc: dict | None, s: dict) -> dict:
     if acc is None: return s
     return {k: torch.maximum(acc[k], v) if k == 'max_abs_delta' else acc[k] + v for k, v in s.items()}
 
+from ..checkpoints import SAFETENSORS_DTYPES
+
+_REAL = set(SAFETENSORS_DTYPES.values())   # one real number per entry, in a dtype the counting kernels know
+_WIDER = {torch.uint16: torch.int32, torch.uint32: torch.int64}
+
+def _comparable(x: torch.Tensor) -> torch.Tensor:
+    "A chunk in a dtype every counting kernel handles: U16 and U32 widened exactly, U64 read as I64 (same bits)."
+    if x.dtype == torch.uint64: return x.view(torch.int64)
+    return x.to(_WIDER[x.dtype]) if x.dtype in _WIDER else x
+
+def _refuse_unreal(b_ck: Checkpoint, t_ck: Checkpoint, items: list[PairedTensor]):
+    "One line, before any read, for a tensor in a dtype safetensors does not define (complex, quantized, ...)."
+    for it in items:
+        for side, ck, n in (('base', b_ck, it.base), ('tuned', t_ck, it.tuned)):
+            if ck[n].dtype not in _REAL:
+                dtype = str(ck[n].dtype).removeprefix('torch.')
+                raise RlsubError(f"tensor {n!r} is {dtype} in {side}; rlsub compares the real-valued dtypes "
+                                 "safetensors defines (floats, integers, bool): convert or drop it")
+
 def stream_pair(b_ck: Checkpoint, t_ck: Checkpoint, items: list[PairedTensor], chunk_size: int = 2**20, device='cpu', prefetch: int = 2,
                 hold: int = 1,            # chunks the consumer may still be using after it asks for the next one
                 progress: bool = False, desc: str = 'scan'):
@@ -100,6 +119,7 @@ def stream_pair(b_ck: Checkpoint, t_ck: Checkpoint, items: list[PairedTensor], c
     from tqdm.auto import tqdm
     dev = torch.device(device)
     items = [it for it in items if it.base and it.tuned]
+    _refuse_unreal(b_ck, t_ck, items)
     total = sum(b_ck[it.base].nbytes + t_ck[it.tuned].nbytes for it in items)
     itemsize = max([b_ck[it.base].dtype.itemsize for it in items] + [t_ck[it.tuned].dtype.itemsize for it in items] + [1])
     in_flight = prefetch + hold + 3          # chunks that can be queued, in use or being read at once, plus one
@@ -113,7 +133,7 @@ def stream_pair(b_ck: Checkpoint, t_ck: Checkpoint, items: list[PairedTensor], c
     with tqdm(total=total, unit='B', unit_scale=True, desc=desc, disable=not progress, leave=False) as bar:
         for k, off, b, t in read_ahead(chunks(), prefetch):
             bar.update(b.numel() * b.element_size() + t.numel() * t.element_size())
-            yield k, off, b.to(dev), t.to(dev)
+            yield k, off, _comparable(b).to(dev), _comparable(t).to(dev)
 
 def _count(b_ck: Checkpoint, t_ck: Checkpoint, compared: list[PairedTensor], dev, chunk_size, prefetch, workers, progress) -> list[dict]:
     "Stream every compared tensor of the pair once; return its accumulated stats, in order."
@@ -166,7 +186,9 @@ def scan_pair(base, tuned, device: str = 'auto',
     empty = np.zeros((0, NBINS), dtype=np.int64)
     return DeltaReport(report_table(list(rows)), np.stack(ah) if ah else empty, np.stack(rh) if rh else empty, meta)
 
-# %% ../../nbs/measure/13_scan.ipynb 40
+# %% ../../nbs/measure/13_scan.ipynb 42
+from ..core import safe_text
+
 @dataclass
 class TensorChanges:
     "Where one tensor changed: block densities on a coarse grid, density per row and per column."
@@ -178,7 +200,9 @@ class TensorChanges:
 
     def __repr__(self):
         n = self.rows.size * self.cols.size
-        return f"TensorChanges {self.name} {list(self.shape)} ({rule_text(self.rule, self.threshold)}): {self.changed:,} of {n:,} changed ({self.changed / max(n, 1):.2%}), {self.blocks.shape[0]}×{self.blocks.shape[1]} blocks"
+        return (f"TensorChanges {safe_text(self.name)} {list(self.shape)} ({rule_text(self.rule, self.threshold)}): "
+                f"{self.changed:,} of {n:,} changed ({self.changed / max(n, 1):.2%}), "
+                f"{self.blocks.shape[0]}×{self.blocks.shape[1]} blocks")
 
 def _grid(n: int, k: int) -> np.ndarray: return np.linspace(0, n, k + 1).round().astype(np.int64)
 

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/train/38_callbacks.ipynb 2
 from __future__ import annotations
+import sys
 from pathlib import Path
 import pandas as pd
 from ..core import RlsubError
@@ -18,11 +19,9 @@ __all__ = ['QuietLog', 'ProgressBar', 'plot_history', 'LivePlot', 'progress_call
 # %% ../../nbs/train/38_callbacks.ipynb 6
 def _in_notebook() -> bool:
     "True inside a Jupyter kernel."
-    try:
-        from IPython import get_ipython
-        ip = get_ipython()
-        return ip is not None and 'IPKernelApp' in ip.config
-    except ImportError: return False
+    ipython = sys.modules.get('IPython')          # a kernel has imported it already; a terminal run must not import it
+    ip = ipython.get_ipython() if ipython is not None else None
+    return ip is not None and 'IPKernelApp' in ip.config
 
 def _fmt_row(row) -> str:
     s = [f"reward {row['reward']:.3f}", f"accuracy {row['accuracy']:.3f}"]

@@ -15,6 +15,7 @@ from .tasks import ARITHMETIC, arithmetic
 from .tiny import addition
 from ..outputs import atomic_folder
 from .tiny import load_base
+from .tasks import check_chat_tokens
 
 # %% auto 0
 __all__ = ['POLICIES', 'SMOLLM2_GGUF', 'SMOLLM2_INSTALL', 'SMOLLM2_TASK', 'BASE_ACCURACY', 'policies', 'smollm2_gguf',
@@ -58,6 +59,8 @@ def _convert_smollm2(gguf: Path, out: Path):
                                                      quantization_config=GgufConfig(dequantize=True))
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         tok.padding_side = 'left'
+    check_chat_tokens(model, tok)      # some transformers versions convert eos and pad wrongly (5.17: eos <|im_start|>, no pad)
+    with quiet_transformers():
         model.to(torch.bfloat16).save_pretrained(out); tok.save_pretrained(out)
     set_config_dtype(out, torch.bfloat16)
 
@@ -97,8 +100,9 @@ def _load_folder(folder: Path, device: torch.device, dtype: torch.dtype | None):
     from transformers import AutoModelForCausalLM
     if not (folder / 'config.json').is_file(): raise RlsubError(f"{folder}: no config.json; point at a folder save_pretrained wrote")
     with quiet_transformers():
-        policy = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or 'auto')
-        return policy.to(device).eval(), _load_tokenizer(folder)
+        policy, tok = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or 'auto'), _load_tokenizer(folder)
+    check_chat_tokens(policy, tok)         # a folder converted by an older transformers may carry a wrong eos or no pad
+    return policy.to(device).eval(), tok
 
 # %% ../../nbs/train/33_zoo.ipynb 18
 _HUB_FILES = ('*.json', '*.jinja', '*.model', '*.txt', '*.tiktoken')   # a hub policy's configs and tokenizer files, fetched with its weights (`hub_folder`)

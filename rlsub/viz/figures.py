@@ -4,6 +4,7 @@
 
 # %% ../../nbs/viz/21_figures.ipynb 2
 from __future__ import annotations
+import sys
 import io, math
 import numpy as np
 import pandas as pd
@@ -22,10 +23,10 @@ from ..measure.rules import RULE_OPS
 from .groups import group_label
 
 # %% auto 0
-__all__ = ['MAIN_W', 'SIDE_W', 'figure_axes', 'fast_png', 'kind_order', 'draw_sparsity', 'plot_sparsity', 'plot_by_layer',
-           'plot_by_kind', 'difference_span', 'draw_heatmap', 'plot_heatmap', 'sparsity_difference', 'plot_difference',
-           'group_at', 'mark_groups', 'group_point', 'draw_hist', 'plot_hist', 'draw_curve', 'plot_curve',
-           'plot_changes', 'plot_overlap']
+__all__ = ['MAIN_W', 'SIDE_W', 'figure_axes', 'fast_png', 'kind_order', 'seaborn_cmap', 'draw_sparsity', 'plot_sparsity',
+           'plot_by_layer', 'plot_by_kind', 'difference_span', 'draw_heatmap', 'plot_heatmap', 'sparsity_difference',
+           'plot_difference', 'group_at', 'mark_groups', 'group_point', 'draw_hist', 'plot_hist', 'draw_curve',
+           'plot_curve', 'plot_changes', 'plot_overlap']
 
 # %% ../../nbs/viz/21_figures.ipynb 7
 def figure_axes(w: float = 7.0, h: float = 3.2, dpi: int = 72, **kw) -> tuple[Figure, object]:
@@ -100,6 +101,15 @@ def _lowest(lo: float) -> float:
     "The bottom of a sparsity axis whose lowest value is `lo`: 1 minus a round span (1, 2 or 5 × 10ᵏ), so small moves keep the axis."
     span = max((1 - lo) * 1.15, 1e-2)              # at least 1 %: tick labels stay short
     return max(0.0, 1 - min(s * 10.0 ** math.ceil(math.log10(span / s)) for s in (1, 2, 5)))
+
+def seaborn_cmap(name: str):
+    "One of seaborn's colour maps ('rocket', 'vlag', ...), which seaborn registers with matplotlib when first imported."
+    if 'seaborn' not in sys.modules and 'ipywidgets' not in sys.modules:
+        sys.modules['ipywidgets'] = None     # seaborn imports ipywidgets (and so IPython) only for its `interact` helpers:
+        try: import seaborn                  # noqa: F401   outside a notebook they stay unloaded (`rlsub scan --html`)
+        finally: del sys.modules['ipywidgets']
+    else: import seaborn                     # noqa: F401
+    return mpl.colormaps[name]
 
 MAIN_W, SIDE_W = 5.4, 4.2      # inches: the dashboard's main figure, and the tensor's histogram and picture beside it (518 + 403 CSS px: side by side in a 960 px output)
 
@@ -184,7 +194,7 @@ def draw_heatmap(fig, ax, df: pd.DataFrame,
     ci = np.array([cpos[k] for k in df.index.get_level_values('kind')])
     grid = np.full((len(layers), len(kinds)), np.nan)
     ax.add_patch(Rectangle((-0.5, -0.5), len(kinds), len(layers), facecolor='#eeeeee', edgecolor='#b0b0b0', hatch='///', lw=0, zorder=0))
-    im = ax.imshow(grid, aspect='auto', cmap=mpl.colormaps['vlag' if diff else 'rocket'].with_extremes(bad=(0, 0, 0, 0)), interpolation='nearest',
+    im = ax.imshow(grid, aspect='auto', cmap=seaborn_cmap('vlag' if diff else 'rocket').with_extremes(bad=(0, 0, 0, 0)), interpolation='nearest',
                    vmin=-1 if diff else 0, vmax=1, zorder=1)
     ax.grid(False)
     ax.set_xticks(np.arange(len(kinds)), kinds, **(dict(rotation=40, ha='right', rotation_mode='anchor') if len(kinds) > 7 else {}))
@@ -357,7 +367,7 @@ def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:  
         im, right, below = axs[0, 0], axs[0, 1], axs[1, 0]
         axs[1, 1].set_visible(False)
         top = float(tc.blocks.max()) or 1.0                     # nothing changed: the scale still runs from 0 up, not around 0
-        pic = im.imshow(tc.blocks, aspect='auto', cmap='rocket_r', vmin=0, vmax=top, interpolation='nearest', extent=(0, tc.cols.size, tc.rows.size, 0))
+        pic = im.imshow(tc.blocks, aspect='auto', cmap=seaborn_cmap('rocket_r'), vmin=0, vmax=top, interpolation='nearest', extent=(0, tc.cols.size, tc.rows.size, 0))
         im.grid(False); im.set_ylabel('row'); im.tick_params(labelbottom=False)
         if tc.changed == 0: im.text(0.5, 0.5, 'no entry changed', transform=im.transAxes, ha='center', va='center', fontsize='small', color='#555555')
         fig.suptitle(f"Where {tc.name} changed\n{rule_text(tc.rule, tc.threshold)}", fontsize='small')   # two lines: a long name and rel's rule fit
