@@ -19,6 +19,7 @@ from ..outputs import write_atomic
 from ..checkpoints import parse_name
 from ..core import fmt_pct
 from ..examples import checkpoint_layout
+from ..core import safe_text
 
 # %% auto 0
 __all__ = ['Sparsity', 'DeltaReport', 'report_table', 'synthetic_report']
@@ -197,8 +198,6 @@ def report_table(rows: list[dict]) -> pd.DataFrame:
     return df
 
 # %% ../../nbs/measure/12_report.ipynb 12
-from ..core import safe_text
-
 @patch
 def headline(self: DeltaReport, rule='exact', threshold=None) -> pd.DataFrame:
     "Overall sparsity under each rule at its usual threshold (and under `rule`/`threshold` if that is another)."

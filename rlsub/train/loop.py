@@ -94,7 +94,7 @@ def call_callbacks(callbacks, event: str, *args):
         if hasattr(cb, event): getattr(cb, event)(*args)
         elif event == 'on_step_end' and callable(cb) and not any(hasattr(cb, e) for e in EVENTS): cb(args[0])
 
-# %% ../../nbs/train/37_loop.ipynb 13
+# %% ../../nbs/train/37_loop.ipynb 15
 def prepare_training(policy, tokenizer, cfg, mask):
     "Shared start of a training run: pad token checked, weights on the device in eval mode (fp32 unless the optimizer is 'sparse'), checkpointing on if asked; (device, freezer or None, optimizer)."
     if tokenizer.pad_token_id is None: raise RlsubError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token) first")
@@ -154,7 +154,7 @@ def row_slices(n: int, micro: int | None):
     m = micro or n or 1
     return [slice(i, min(i + m, n)) for i in range(0, n, m)]
 
-# %% ../../nbs/train/37_loop.ipynb 15
+# %% ../../nbs/train/37_loop.ipynb 17
 def _untied_state(policy, dtype) -> dict[str, torch.Tensor]:
     "The state dict cast to `dtype`, each shared tensor once (a tied lm_head is the embedding: not written twice, as `save_pretrained` does)."
     return {n: t.detach().to('cpu', dtype) for n, t in unique_tensors(policy.state_dict()).items()}
