@@ -4,6 +4,7 @@
 
 # %% ../nbs/02_checkpoints.ipynb 2
 from __future__ import annotations
+import warnings
 import json, os, re, struct
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from .core import prod, regular_file
 # %% auto 0
 __all__ = ['SAFETENSORS_DTYPES', 'KINDS', 'MATRIX_KINDS', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint',
            'unique_tensors', 'is_hub_id', 'hub_folder', 'open_checkpoint', 'open_pair', 'set_config_dtype',
-           'quiet_transformers']
+           'quiet_transformers', 'end_of_turn', 'check_chat_tokens']
 
 # %% ../nbs/02_checkpoints.ipynb 5
 from .core import RlsubError
@@ -467,3 +468,31 @@ def quiet_transformers():
     finally:
         tf_logging.set_verbosity(level)
         if bars: tf_logging.enable_progress_bar()
+
+# %% ../nbs/02_checkpoints.ipynb 63
+def end_of_turn(tokenizer) -> str | None:
+    "The special token the chat template writes right after an assistant's message (ChatML: '<|im_end|>'); None without a template."
+    if not getattr(tokenizer, 'chat_template', None): return None
+    mark = 'rlsub-end-of-turn-probe'
+    text = tokenizer.apply_chat_template([{'role': 'user', 'content': 'q'}, {'role': 'assistant', 'content': mark}], tokenize=False)
+    after = text.split(mark, 1)[1] if mark in text else ''
+    specials = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special} | set(tokenizer.all_special_tokens)
+    return next((s for s in sorted(specials, key=len, reverse=True) if after.startswith(s)), None)
+
+# %% ../nbs/02_checkpoints.ipynb 64
+def check_chat_tokens(policy, tokenizer) -> list[str]:   # policy: its generation_config's stop ids are checked too (None: the tokenizer only)
+    "Make the tokenizer's eos and pad and the generation config's eos agree with the chat template's end of turn; the repairs made (also warned, one line)."
+    eot = end_of_turn(tokenizer)
+    if eot is None: return []
+    fixed, eot_id = [], tokenizer.convert_tokens_to_ids(eot)
+    if tokenizer.eos_token != eot: fixed.append(f"eos {tokenizer.eos_token!r} -> {eot!r}"); tokenizer.eos_token = eot
+    if tokenizer.pad_token is None: fixed.append(f"pad None -> {eot!r}"); tokenizer.pad_token = eot
+    gc = getattr(policy, 'generation_config', None)
+    ids = [] if gc is None or gc.eos_token_id is None else gc.eos_token_id if isinstance(gc.eos_token_id, list) else [gc.eos_token_id]
+    if gc is not None and eot_id not in ids:
+        fixed.append(f"generation_config.eos_token_id {gc.eos_token_id!r} -> {eot_id}"); gc.eos_token_id = eot_id
+    if gc is not None and gc.pad_token_id is None: gc.pad_token_id = tokenizer.pad_token_id
+    if fixed:
+        import transformers
+        warnings.warn(f"rlsub repaired the chat tokens (transformers {transformers.__version__}): {'; '.join(fixed)}", stacklevel=2)
+    return fixed

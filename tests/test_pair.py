@@ -107,3 +107,14 @@ def test_on_the_gpu(saved):
         assert p.device.type == 'cuda'
         assert p.scan().table.changed.sum() == 100 and p.mask().count == 100
         assert p.generate(['1+1='], max_new_tokens=4).shape == (1, 3)
+
+
+def test_a_wrongly_converted_chat_tokenizer_is_repaired(saved, tmp_path):
+    "A chat tokenizer with transformers 5.17's defects (eos = <|im_start|>, no pad) passed to ModelPair.load: repaired, in one warning line."
+    from rlsub.train.tasks import toy_chat_tokenizer
+    tok = toy_chat_tokenizer(); tok.eos_token = '<|im_start|>'; tok.pad_token = None
+    with pytest.warns(UserWarning, match=r"repaired the chat tokens .*eos '<\|im_start\|>' -> '<\|im_end\|>'; pad None"):
+        with ModelPair.load(saved / 'base', saved / 'tuned', tokenizer=tok, device='cpu') as p:
+            end = tok.convert_tokens_to_ids('<|im_end|>')
+            assert (p.tokenizer.eos_token, p.tokenizer.pad_token) == ('<|im_end|>', '<|im_end|>')
+            assert p.base.generation_config.eos_token_id == end and p.tuned.generation_config.eos_token_id == end

@@ -16,6 +16,7 @@ from .report import DeltaReport
 from ..core import resolve_device
 from .scan import scan_pair
 from .masks import SubnetMask
+from ..checkpoints import check_chat_tokens
 
 # %% auto 0
 __all__ = ['MARGIN', 'HEADROOM', 'loaded_bytes', 'check_fits', 'ModelPair']
@@ -114,7 +115,10 @@ class ModelPair:
         try: t = _load_model(tuned, dtype, dev)
         except BaseException:
             del b; _free(dev); raise
-        return cls(b, t, _load_tokenizer(base, tokenizer), (base, tuned))
+        tok = _load_tokenizer(base, tokenizer)
+        if tok is not None:                    # a chat tokenizer converted wrongly (transformers 5.17: eos <|im_start|>, no pad) is repaired
+            for m in (b, t): check_chat_tokens(m, tok)
+        return cls(b, t, tok, (base, tuned))
 
     @property
     def device(self) -> torch.device: return next(self.base.parameters()).device

@@ -4,7 +4,6 @@
 
 # %% ../../nbs/train/32_tasks.ipynb 3
 from __future__ import annotations
-import warnings
 from fastcore.basics import patch
 import math, numbers, random, re
 from dataclasses import dataclass, field
@@ -15,8 +14,7 @@ from .sampling import generate
 
 # %% auto 0
 __all__ = ['TOY_TEMPLATE', 'ARITHMETIC', 'final_number', 'number_reward', 'adds_bos', 'chat_prompt', 'toy_chat_tokenizer',
-           'end_of_turn', 'check_chat_tokens', 'ChatTask', 'arithmetic', 'arithmetic_questions', 'accuracy',
-           'format_accuracy']
+           'ChatTask', 'arithmetic', 'arithmetic_questions', 'accuracy', 'format_accuracy']
 
 # %% ../../nbs/train/32_tasks.ipynb 6
 _NUMBER = re.compile(r'(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?')
@@ -72,34 +70,6 @@ def toy_chat_tokenizer(bos_in_template: bool = True):  # does the chat template 
     return tok
 
 # %% ../../nbs/train/32_tasks.ipynb 14
-def end_of_turn(tokenizer) -> str | None:
-    "The special token the chat template writes right after an assistant's message (ChatML: '<|im_end|>'); None without a template."
-    if not getattr(tokenizer, 'chat_template', None): return None
-    mark = 'rlsub-end-of-turn-probe'
-    text = tokenizer.apply_chat_template([{'role': 'user', 'content': 'q'}, {'role': 'assistant', 'content': mark}], tokenize=False)
-    after = text.split(mark, 1)[1] if mark in text else ''
-    specials = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special} | set(tokenizer.all_special_tokens)
-    return next((s for s in sorted(specials, key=len, reverse=True) if after.startswith(s)), None)
-
-# %% ../../nbs/train/32_tasks.ipynb 15
-def check_chat_tokens(policy, tokenizer) -> list[str]:   # policy: its generation_config's stop ids are checked too (None: the tokenizer only)
-    "Make the tokenizer's eos and pad and the generation config's eos agree with the chat template's end of turn; the repairs made (also warned, one line)."
-    eot = end_of_turn(tokenizer)
-    if eot is None: return []
-    fixed, eot_id = [], tokenizer.convert_tokens_to_ids(eot)
-    if tokenizer.eos_token != eot: fixed.append(f"eos {tokenizer.eos_token!r} -> {eot!r}"); tokenizer.eos_token = eot
-    if tokenizer.pad_token is None: fixed.append(f"pad None -> {eot!r}"); tokenizer.pad_token = eot
-    gc = getattr(policy, 'generation_config', None)
-    ids = [] if gc is None or gc.eos_token_id is None else gc.eos_token_id if isinstance(gc.eos_token_id, list) else [gc.eos_token_id]
-    if gc is not None and eot_id not in ids:
-        fixed.append(f"generation_config.eos_token_id {gc.eos_token_id!r} -> {eot_id}"); gc.eos_token_id = eot_id
-    if gc is not None and gc.pad_token_id is None: gc.pad_token_id = tokenizer.pad_token_id
-    if fixed:
-        import transformers
-        warnings.warn(f"rlsub repaired the chat tokens (transformers {transformers.__version__}): {'; '.join(fixed)}", stacklevel=2)
-    return fixed
-
-# %% ../../nbs/train/32_tasks.ipynb 19
 @dataclass
 class ChatTask:
     "A verifiable task for a chat model: questions through the chat template, a 0/1 reward, a held-out set disjoint from training."
@@ -122,7 +92,7 @@ class ChatTask:
         "`question` rendered through the chat template, ready for generation."
         return chat_prompt(self.tokenizer, question, self.system)
 
-# %% ../../nbs/train/32_tasks.ipynb 21
+# %% ../../nbs/train/32_tasks.ipynb 16
 _MAX_DRAWS = 1000   # consecutive held-out draws before a generator is declared used up
 
 def _distinct(pairs) -> list[tuple[str, str]]:
@@ -152,7 +122,7 @@ def _split_list(self):
     random.Random(self.eval_seed).shuffle(pairs)
     return pairs[:self.n_eval], pairs[self.n_eval:]
 
-# %% ../../nbs/train/32_tasks.ipynb 22
+# %% ../../nbs/train/32_tasks.ipynb 17
 def _split(self: ChatTask):
     "(held-out pairs, training pairs or None for a generator), computed once per (source, n_eval, eval_seed)."
     key = (id(self.source), self.n_eval, self.eval_seed)
@@ -187,7 +157,7 @@ def eval_set(self: ChatTask, n: int | None = None) -> list[tuple[str, str]]:
     if n > self.n_eval: raise RlsubError(f"{self.name}: asked for {n} held-out examples but the set has {self.n_eval}; pass n <= {self.n_eval}")
     return [(self.prompt(q), a) for q, a in _split(self)[0][:n]]
 
-# %% ../../nbs/train/32_tasks.ipynb 28
+# %% ../../nbs/train/32_tasks.ipynb 23
 _OPS = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * b}
 
 ARITHMETIC = {   # name -> (op, range of a, range of b, one line); ranges are Python range() bounds
@@ -218,7 +188,7 @@ def arithmetic_questions(name: str) -> list[tuple[str, str]]:   # one of ARITHME
     op, ra, rb, _ = ARITHMETIC[name]
     return [_question(op, a, b) for a in range(*ra) for b in range(*rb)]
 
-# %% ../../nbs/train/32_tasks.ipynb 31
+# %% ../../nbs/train/32_tasks.ipynb 26
 def accuracy(policy, tokenizer, task: ChatTask,
              pairs: Sequence[tuple[str, str]],   # (question, answer), rendered through `task`'s template
              batch_size: int = 200) -> float:    # prompts generated at once
@@ -230,7 +200,7 @@ def accuracy(policy, tokenizer, task: ChatTask,
         hits += sum(task.reward(c, a) for c, (_, a) in zip(comps, chunk))
     return hits / len(pairs)
 
-# %% ../../nbs/train/32_tasks.ipynb 35
+# %% ../../nbs/train/32_tasks.ipynb 30
 def format_accuracy(p: float,   # the share right, 0 to 1
                     n: int) -> str:   # questions it was measured on
     "An accuracy ± its binomial standard error in points ('50.6% ± 2.2%'); at 0 % or 100 % the count and a 95 % bound instead."

@@ -15,7 +15,7 @@ from .tasks import ARITHMETIC, arithmetic
 from .tiny import addition
 from ..outputs import atomic_folder
 from .tiny import load_base
-from .tasks import check_chat_tokens
+from ..checkpoints import check_chat_tokens
 
 # %% auto 0
 __all__ = ['POLICIES', 'SMOLLM2_GGUF', 'SMOLLM2_INSTALL', 'SMOLLM2_TASK', 'BASE_ACCURACY', 'policies', 'smollm2_gguf',
