@@ -74,7 +74,7 @@ def optimizer(pol, kind: str, mask):
     "(optimizer, freezer or None) of an arm: torch AdamW (+ today's restore when masked) or SparseAdamW over `mask` (every entry when None)."
     import rlsub.train.loop as loop; import rlsub.train.grpo as grpo
     from rlsub.train.sparse_adam import SparseAdamW
-    if kind == 'sparse': return SparseAdamW(pol, mask if mask is not None else loop._Everything(pol), lr=LR, weight_decay=WD, fused='packed'), None
+    if kind == 'sparse': return SparseAdamW(pol, mask if mask is not None else loop.FullMask(pol), lr=LR, weight_decay=WD, fused='packed'), None
     return torch.optim.AdamW(pol.parameters(), lr=LR, weight_decay=WD), (loop.Freezer(pol, mask, torch.device('cpu')) if mask is not None else None)
 
 

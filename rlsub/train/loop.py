@@ -17,7 +17,8 @@ from ..core import storage_dtype
 
 # %% auto 0
 __all__ = ['EVENTS', 'Freezer', 'Epochs', 'Prompts', 'check_selection', 'TrainState', 'call_callbacks', 'prepare_training',
-           'checkpointing_on', 'set_checkpointing', 'loss_mode', 'optimizer_step', 'row_slices', 'save_policy']
+           'FullMask', 'checkpointing_on', 'set_checkpointing', 'loss_mode', 'optimizer_step', 'row_slices',
+           'save_policy']
 
 # %% ../../nbs/train/37_loop.ipynb 6
 def _check_mask(policy, mask):
@@ -109,14 +110,14 @@ def prepare_training(policy, tokenizer, cfg, mask):
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     return dev, freezer, opt
 
-class _Everything:
+class FullMask:
     "A mask of every entry of `policy`, made one tensor at a time (as SubnetMask.tensor)."
     def __init__(self, policy): self.shapes = {n: tuple(p.shape) for n, p in policy.named_parameters()}
     def tensor(self, name): return torch.ones(self.shapes[name], dtype=torch.bool)
 
 def _sparse_optimizer(policy, mask, cfg):
     "SparseAdamW over `mask` (every entry without one), gradients packed in hooks as they arrive, the global norm of the masked gradient clipped inside."
-    if mask is None: mask = _Everything(policy)
+    if mask is None: mask = FullMask(policy)
     else: _check_mask(policy, mask)
     return SparseAdamW(policy, mask, lr=cfg.lr, weight_decay=cfg.weight_decay, fused='packed', max_grad_norm=cfg.grad_clip)
 
