@@ -63,12 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     tb.add_argument('--reports', default=None, help='folder of kept reports (default: NAME-reports beside the PAIRS file); a rerun reuses a report while its checkpoint files keep their size and mtime')
     tb.add_argument('--rescan', action='store_true', help='scan every pair again, replacing kept reports')
     _run_args(tb)
-    d = sub.add_parser('demo', help="the paper's findings in miniature: three GRPO runs of a policy (the shipped tiny one, or SmolLM2-135M), a results table and an HTML report")
+    d = sub.add_parser('demo', help="the paper's findings in miniature: full, subnet-only and random-mask GRPO runs of a policy (the shipped tiny one, or SmolLM2-135M) for each seed, a claims table with verdicts and an HTML report")
     d.add_argument('--model', choices=['tiny-addition', 'smollm2-135m'], default='tiny-addition', help='tiny-addition: the shipped 0.8M-parameter policy (default, under 2 minutes on 2 CPU cores); smollm2-135m: SmolLM2-135M-Instruct, a real chat model (over 9 minutes on 2 CPU cores)')
     d.add_argument('-o', '--output', default='rlsub-demo.html', help='the HTML report to write (default rlsub-demo.html)')
     d.add_argument('--size', choices=['test', 'small', 'large'], default='small', help='small: sized for a CPU (default); large: for a GPU; test: checks the pipeline only')
     d.add_argument('--workdir', '--keep', dest='workdir', default=None, help='keep the runs\' checkpoints in this new folder (default: a temporary one, removed); run_demo(workdir=)')
-    d.add_argument('--seed', type=int, default=0, help='seed of the first run; the noise-floor run uses seed + 1')
+    d.add_argument('--seed', type=int, default=0, help='seed of the first run; seed i uses seed + i')
+    d.add_argument('--seeds', type=int, default=1, help='train every run type with this many seeds (3 gives intervals across seeds; one seed: four runs, each further seed three more)')
     d.add_argument('--figures', default=None, help='also write the figures as PNG files into this existing folder')
     _run_args(d)
     e = sub.add_parser('example', help='write a small base/tuned pair with planted changes, to try rlsub on')
@@ -166,7 +167,7 @@ def _demo(args):
     if args.figures is not None and not Path(args.figures).is_dir(): raise RlsubError(f"--figures {args.figures}: no such folder; create it first")
     out = _outputs((), folders=['--workdir'], **{'-o': args.output, '--workdir': args.workdir})['-o']
     from rlsub.experiments.demo import run_demo, save_figures
-    res = run_demo(args.size, device=args.device, out=out, workdir=args.workdir, seed=args.seed, progress=False if args.no_progress else None, model=args.model)
+    res = run_demo(args.size, device=args.device, out=out, workdir=args.workdir, seed=args.seed, seeds=args.seeds, progress=False if args.no_progress else None, model=args.model)
     print(f"\n{res}")
     if args.figures is not None: print(f"figures: {', '.join(str(p) for p in save_figures(res, args.figures))}")
 

@@ -148,3 +148,16 @@ def test_help_and_argument_errors_import_nothing_heavy():
     from rlsub import __version__
     v = subprocess.run(RLSUB + ['--version'], capture_output=True, text=True)
     assert v.returncode == 0 and v.stdout.strip() == f'rlsub {__version__}'
+
+
+def test_demo_with_seeds_reads_at_80_columns(tmp_path):
+    "`rlsub demo --seeds 2` on an 80-column terminal: every printed line fits, each claim carries its interval and verdict, the report is written."
+    r = subprocess.run(RLSUB + ['demo', '--size', 'test', '--seeds', '2', '-o', str(tmp_path / 'demo.html'), '--no-progress'],
+                       capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE='1', COLUMNS='80'))
+    assert r.returncode == 0, r.stderr
+    claims = r.stdout[r.stdout.index('1. RL updates'):]
+    assert max(len(line) for line in claims.splitlines()) <= 80, claims
+    assert claims.count('   verdict:  ') == 13 and '(2 seeds)' in claims and 'questions × 2 seeds' in claims
+    assert (tmp_path / 'demo.html').stat().st_size > 0
+    h = rlsub('demo', '--help')
+    assert '--seeds' in h.stdout and 'three GRPO runs' not in h.stdout

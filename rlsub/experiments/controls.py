@@ -13,7 +13,8 @@ from ..core import RlsubError
 from ..measure.scan import scan_pair
 from ..core import resolve_device
 from ..measure.masks import SubnetMask, random_mask
-from .demo import demo_size, binomial_se, grpo_run, agreement
+from ..measure.stats import paired_difference
+from .demo import demo_size, binomial_se, grpo_run, agreement, absorbed, load_outcomes
 from ..checkpoints import MATRIX_KINDS
 
 # %% auto 0
@@ -61,15 +62,23 @@ def update_sparsity(work, name: str, storage: str = 'bf16') -> dict:
     return {'unchanged': float(r.sparsity('abs', 1e-5)), 'unchanged (matrices)': 1 - k.changed.sum() / k.params.sum()}
 
 # %% ../../nbs/experiments/52_controls.ipynb 16
+def _bf16_penalty(work, name) -> dict:
+    "Run `name`'s held-out accuracy as trained minus stored in bf16, paired on the same questions with its 95 % interval, and its absorbed share."
+    o = load_outcomes(work, name)
+    e = paired_difference(o['fp32'], o['bf16']) if o else None
+    nan = float('nan')
+    return {'bf16 penalty': e.value if e else nan, 'penalty lo': e.lo if e else nan, 'penalty hi': e.hi if e else nan, 'absorbed': absorbed(work, name)}
+
 def controls_table(work, runs: pd.DataFrame) -> pd.DataFrame:
-    "One row per run in `runs` (index: run name; accuracy, accuracy_bf16, n_eval, trained, lr): accuracy ± s.e., agreement with `full`, update sparsity in bf16."
+    "One row per run in `runs` (index: run name; accuracy, accuracy_bf16, n_eval, trained, lr): accuracy ± s.e., agreement with `full`, update sparsity in bf16, the bf16 storage penalty."
     rows = []
     for name, r in runs.iterrows():
         if name == 'base': continue
         se = lambda p: binomial_se(p, int(r.n_eval))
         agree = agreement(Path(work), name, 'full') if name != 'full' else {'1e-5': 1.0, '1e-4': 1.0}
         rows.append(dict(run=name, trained=r.get('trained', ''), lr=r.get('lr', float('nan')), accuracy_bf16=r.accuracy_bf16, se_bf16=se(r.accuracy_bf16),
-                         accuracy_fp32=r.accuracy, se_fp32=se(r.accuracy), **{f'agree {k}': float(v) for k, v in agree.items()}, **update_sparsity(work, name)))
+                         accuracy_fp32=r.accuracy, se_fp32=se(r.accuracy), **{f'agree {k}': float(v) for k, v in agree.items()}, **update_sparsity(work, name),
+                         **_bf16_penalty(work, name)))
     return pd.DataFrame(rows).set_index('run')
 
 # %% ../../nbs/experiments/52_controls.ipynb 18

@@ -4,13 +4,13 @@
 
 # %% ../../nbs/train/30_sampling.ipynb 2
 from __future__ import annotations
-import torch
+import numpy as np
 import torch
 from ..core import RlsubError
 
 # %% auto 0
 __all__ = ['policy_device', 'stop_ids', 'generation_config', 'generate_ids', 'completion_mask', 'complete', 'generate',
-           'evaluate', 'token_logprobs', 'completion_logprobs', 'rollout', 'split_rows', 'collate']
+           'outcomes', 'evaluate', 'token_logprobs', 'completion_logprobs', 'rollout', 'split_rows', 'collate']
 
 # %% ../../nbs/train/30_sampling.ipynb 7
 def policy_device(policy): return next(policy.parameters()).device
@@ -75,19 +75,22 @@ def generate(policy, tokenizer, prompts: list[str],
     "Complete `prompts` (left-padded in one batch); returns the completions up to their stop, special tokens dropped."
     return complete(policy, tokenizer, prompts, max_new_tokens, do_sample, temperature, add_special_tokens)['texts']
 
-def evaluate(policy, tokenizer, task,               # a task with eval_set(n) and max_new_tokens (rlsub.train.tiny.Task, rlsub.train.tasks.ChatTask)
+def outcomes(policy, tokenizer, task,               # a task with eval_set(n) and max_new_tokens (rlsub.train.tiny.Task, rlsub.train.tasks.ChatTask)
              n: int | None = None,          # the first n held-out examples (all when None)
              batch_size: int = 500,
-             add_special_tokens: bool | None = None) -> float:   # None: the task's `add_special_tokens` (True when it has none)
-    "Greedy accuracy of `policy` on `task`'s held-out set."
+             add_special_tokens: bool | None = None) -> np.ndarray:   # None: the task's `add_special_tokens` (True when it has none)
+    "The reward of `policy`'s greedy completion of each of `task`'s first `n` held-out examples, in order (1.0 right, 0.0 wrong): the paired data of `rlsub.measure.stats`."
     if add_special_tokens is None: add_special_tokens = getattr(task, 'add_special_tokens', True)
-    data = task.eval_set(n)
-    hits = 0.0
+    data, out = task.eval_set(n), []
     for i in range(0, len(data), batch_size):
         chunk = data[i:i + batch_size]
         comps = generate(policy, tokenizer, [p for p, _ in chunk], task.max_new_tokens, add_special_tokens=add_special_tokens)
-        hits += sum(task.reward(c, a) for c, (_, a) in zip(comps, chunk))
-    return hits / len(data)
+        out += [float(task.reward(c, a)) for c, (_, a) in zip(comps, chunk)]
+    return np.array(out)
+
+def evaluate(policy, tokenizer, task, n: int | None = None, batch_size: int = 500, add_special_tokens: bool | None = None) -> float:
+    "Greedy accuracy of `policy` on `task`'s held-out set: the mean of its `outcomes`."
+    return float(outcomes(policy, tokenizer, task, n, batch_size, add_special_tokens).mean())
 
 # %% ../../nbs/train/30_sampling.ipynb 13
 def token_logprobs(logits: torch.Tensor,   # [B, T, V] logits predicting `tokens`
