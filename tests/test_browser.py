@@ -34,7 +34,7 @@ _ex, t = Explorer(report), tensor_table(report, sort='size')
 _ex.view.value = 'heatmap'
 cell = t[(t.layer == 1) & (t.kind == 'q')]
 want.update(cell={'point': _ex.point(layer=1, kind='q'), 'tensor': cell.name.iloc[0], 'rows': len(cell)},
-            typed='model.layers.0.mlp.down_proj.weight', row='model.layers.0.self_attn.v_proj.weight')
+            typed='layers.0.mlp.down_proj.weight', row='model.layers.0.self_attn.v_proj.weight')   # typed as the table shows it
 Path('expected.json').write_text(json.dumps(want))
 print('kernel python:', sys.executable)"""
 
@@ -236,6 +236,9 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error):
     hist, changes, table = page.locator('.rlsub-hist').first, page.locator('.rlsub-changes').first, page.locator('.rlsub-table').first
     expect(tabs).to_be_hidden()                                          # nothing chosen yet
     box.click()
+    box.press_sequentially('layers.0.mlp.nowhere', delay=2)               # nothing matches: one line says so
+    expect(page.locator('.rlsub-note .rlsub-nomatch').first).to_be_visible()
+    box.fill('')
     box.press_sequentially(want['typed'], delay=2)                       # synced as typed: a prefix names no tensor yet
     expect(box).to_have_value(want['typed'])
     expect(tabs).to_be_visible()
@@ -252,7 +255,7 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error):
     bb = dash.fig.locator('img').first.bounding_box()
     x, y = want['cell']['point']
     page.mouse.click(bb['x'] + x * bb['width'], bb['y'] + y * bb['height'])
-    expect(box).to_have_value(want['cell']['tensor'])
+    expect(box).to_have_value(want['cell']['tensor'].removeprefix('model.'))   # as the table shows it
     expect(table.locator('tr[data-name]')).to_have_count(want['cell']['rows'])
     expect(table.locator('tr.rlsub-sel')).to_have_attribute('data-name', want['cell']['tensor'])
     expect(page.locator('.rlsub-unfilter').first).to_contain_text('layer 1 · kind q')
@@ -265,7 +268,7 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error):
     expect(table).to_be_visible()
     row = table.locator(f'tr[data-name="{want["row"]}"]')
     row.click()
-    expect(box).to_have_value(want['row'])
+    expect(box).to_have_value(want['row'].removeprefix('model.'))
     expect(row).to_have_class(re.compile(r'\brlsub-sel\b'))
     assert not error.count(), _outputs(page)
     print(f"typed {want['typed']}; clicked layer 1 x q -> {want['cell']['tensor']}; clicked the row {want['row']}")

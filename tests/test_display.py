@@ -63,3 +63,34 @@ def test_no_committed_figure_text(nb):
         data = o.get('data', {})
         text = ''.join(data.get('text/plain', '')) + ''.join(o.get('text', ''))
         assert not ('<Figure size' in text and 'image/png' not in data), f'{nb.name} has a cell showing {text.strip()[:60]!r} instead of a picture'
+
+
+DASHBOARDS = {   # one cell each, as a reader writes them
+    'assigned': "ex = explore(r)",                                         # displayed by explore
+    'last': "explore(r, r, labels=('a', 'b'))",                            # displayed by explore, then returned as the cell's value
+    'redisplayed': "ex.view.value = 'kind'; ex.tensor.value = name; display(ex)",
+}
+
+
+@pytest.fixture(scope='module')
+def dashboards():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SETUP + "from rlsub.viz.explorer import explore")] + [nbformat.v4.new_code_cell(s) for s in DASHBOARDS.values()]
+    NotebookClient(nb, timeout=300, kernel_name='python3').execute()
+    return dict(zip(DASHBOARDS, nb.cells[1:]))
+
+
+@pytest.mark.parametrize('cell', DASHBOARDS)
+def test_dashboard_carries_a_static_snapshot(dashboards, cell):
+    "Each dashboard output holds the widget (a live kernel) and HTML with the figure and the table (GitHub, nbviewer, no kernel), once."
+    outs = dashboards[cell].outputs
+    shown = [o for o in outs if 'application/vnd.jupyter.widget-view+json' in o.get('data', {})]
+    assert len(shown) == 1, f'{cell}: expected the dashboard once, got {[sorted(o.get("data", {})) for o in outs]}'
+    h = shown[0]['data'].get('text/html', '')
+    assert h.count("src='data:image/png;base64,iVBOR") >= 1 and 'sparsity' in h, f'{cell}: no figure or headline in {h[:200]!r}'
+    assert '<table' in h or cell == 'last', f'{cell}: no table in the snapshot'
+    assert shown[0]['data']['text/plain'].split()[0] in ('Explorer', 'Comparison')
+    if cell == 'last':
+        assert [o['data']['text/plain'] for o in outs if o.output_type == 'execute_result'] == ["Comparison of a, b: rule exact, threshold None, view layer, minus a"]
+    if cell == 'redisplayed':   # the state at display: kinds' table, the chosen tensor's histogram beside the figure
+        assert '<th>q</th>' in h and h.count('<img') == 2

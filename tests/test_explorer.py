@@ -8,7 +8,7 @@ from rlsub.measure.masks import SubnetMask, random_mask
 from rlsub.measure.rules import LADDER
 from rlsub.measure.scan import scan_pair
 from rlsub.viz.explorer import Comparison, Explorer, MaskComparison, explore
-from rlsub.viz.groups import Grouper, headline_numbers, tensor_hist, tensor_table
+from rlsub.viz.groups import Grouper, headline_numbers, tensor_hist, tensor_table, tensor_table_html
 from rlsub.viz.figures import plot_by_kind, plot_changes, plot_curve, plot_heatmap, plot_hist
 from rlsub.viz.page import report_html, save_report
 from rlsub.measure.report import synthetic_report
@@ -87,6 +87,24 @@ def test_tensor_without_checkpoints(big):
     assert ex.chosen is None and ex.tabs.layout.display == 'none'
     ex.tensor.value = ''
     assert ex.tabs.layout.display == 'none' and ex.note.value == ''
+
+
+def test_search_takes_what_the_table_shows(big):
+    "The search box takes a name as the table writes it (no 'model.'), in full, or part of one as text or regex; it says when nothing matches."
+    ex = Explorer(big)
+    full = 'model.layers.3.mlp.down_proj.weight'
+    shown = full.removeprefix('model.')
+    assert shown in ex.tensor.options and f">{shown}<" in tensor_table_html(tensor_table(big))
+    for typed in (shown, full, '  ' + shown + ' ', 'LAYERS.3.MLP.DOWN', r'3\.mlp\.d'):
+        ex.tensor.value = typed
+        assert ex.chosen == full and ex.tabs.layout.display is None and ex.note.value == '', typed
+    ex.tensor.value = 'layers.3.mlp'                                         # three tensors: none chosen, the line says so
+    assert ex.chosen is None and '3 tensors match' in ex.note.value and ex.tabs.layout.display == 'none'
+    for typed in ('layers.3.mlp.nowhere', 'down_proj[', 'model.model.layers.3'):       # '[' is no regex: searched as text
+        ex.tensor.value = typed
+        assert ex.chosen is None and ex.note.value.count('no tensor matches') == 1 and '<br' not in ex.note.value, typed
+    ex._on_row(full)                                                          # a click on a row writes the name as the table shows it
+    assert ex.tensor.value == shown and ex.chosen == full and ex.table.selected == full
 
 
 def test_tensor_picture_follows_threshold(pair):

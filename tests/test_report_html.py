@@ -10,6 +10,8 @@ from browser import chromium, require_browser
 
 from rlsub.examples import make_pair, tiny_config
 from rlsub.measure.report import synthetic_report
+from rlsub.core import fmt_pct
+from rlsub.viz.figures import kind_order
 from rlsub.viz.groups import tensor_hist, tensor_table
 from rlsub.viz.page import headline_text, save_report
 from rlsub.measure.rules import LADDER
@@ -17,7 +19,7 @@ from rlsub.measure.scan import scan_pair
 
 require_browser()
 
-pct = lambda x: '—' if x != x else f"{x:.2%}"
+pct = lambda x: fmt_pct(x, 2)   # one format everywhere: a partial share is never written 0.00% or 100.00%
 
 
 def _lab(v) -> str:
@@ -70,6 +72,7 @@ SWEEP_JS = """([rule, view]) => {   // every ladder step under `rule`, as a user
 
 def _group_rows(report, rule, thr, by):
     g = report.sparsity(rule, thr, by=by)
+    if by == 'kind': g = g.loc[kind_order(g.index)]                  # kinds in model order, as the notebook shows them
     return [[_lab(k), f"{p:,}", f"{c:,}", pct(s), pct(d)] for k, p, c, s, d in zip(g.index, g.params, g.changed, g.sparsity, g.density)]
 
 
@@ -123,6 +126,12 @@ def test_one_report_agrees_with_python_everywhere(browser, reports, tmp_path):
     assert {(l, k): tip for l, k, tip in cells} == want
     page.hover('rect.rl-cell[data-layer="1"][data-kind="q"]')
     assert page.inner_text('#rl-hover') == want['1', 'q']
+    assert page.eval_on_selector_all('text.rl-val', 'ts => ts.map(t => t.textContent)') == [pct(v) for v in g.sparsity]   # the numbers in the cells
+    heads = page.eval_on_selector_all('#rl-heatmap > text.ax', 'ts => ts.map(t => t.textContent)')
+    kinds = list(dict.fromkeys(g.index.get_level_values('kind')))
+    assert heads[:len(kinds)] == kind_order(kinds) and heads[:3] == ['q', 'k', 'v'], heads      # model order, not alphabetical
+    bar = page.eval_on_selector_all('#rl-colourbar text', 'ts => ts.map(t => t.textContent)')
+    assert page.locator('#rl-colourbar rect').count() > 10 and bar[0] == '100.00%' and bar[-1] == pct(g.sparsity.min()), bar
 
     # the tensor table: search, read rows, pick a tensor, read its histogram
     page.click('#rl-views button[data-view="tensors"]')
@@ -136,6 +145,7 @@ def test_one_report_agrees_with_python_everywhere(browser, reports, tmp_path):
     h = tensor_hist(report, name, 'rel')['count'].to_numpy()
     assert sum(c for _, c in bins) == h.sum() > 0 and all(h[b] == c for b, c in bins)
     assert f"{int(report.changed('rel', 1e-3)[name]):,} of" in page.inner_text('#rl-hist-text')
+    assert page.text_content('#rl-hist-svg .rl-xtitle').startswith('|Δ| / max') and page.text_content('#rl-hist-svg .rl-ytitle') == 'entries'
     page.click('#rl-rules button[data-rule="abs"]')                      # the histogram follows the rule
     h = tensor_hist(report, name, 'abs')['count'].to_numpy()
     assert page.get_attribute('#rl-hist-svg', 'data-rule') == 'abs'
@@ -160,7 +170,7 @@ def test_several_reports(browser, reports, tmp_path):
     # by kind: each report's sparsity, then each one's difference from the first in percentage points
     g = {k: r.sparsity('rel', 1e-3, by='kind').sparsity for k, r in reports.items()}
     a = g[labels[0]]
-    want = [[kind] + [pct(g[k][kind]) for k in labels] + [f"{(g[k][kind] - a[kind]) * 100:+.2f}" for k in labels[1:]] for kind in a.index]
+    want = [[kind] + [pct(g[k][kind]) for k in labels] + [f"{(g[k][kind] - a[kind]) * 100:+.2f}" for k in labels[1:]] for kind in kind_order(a.index)]
     assert page.eval_on_selector_all('#rl-groups tbody tr', 'rs => rs.map(r => [...r.children].map(c => c.textContent))') == want
     assert page.eval_on_selector_all('#rl-groups thead th', 'hs => hs.map(h => h.textContent)')[-1] == f"{labels[2]} − {labels[0]} (pp)"
     assert page.locator('circle.rl-pt').count() == 3 * len(a)
@@ -183,8 +193,10 @@ def test_numbers_are_written_as_python_writes_them(browser, reports, tmp_path):
     page, *_ = _open(browser, path)
     rng = random.Random(0)
     xs = [rng.random() for _ in range(3000)] + [c / n for n in (8, 80, 800, 1600, 4000) for c in range(n + 1)] + [1 - c / 800 for c in range(801)]
+    xs += [0.99996, 0.999949, 1e-5, 4.9e-5, 5e-5]                         # near the ends: '>99.99%', '<0.01%', as fmt_pct writes them
     got = page.evaluate('xs => xs.map(x => [rlsubFormat.pct(x), rlsubFormat.pp((x - 0.5) * 100)])', xs)
-    assert got == [[f"{x:.2%}", f"{(x - 0.5) * 100:+.2f}"] for x in xs]
+    assert got == [[fmt_pct(x, 2), f"{(x - 0.5) * 100:+.2f}"] for x in xs]
+    assert got[-5][0] == '>99.99%' and got[-3][0] == '<0.01%'
     ns = [0, 7, 999, 1000, 123456789, 2**53 - 1]
     assert page.evaluate('ns => ns.map(rlsubFormat.int)', ns) == [f"{n:,}" for n in ns]
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from fastcore.basics import patch
 from importlib.resources import files
-import functools, html, math
+import functools, html, math, re
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -26,10 +26,10 @@ from ..measure.rules import rule_text
 from .figures import MAIN_W, SIDE_W
 from ..outputs import check_outputs
 from .groups import headline_html, tensor_table_html
-from .page import save_report
+from .page import overlap_html, overlap_table_html, save_report, snapshot_html
 
 # %% auto 0
-__all__ = ['Explorer', 'Comparison', 'MaskComparison', 'explore']
+__all__ = ['Explorer', 'matching', 'Comparison', 'MaskComparison', 'explore']
 
 # %% ../../nbs/viz/23_explorer.ipynb 6
 _VIEWS = (('by layer', 'layer'), ('by kind', 'kind'), ('layer × kind', 'heatmap'), ('tensors', 'tensors'))
@@ -126,8 +126,8 @@ class Explorer:
         self.view = W.ToggleButtons(options=list(_VIEWS), value='layer', description='view', style={'button_width': 'auto', 'description_width': '34px'}, layout=W.Layout(width='auto'))
         self.view.add_class('widget-inline-hbox')
         self.sort = W.Dropdown(options=list(SORTS), value='sparsity', description='sort by', layout=W.Layout(width='220px', display='none'))
-        self._names = set(report.table.name)
-        self.tensor = W.Combobox(options=list(report.table.name), value='', placeholder='type part of a name, e.g. layers.3.mlp', ensure_option=True,
+        self._names = list(report.table.name)
+        self.tensor = W.Combobox(options=[n.removeprefix('model.') for n in self._names], value='', placeholder='part of a name or a regex, e.g. layers.3.mlp',
                                  description='tensor', layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI)}px', max_width='100%'),
                                  style={'description_width': '48px'})
         self.headline, self.table, self.note = W.HTML(), _clickables()[1](layout=W.Layout(display='none')), W.HTML()
@@ -155,8 +155,17 @@ class Explorer:
 
     @property
     def chosen(self) -> str | None:
-        "The tensor chosen in the search box, None while what is typed names none."
-        return self.tensor.value if self.tensor.value in self._names else None
+        "The tensor chosen in the search box (see `matching`), None while what is typed names none or several."
+        m = matching(self._names, self.tensor.value)
+        return m[0] if len(m) == 1 else None
+
+def matching(names: list[str], text: str) -> list[str]:
+    "The `names` that `text` picks: one named exactly (with or without the 'model.' the table drops), else those it finds as a regex or as text."
+    t = text.strip()
+    if t in names or 'model.' + t in names: return [t if t in names else 'model.' + t]
+    try: pat = re.compile(t, re.I)
+    except re.error: pat = re.compile(re.escape(t), re.I)
+    return [n for n in names if pat.search(n.removeprefix('model.'))] if t else []
 
 def _layout(W, ex):
     "Headline; one row of controls; the view's figure (and table) beside the tensor's search box, note and tabs (they wrap below on a narrow page)."
@@ -212,7 +221,7 @@ def _show_tensor(self: Explorer):
     self.table.selected = name or ''
     self.tabs.layout.display = 'none' if name is None else None
     if name is None:
-        self.note.value = '' if not self.tensor.value else f"<i>no tensor is named {html.escape(self.tensor.value)!s}: choose one from the list</i>"
+        self.note.value = _no_choice(self._names, self.tensor.value)
         return
     rule, thr = self.state
     df = tensor_hist(self.report, name, 'rel' if rule == 'rel' else 'abs')
@@ -231,6 +240,13 @@ def _show_tensor(self: Explorer):
     if (name, rule, thr) not in self._changes: self.note.value = "<i>reading it from both checkpoints…</i>"
     self.changes.value, self.note.value = self.changes_png(name, rule, thr), ''
 
+def _no_choice(names, text: str) -> str:
+    "One line saying why `text` chooses no tensor: nothing matches it, or several do."
+    m, t = matching(names, text), html.escape(text.strip())
+    if not m: return f"<i class='rlsub-nomatch'>no tensor matches <code>{t}</code>: type part of a name as the table shows it</i>" if t else ''
+    eg = ', '.join(html.escape(n.removeprefix('model.')) for n in m[:2])
+    return f"<i>{len(m)} tensors match <code>{t}</code> ({eg}{', …' * (len(m) > 2)}): type more of one, or pick it from the list</i>"
+
 @patch
 def changes_png(self: Explorer, name: str, rule: str, threshold) -> bytes:
     "The block picture of `name` under `rule` at `threshold`, read lazily (the last 8 kept)."
@@ -248,7 +264,7 @@ Explorer._repr_html_ = None
 @patch
 def __repr__(self: Explorer): return f"Explorer over {len(self.report.table)} tensors: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, tensor {self.chosen}"
 
-# %% ../../nbs/viz/23_explorer.ipynb 15
+# %% ../../nbs/viz/23_explorer.ipynb 17
 def _cut(df: pd.DataFrame, groups: dict | None) -> pd.DataFrame:
     "The rows of a tensor table in `groups` (e.g. {'layer': 3, 'kind': 'q'}; layer '—': outside the layers); all of them for None."
     if not groups: return df
@@ -276,7 +292,7 @@ def focus(self: Explorer, groups: dict | None = None):   # e.g. {'layer': 3, 'ki
     if (key := self.view.value) in self._figs:                          # outline the group (nothing else in the figure changed)
         mark_groups(self._figs[key][0], self.filter); self.figure.value = fast_png(self._figs[key][0])
     if self.filter and len(self.filter) == 2 and len(rows := _cut(self.report.table, self.filter)):
-        self.tensor.value = rows.name.iloc[int(np.argmax(rows.numel.to_numpy()))]
+        self.tensor.value = rows.name.iloc[int(np.argmax(rows.numel.to_numpy()))].removeprefix('model.')   # as the table shows it
 
 @patch
 def point(self: Explorer, **groups) -> tuple[float, float]:
@@ -289,9 +305,9 @@ def _on_figure_click(self: Explorer, x: float, y: float):
 
 @patch
 def _on_row(self: Explorer, name: str):
-    if name in self._names: self.tensor.value = name
+    if name in self._names: self.tensor.value = name.removeprefix('model.')
 
-# %% ../../nbs/viz/23_explorer.ipynb 20
+# %% ../../nbs/viz/23_explorer.ipynb 22
 _SAVED = {'report': '.html', 'figure': '.png', 'table': '.csv'}
 
 def _view_table(self) -> pd.DataFrame:
@@ -313,7 +329,7 @@ def save(self: Explorer, path) -> dict[str, Path]:   # path: where to write, wit
     write_atomic(out['table'], _view_table(self).to_csv().encode())
     return out
 
-# %% ../../nbs/viz/23_explorer.ipynb 23
+# %% ../../nbs/viz/23_explorer.ipynb 25
 def _compare_headline_html(hs: dict[str, dict], ref: str | None = None) -> str:   # ref: the report the others are compared with (a '− ref' row)
     rows = [('sparsity', lambda h: f"<b>{h['sparsity']:.2%}</b>"), ('density', lambda h: f"{h['density']:.2%}"),
             ('changed', lambda h: f"{h['changed']:,}"), ('parameters', lambda h: f"{h['params']:,}")]
@@ -362,7 +378,7 @@ class Comparison:
 
     def __repr__(self): return f"Comparison of {', '.join(self.reports)}: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, minus {self.reference.value}"
 
-# %% ../../nbs/viz/23_explorer.ipynb 24
+# %% ../../nbs/viz/23_explorer.ipynb 26
 def _cmp_png(self, key, w: float, h: float, draw, df, floor=None) -> bytes:   # draw(fig, ax, df) draws a figure and returns its update
     "Draw figure `key` the first time, else update it to `df` (and the shared `floor`); its PNG."
     with figure_style():
@@ -401,26 +417,7 @@ def refresh(self: Comparison):
         im.layout.display = 'none' if p is None else None
         if p is not None: im.value = p
 
-# %% ../../nbs/viz/23_explorer.ipynb 29
-def _overlap_html(o, names, labels) -> str:
-    z = lambda v: f"{v:+.1f} sd" if v == v and abs(v) != math.inf else '—'
-    return (f"<b>{html.escape(names[0])}</b> ({html.escape(labels[0])}): sparsity {1 - o.density1:.2%}, {o.n1:,} entries &nbsp;·&nbsp; "
-            f"<b>{html.escape(names[1])}</b> ({html.escape(labels[1])}): sparsity {1 - o.density2:.2%}, {o.n2:,} entries &nbsp;·&nbsp; {o.both:,} in both<br>"
-            f"o₁ {o.o1:.2%} (chance {o.chance_o1:.2%}, {z(o.z1)}) &nbsp;·&nbsp; o₂ {o.o2:.2%} (chance {o.chance_o2:.2%}, {z(o.z2)}) &nbsp;·&nbsp; "
-            f"Jaccard {o.jaccard:.2%} (chance {o.chance_jaccard:.2%})")
-
-_OVERLAP_COLS = {'params': 'params', 'n1': 'in {a}', 'n2': 'in {b}', 'both': 'in both', 'o1': 'o₁', 'chance_o1': 'chance o₁', 'z1': 'z₁',
-                 'o2': 'o₂', 'chance_o2': 'chance o₂', 'z2': 'z₂', 'jaccard': 'Jaccard'}
-
-def _overlap_table(df: pd.DataFrame, names) -> str:
-    "The overlap by group as HTML: counts with thousands separators, shares as percentages, z to one decimal."
-    out = pd.DataFrame(index=df.index.map(group_label))
-    for c, h in _OVERLAP_COLS.items():
-        v = df[c].to_numpy()
-        f = (lambda x: f"{x:,}") if c in ('params', 'n1', 'n2', 'both') else (lambda x: '—' if x != x else f"{x:+.1f}") if c[0] == 'z' else (lambda x: '—' if x != x else f"{x:.2%}")
-        out[h.format(a=names[0], b=names[1])] = [f(x) for x in v]
-    return out.to_html(border=0)
-
+# %% ../../nbs/viz/23_explorer.ipynb 31
 class MaskComparison:
     "Two `SubnetMask`s: their densities and their overlap against chance, overall and by layer or kind."
     def __init__(self, a: SubnetMask, b: SubnetMask, labels: tuple[str, str] | None = None):   # labels: short names (default 'A', 'B')
@@ -430,7 +427,7 @@ class MaskComparison:
         self.by = {v: overlap(a, b, by=v) for v in ('layer', 'kind')}          # computed once: the controls only choose
         self._png = {v: fast_png(_at(plot_overlap(df, self.labels), WIDGET_DPI)) for v, df in self.by.items()}
         self.view = W.ToggleButtons(options=list(_VIEWS[:2]), value='kind', description='view', style={'button_width': '100px', 'description_width': '36px'}, layout=W.Layout(width='auto'))
-        self.headline, self.figure, self.table = W.HTML(_overlap_html(self.overall, self.labels, (a.label, b.label))), _image(W, MAIN_W, 'figure'), W.HTML()
+        self.headline, self.figure, self.table = W.HTML(overlap_html(self.overall, self.labels, (a.label, b.label))), _image(W, MAIN_W, 'figure'), W.HTML()
         for w, c in [(self.view, 'view'), (self.headline, 'headline'), (self.table, 'table')]: w.add_class(f'rlsub-{c}')
         self.widget = W.VBox([self.headline, self.view, self.figure, self.table])
         self.view.observe(lambda _: self.refresh(), 'value')
@@ -439,13 +436,35 @@ class MaskComparison:
     def refresh(self):
         v = self.view.value
         self.figure.value = self._png[v]
-        self.table.value = _overlap_table(self.by[v], self.labels)
+        self.table.value = overlap_table_html(self.by[v], self.labels)
 
     def __repr__(self): return f"MaskComparison of {self.labels[0]} ({self.masks[0].label}) and {self.labels[1]} ({self.masks[1].label}): view {self.view.value}"
 
 def _at(fig: Figure, dpi: int) -> Figure: fig.set_dpi(dpi); return fig
 
-# %% ../../nbs/viz/23_explorer.ipynb 32
+# %% ../../nbs/viz/23_explorer.ipynb 34
+def _snapshot(self) -> tuple:
+    "The headline, the figures in view as (PNG, inches wide) and the table of a dashboard, for `snapshot_html`."
+    if isinstance(self, Explorer):
+        figs = [(self.figure.value, MAIN_W)] + ([(self.hist.value, SIDE_W)] if self.chosen else [])
+        return self.headline.value, figs, self.table.value if self.table.layout.display != 'none' else _view_table(self)
+    if isinstance(self, Comparison): return self.headline.value, [(im.value, MAIN_W) for im in self.images if im.layout.display != 'none']
+    return self.headline.value, [(self.figure.value, MAIN_W)], self.table.value
+
+def _cell():
+    "The number of the cell IPython is running (None outside IPython)."
+    from IPython import get_ipython
+    return getattr(get_ipython(), 'execution_count', None)
+
+@patch
+def _repr_mimebundle_(self: Explorer | Comparison | MaskComparison, include=None, exclude=None):
+    "The widget (a live kernel shows it) and, in the same output, its snapshot as HTML (what a viewer without a kernel shows)."
+    if getattr(self, '_shown_in', None) is not None and self._shown_in == _cell():   # `explore(...)` ending a cell has shown it already
+        self._shown_in = None
+        return {'text/plain': repr(self)}
+    return {**self.widget._repr_mimebundle_(), 'text/plain': repr(self), 'text/html': snapshot_html(*_snapshot(self))}
+
+# %% ../../nbs/viz/23_explorer.ipynb 37
 def explore(*objs,                      # a DeltaReport (or a saved report's path); two or more of them; or two SubnetMasks
             labels=None, show: bool = True,
             base=None, tuned=None):     # the checkpoints, for tensor pictures, when the report's own paths do not reach them
@@ -460,5 +479,6 @@ def explore(*objs,                      # a DeltaReport (or a saved report's pat
     else: raise RlsubError(f"explore takes a DeltaReport (or a report file), several DeltaReports or two SubnetMasks, got {' and '.join(type(o).__name__ for o in objs) or 'nothing'}")
     if show:
         from IPython.display import display
-        display(ex.widget)
+        display(ex)
+        ex._shown_in = _cell()            # displayed: when this call ends its cell, IPython shows the result as one line, not twice
     return ex

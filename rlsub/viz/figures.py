@@ -17,7 +17,7 @@ from ..measure.report import DeltaReport
 from ..measure.rules import DEFAULT_THRESHOLD, LADDER, snap
 from ..measure.scan import TensorChanges
 from ..style import PALETTE, figure_style, new_figure
-from ..core import fmt_threshold
+from ..core import fmt_pct, fmt_threshold
 from ..measure.rules import relabel, rule_text
 from ..measure.rules import RULE_OPS
 from .groups import group_label
@@ -113,9 +113,18 @@ def seaborn_cmap(name: str):
 
 MAIN_W, SIDE_W = 5.4, 4.2      # inches: the dashboard's main figure, and the tensor's histogram and picture beside it (518 + 403 CSS px: side by side in a 960 px output)
 
-_PCT, _PCT0 = PercentFormatter(1.0), PercentFormatter(1.0, decimals=0)   # shares as %: decimals as the axis needs, none
+class _Pct(PercentFormatter):
+    "Shares as percentages, with the fewest decimals that keep neighbouring ticks apart (never '100%, 100%, 99%, 99%'); one per axis."
+    def __init__(self): super().__init__(1.0)
+    def format_ticks(self, values):
+        for d in (None, 1, 2, 3, 4):               # None: as many as the axis's range needs
+            self.decimals = d
+            labels = super().format_ticks(values)
+            if len(set(labels)) == len(labels): break
+        self.decimals = None
+        return labels
 
-# %% ../../nbs/viz/21_figures.ipynb 10
+# %% ../../nbs/viz/21_figures.ipynb 11
 _MAX_VALUES = 16   # values printed by the dots when there are at most this many
 
 def _union(dfs) -> pd.Index:
@@ -135,7 +144,7 @@ def draw_sparsity(fig, ax, dfs: dict[str, pd.DataFrame]):
     ticks = _ticks(labels)
     ax.set_xticks(ticks, [labels[i] for i in ticks]); ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_xlabel('layer (—: tensors outside the layers)' if groups.name == 'layer' else (groups.name or ''))
-    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(_PCT)
+    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(_Pct())
     if n > 1: _legend_above(ax, n)
     title = _title(fig)
     fig.subplots_adjust(left=0.13, right=0.98, top=0.84 if n > 1 else 0.88, bottom=0.17)
@@ -173,7 +182,7 @@ def plot_by_kind(report: DeltaReport, rule: str = 'exact', threshold: float | No
     "Sparsity by kind of tensor, in model order (q, k, v, o, gate, up, down, norm, embed, lm_head, ...)."
     return plot_sparsity(report.sparsity(rule, threshold, by='kind'))
 
-# %% ../../nbs/viz/21_figures.ipynb 15
+# %% ../../nbs/viz/21_figures.ipynb 16
 _MAX_CELLS = 12 * 12   # heatmap values printed in the cells when there are at most this many
 _PP = mpl.ticker.FuncFormatter(lambda v, _: f"{v * 100:+.3g}" if v else '0')   # a difference of shares, in percentage points
 
@@ -202,7 +211,7 @@ def draw_heatmap(fig, ax, df: pd.DataFrame,
     ticks = _ticks(labels)
     ax.set_yticks(ticks, [labels[i] for i in ticks])
     ax.set_xlabel('kind'); ax.set_ylabel('layer (—: outside the layers)')
-    fig.colorbar(im, ax=ax, label='sparsity difference (points)' if diff else 'sparsity (share unchanged)', format=_PP if diff else _PCT, fraction=0.05, pad=0.02)
+    fig.colorbar(im, ax=ax, label='sparsity difference (points)' if diff else 'sparsity (share unchanged)', format=_PP if diff else _Pct(), fraction=0.05, pad=0.02)
     if len(ri) < grid.size or diff: fig.text(0.99, 0.01, 'hatched: no tensor of that kind' + (' in one report or both' if diff else ''), ha='right', va='bottom', fontsize='x-small', color='#555555')
     texts = [ax.text(c, r, '', ha='center', va='center', fontsize='x-small', zorder=2) for r, c in zip(ri, ci)] if grid.size <= _MAX_CELLS else []
     title = _title(fig)
@@ -221,7 +230,7 @@ def draw_heatmap(fig, ax, df: pd.DataFrame,
         if im.get_clim() != lim: im.set_clim(*lim); _restyle(fig)
         for t, x in zip(texts, v):                                    # light text on the dark (more changed, or most different) cells
             dark = abs(x) / lim[1] > 0.6 if diff else (x - lim[0]) / (lim[1] - lim[0]) < 0.55
-            t.set_text('' if x != x else f"{x * 100:+.1f}" if diff else f"{x:.1%}"); t.set_color('white' if dark else 'black')
+            t.set_text('' if x != x else f"{x * 100:+.1f}" if diff else fmt_pct(x)); t.set_color('white' if dark else 'black')
         head = f"{name} · " if name else 'Sparsity difference · ' if diff else 'Sparsity by layer and kind · '
         title.set_text(head + relabel(df.columns.name or ''))
     update(df)
@@ -234,7 +243,7 @@ def plot_heatmap(df: pd.DataFrame) -> Figure:
         draw_heatmap(fig, ax, df)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 18
+# %% ../../nbs/viz/21_figures.ipynb 19
 def sparsity_difference(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     "b − a group by group, from two `report.sparsity(..., by=...)` frames under one rule: 'sparsity' holds the difference (NaN where only one has the group)."
     both = pd.concat({'a': a.sparsity, 'b': b.sparsity}, axis=1, sort=False)      # every group of either, a's order first
@@ -249,7 +258,7 @@ def plot_difference(df: pd.DataFrame, name: str = 'B − A') -> Figure:
         draw_heatmap(fig, ax, df, diff=True, name=name)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 21
+# %% ../../nbs/viz/21_figures.ipynb 22
 def group_at(fig: Figure, x: float, y: float) -> dict | None:   # x, y: fractions of the figure's width and height, from its top left
     "The groups a figure by `plot_sparsity` or `plot_heatmap` shows at point (x, y), e.g. {'kind': 'q', 'layer': 3}; None off its groups."
     ax, *axes = getattr(fig, '_rlsub_pick', (None, None, None))
@@ -288,7 +297,7 @@ def group_point(fig: Figure, **groups) -> tuple[float, float]:
     px, py = ax.transData.transform(pos)
     return px / fig.bbox.width, 1 - py / fig.bbox.height
 
-# %% ../../nbs/viz/21_figures.ipynb 24
+# %% ../../nbs/viz/21_figures.ipynb 25
 _X0 = 10 ** -10.5                                          # where the bins with no log position start
 _EDGES = np.concatenate([[10 ** -11, _X0], LADDER[1:], [10.0]])   # 104 plotting edges for the 103 bins
 _XLABEL = {'abs': '|Δ| (log scale)', 'rel': '|Δ| / max(|w|, |ŵ|) (log scale)'}
@@ -330,12 +339,12 @@ def plot_hist(df: pd.DataFrame, threshold: float | None = None) -> Figure:
         draw_hist(fig, ax, df, threshold)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 27
+# %% ../../nbs/viz/21_figures.ipynb 28
 def draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float | None):
     x = np.array([_xpos(v) for v in curve.index])
     for i, r in enumerate(('abs', 'rel')): ax.step(x, curve[r], where='post', label=f"{r}: {RULE_OPS[r]} > t", color=PALETTE[i])
     ax.set_xscale('log'); _thin(ax, 'x'); ax.set_xlabel('threshold t (log scale; t = 0 drawn at the left edge)')
-    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(_PCT)
+    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(_Pct())
     _legend_above(ax, 2)
     line = ax.axvline(1e-5, color=PALETTE[3], lw=1.5)
     title = _title(fig, 0.97)
@@ -347,7 +356,7 @@ def draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float 
         if threshold is not None:
             line.set_xdata([_xpos(threshold)] * 2)
             line.set_color(PALETTE[0 if rule == 'abs' else 1])
-        title.set_text(f"Sparsity at {rule} {fmt_threshold(threshold)}: {curve[rule].iloc[snap(threshold)[0]]:.2%}" if line.get_visible() else 'Sparsity against threshold')
+        title.set_text(f"Sparsity at {rule} {fmt_threshold(threshold)}: {fmt_pct(curve[rule].iloc[snap(threshold)[0]], 2)}" if line.get_visible() else 'Sparsity against threshold')
     update(rule, threshold)
     return update
 
@@ -358,7 +367,7 @@ def plot_curve(curve: pd.DataFrame, rule: str | None = None, threshold: float | 
         draw_curve(fig, ax, curve, rule, threshold)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 30
+# %% ../../nbs/viz/21_figures.ipynb 31
 def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:   # w, h: inches
     "The block picture of a `TensorChanges` (rows down, columns across), the share changed per row on the right and per column below."
     with figure_style():
@@ -371,17 +380,17 @@ def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:  
         im.grid(False); im.set_ylabel('row'); im.tick_params(labelbottom=False)
         if tc.changed == 0: im.text(0.5, 0.5, 'no entry changed', transform=im.transAxes, ha='center', va='center', fontsize='small', color='#555555')
         fig.suptitle(f"Where {tc.name} changed\n{rule_text(tc.rule, tc.threshold)}", fontsize='small')   # two lines: a long name and rel's rule fit
-        fig.colorbar(pic, ax=right, label='share changed per block', format=_PCT)
+        fig.colorbar(pic, ax=right, label='share changed per block', format=_Pct())
         right.plot(tc.rows, np.arange(tc.rows.size) + 0.5, lw=0.8); right.set_ylim(tc.rows.size, 0)
-        right.tick_params(labelleft=False); right.set_xlabel('per row'); right.xaxis.set_major_formatter(_PCT)
+        right.tick_params(labelleft=False); right.set_xlabel('per row'); right.xaxis.set_major_formatter(_Pct())
         right.xaxis.set_major_locator(mpl.ticker.MaxNLocator(2))
         below.plot(np.arange(tc.cols.size) + 0.5, tc.cols, lw=0.8); below.set_xlim(0, tc.cols.size)
-        below.set_xlabel('column'); below.set_ylabel('per column'); below.yaxis.set_major_formatter(_PCT)
+        below.set_xlabel('column'); below.set_ylabel('per column'); below.yaxis.set_major_formatter(_Pct())
         below.yaxis.set_major_locator(mpl.ticker.MaxNLocator(2))
         right.set_xlim(0, (float(tc.rows.max()) or 1.0) * 1.05); below.set_ylim(0, (float(tc.cols.max()) or 1.0) * 1.05)   # shares from 0
     return fig
 
-# %% ../../nbs/viz/21_figures.ipynb 32
+# %% ../../nbs/viz/21_figures.ipynb 33
 def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figure:   # labels: short names of the two masks
     "o₁ and o₂ by group (bars from 0) against their chance levels, from `overlap(a, b, by='layer' or 'kind')`."
     if df.index.name == 'kind': df = df.loc[kind_order(df.index)]
@@ -396,7 +405,7 @@ def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figu
         ticks = _ticks(names)
         ax.set_xticks(ticks, [names[i] for i in ticks]); ax.set_xlim(-0.6, len(df) - 0.4)
         ax.set_xlabel('layer (—: tensors outside the layers)' if df.index.name == 'layer' else (df.index.name or ''))
-        ax.set_ylabel('overlap'); ax.set_ylim(0, 1.0); ax.yaxis.set_major_formatter(_PCT)
+        ax.set_ylabel('overlap'); ax.set_ylim(0, 1.0); ax.yaxis.set_major_formatter(_Pct())
         short = len(a) + len(b) <= 4           # the legend fits in one row only for names like 'A' and 'B'
         h, l = ax.get_legend_handles_labels()
         order = sorted(l, key=lambda s: s == 'chance')

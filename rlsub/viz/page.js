@@ -15,7 +15,11 @@ function fixed2(v) {
   if (Number.isInteger(v * 8) && (v * 1000) % 10 === 5) { const n = Math.round(v * 100); return ((n % 2 ? n - 1 : n) / 100).toFixed(2); }
   return v.toFixed(2);
 }
-const pct = x => Number.isNaN(x) ? '—' : fixed2(x * 100) + '%';
+function pct(x) {                           // as rlsub.core.fmt_pct(x, 2): a partial share is never written 0.00% or 100.00%
+  if (Number.isNaN(x)) return '—';
+  const s = fixed2(x * 100);
+  return +s === 100 && x < 1 ? '>99.99%' : +s === 0 && x > 0 ? '<0.01%' : s + '%';
+}
 const pp = d => Number.isNaN(d) ? '—' : (d < 0 || Object.is(d, -0) ? '-' : '+') + fixed2(Math.abs(d));
 const int = n => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 
@@ -45,6 +49,8 @@ const headText = h => `sparsity ${pct(h.sparsity)} · density ${pct(h.density)} 
 const S = {report: 0, rule: D.state.rule, j: D.state.j, view: D.state.view, tensor: '', query: '', diff: false};
 const rep = () => D.reports[S.report];
 const rj = () => S.rule === 'exact' ? 0 : S.j;
+const KR = new Map(D.kind_order.map((k, i) => [k, i]));   // kinds in model order: q k v o (qkv) gate up down, then the others
+const byKind = (a, b) => KR.get(a) - KR.get(b);
 
 function colour(s, lo) {                      // light (unchanged) to dark (changed), on a shared scale from lo to 1
   const t = lo >= 1 ? 0 : Math.max(0, Math.min(1, (1 - s) / (1 - lo)));
@@ -79,6 +85,7 @@ function chartGroups() {                      // every report's groups of this v
   const per = D.reports.map(R => groups(R, S.view, changed(R, S.rule, rj())));
   const order = [], seen = new Set();
   for (const gs of per) for (const g of gs) if (!seen.has(g.key)) { seen.add(g.key); order.push(g); }
+  if (S.view === 'kind') order.sort((a, b) => byKind(a.lab, b.lab));
   return {per: per.map(gs => new Map(gs.map(g => [g.key, g]))), order};
 }
 
@@ -125,8 +132,9 @@ function drawHeatmap() {                      // layer × kind of the chosen rep
   const delta = g => (g.sparsity - ref.get(g.key).sparsity) * 100;   // percentage points, as Python's (b - a) * 100
   let span = 0; if (diff) gs.forEach(g => { if (ref.has(g.key)) span = Math.max(span, Math.abs(delta(g))); });
   for (const g of gs) { if (!layers.includes(g.lab[0])) layers.push(g.lab[0]); if (!kinds.includes(g.lab[1])) kinds.push(g.lab[1]); }
-  const cw = Math.max(28, Math.min(60, 640 / kinds.length)), ch = Math.max(10, Math.min(22, 520 / layers.length)), l = 40, t = 20;
-  const svg = el('svg:svg', {width: l + cw * kinds.length + 10, height: t + ch * layers.length + 10, id: 'rl-heatmap'});
+  kinds.sort(byKind);
+  const cw = Math.max(46, Math.min(60, 640 / kinds.length)), ch = Math.max(10, Math.min(22, 520 / layers.length)), l = 40, t = 20;
+  const right = l + cw * kinds.length, svg = el('svg:svg', {width: right + 90, height: t + ch * layers.length + 10, id: 'rl-heatmap'});
   kinds.forEach((k, i) => svg.append(el('svg:text', {x: l + (i + 0.5) * cw, y: t - 6, 'text-anchor': 'middle', class: 'ax', text: k})));
   layers.forEach((v, i) => svg.append(el('svg:text', {x: l - 6, y: t + (i + 0.5) * ch + 4, 'text-anchor': 'end', class: 'ax', text: v})));
   for (const g of gs) {
@@ -137,12 +145,25 @@ function drawHeatmap() {                      // layer × kind of the chosen rep
       fill: diff ? diverging(span ? delta(g) / span : 0) : colour(g.sparsity, lo), class: 'rl-cell', 'data-layer': g.lab[0], 'data-kind': g.lab[1], 'data-tip': tip,
       onmouseenter: () => { $('rl-hover').textContent = tip; }, onclick: () => { S.query = ''; S.view = 'tensors'; S.cut = g.lab; draw(); }},
       el('svg:title', {text: tip})));
+    const v = diff ? pp(delta(g)) : pct(g.sparsity), dark = diff ? span && Math.abs(delta(g)) / span > 0.6 : (1 - g.sparsity) / ((1 - lo) || 1) > 0.55;
+    if (ch >= 12) svg.append(el('svg:text', {x: l + (kinds.indexOf(g.lab[1]) + 0.5) * cw, y: t + (layers.indexOf(g.lab[0]) + 0.5) * ch + 3, 'text-anchor': 'middle',
+      class: 'rl-val', fill: dark ? '#fff' : '#000', 'pointer-events': 'none', text: v}));
   }
+  svg.append(...colourBar(right + 14, t, ch * layers.length, diff, lo, span));
   const legend = el('div', {class: 'legend'}, el('span', {text: diff ? `colour: sparsity in ${B} minus in ${A}, blue sparser, red denser, up to ±${fixed2(span)} pp`
                                                                        : `colour: sparsity from ${pct(lo)} (dark) to ${pct(1)} (light), shared by every report`}));
   const box = D.reports.length < 2 ? [] : [el('div', {}, el('label', {class: 'legend'}, el('input', {type: 'checkbox', id: 'rl-diff', checked: S.diff ? '' : null,
     onchange: e => { S.diff = e.target.checked; draw(); }}), ` difference from ${A} (choose another report above)`))];
   return [...box, svg, el('div', {id: 'rl-hover', class: 'hover', text: 'hover a cell for its numbers; click it for its tensors'}), legend];
+}
+
+function colourBar(x, y, h, diff, lo, span) {  // the scale beside the heatmap: a strip of its colours, labelled at both ends and the middle
+  const n = 24, w = 12, parts = [];
+  for (let i = 0; i < n; i++) { const f = 1 - i / (n - 1);   // top: 100 % (or +span), bottom: lo (or -span)
+    parts.push(el('svg:rect', {x, y: y + i * h / n, width: w, height: h / n + 0.5, fill: diff ? diverging(2 * f - 1) : colour(lo + f * (1 - lo), lo)})); }
+  const ends = diff ? [`+${fixed2(span)} pp`, '0', `-${fixed2(span)} pp`] : [pct(1), pct((1 + lo) / 2), pct(lo)];
+  ends.forEach((s, k) => parts.push(el('svg:text', {x: x + w + 4, y: y + k * h / 2 + (k === 0 ? 8 : k === 2 ? 0 : 4), class: 'ax', text: s})));
+  return [el('svg:g', {id: 'rl-colourbar'}, ...parts)];
 }
 
 function drawTensorTable() {
@@ -193,6 +214,8 @@ function drawHist() {
   const xt = l + (j + 1 - a) * bw;
   svg.append(el('svg:line', {x1: xt, x2: xt, y1: t, y2: H, stroke: '#000', 'stroke-dasharray': '3,3'}));
   svg.append(el('svg:text', {x: l - 6, y: t + 10, 'text-anchor': 'end', class: 'ax', text: int(top)}), el('svg:text', {x: l - 6, y: H, 'text-anchor': 'end', class: 'ax', text: '0'}));
+  svg.append(el('svg:text', {x: (l + W) / 2, y: H + 34, 'text-anchor': 'middle', class: 'ax rl-xtitle', text: rule === 'abs' ? '|Δ| (bins between thresholds of the ladder)' : '|Δ| / max(|w|, |ŵ|) (bins between thresholds)'}),
+             el('svg:text', {x: 12, y: (t + H) / 2, 'text-anchor': 'middle', class: 'ax rl-ytitle', transform: `rotate(-90 12 ${(t + H) / 2})`, text: 'entries'}));
   const above = R.above[rule][i][j];
   box.replaceChildren(el('h3', {text: S.tensor}),
     el('p', {id: 'rl-hist-text', text: `${rule}: ${int(above)} of ${int(R.numel[i])} entries above ${D.ladder_text[j]} (red); ${int(R.changed[i])} with different bits`}),

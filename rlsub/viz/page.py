@@ -5,29 +5,22 @@
 # %% ../../nbs/viz/22_page.ipynb 2
 from __future__ import annotations
 from importlib.resources import files
-import html, json
+import base64, html, json, math
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import html
-from pathlib import Path
-import numpy as np
-import pandas as pd
-from ..core import RlsubError
+from ..core import RlsubError, fmt_pct, fmt_shape, fmt_threshold
+from ..checkpoints import MATRIX_KINDS
 from ..measure.report import DeltaReport
-from ..measure.rules import DEFAULT_THRESHOLD, LADDER, snap
+from ..measure.rules import DEFAULT_THRESHOLD, LADDER, rule_text, snap
 from ..outputs import write_atomic
-from .groups import headline_html, tensor_table_html
-from .groups import group_label
-from .figures import plot_curve, plot_heatmap, plot_sparsity
-from .groups import Grouper, VIEW_KEYS, headline_numbers, tensor_table
-from ..core import fmt_threshold
-from ..measure.rules import rule_text
-from ..core import fmt_shape
-from ..style import img_tag
+from .groups import Grouper, VIEW_KEYS, group_label, headline_html, headline_numbers, tensor_table, tensor_table_html
+from .figures import kind_order, plot_curve, plot_heatmap, plot_sparsity
+from ..style import DISPLAY_DPI, img_tag
 
 # %% auto 0
-__all__ = ['report_data', 'headline_text', 'report_html', 'report_page', 'save_report']
+__all__ = ['report_data', 'headline_text', 'report_html', 'snapshot_html', 'overlap_html', 'overlap_table_html', 'report_page',
+           'save_report']
 
 # %% ../../nbs/viz/22_page.ipynb 6
 def _view(table: pd.DataFrame, keys: list[str]) -> dict:
@@ -64,21 +57,29 @@ def _page_data(reports: dict[str, DeltaReport], rule: str, threshold, view: str)
     return dict(ladder=LADDER.tolist(), ladder_text=[fmt_threshold(float(v)) for v in LADDER],
                 labels={'exact': [rule_text('exact')], **{r: [rule_text(r, float(v)) for v in LADDER] for r in ('abs', 'rel')}},
                 defaults={r: snap(DEFAULT_THRESHOLD[r])[0] for r in ('abs', 'rel')}, state=dict(rule=rule, j=j, view=view),
+                kind_order=kind_order({k for r in reports.values() for k in r.table.kind}),   # the order kinds are shown in: model order
                 reports=[report_data(r, lab) for lab, r in reports.items()])
 
 # %% ../../nbs/viz/22_page.ipynb 14
 def headline_text(report: DeltaReport, rule: str = 'exact', threshold: float | None = None) -> str:
     "The headline the page shows under `rule` at `threshold` (a ladder step), as text."
     h = headline_numbers(report, rule, threshold)
-    pct = lambda x: '—' if x != x else f"{x:.2%}"
+    pct = lambda x: fmt_pct(x, 2)
     return f"sparsity {pct(h['sparsity'])} · density {pct(h['density'])} · {h['changed']:,} of {h['params']:,} parameters changed ({h['label']})"
 
 # %% ../../nbs/viz/22_page.ipynb 18
 def _frame_html(df: pd.DataFrame) -> str:
-    df = df.copy()
-    for c in ('sparsity', 'density'):
-        if c in df: df[c] = df[c].map(lambda v: '—' if v != v else f"{v:.2%}")
-    if df.index.nlevels == 1 and df.index.name == 'layer': df.index = df.index.map(group_label)
+    "Groups as HTML, shares as `fmt_pct` writes them; layer × kind as a grid of sparsity, one row per layer, kinds in model order."
+    pct = lambda v: fmt_pct(v, 2)
+    if df.index.nlevels == 2:
+        df = df['sparsity'].unstack('kind')
+        df = df[kind_order(df.columns)].map(pct)
+    else:
+        df = df.copy()
+        for c in ('sparsity', 'density'):
+            if c in df: df[c] = df[c].map(pct)
+    if df.index.name == 'kind': df = df.loc[kind_order(df.index)]
+    if df.index.name == 'layer': df.index = df.index.map(group_label)
     df.columns.name = None
     return df.to_html(border=0)
 
@@ -101,9 +102,44 @@ def report_html(report: DeltaReport, rule: str = 'exact', threshold: float | Non
     return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
 
 # %% ../../nbs/viz/22_page.ipynb 21
+def snapshot_html(headline: str,                     # the dashboard's headline, as HTML
+                  figures: list[tuple[bytes, float]],  # (PNG, width shown in inches) of each figure in view; empty PNGs are left out
+                  table: str | pd.DataFrame = '',     # its table: HTML, or a frame of groups (sparsity and density as percentages)
+                  max_rows: int = 40) -> str:          # a longer table shows its first rows and says how many it left out
+    "A dashboard as a reader without a kernel sees it: headline, figures as images, table, and one line saying how to get the controls."
+    imgs = ''.join(f"<img class='rlsub-snapshot-figure' width='{round(w * DISPLAY_DPI)}' style='max-width:100%' alt='figure' "
+                   f"src='data:image/png;base64,{base64.b64encode(p).decode()}'>" for p, w in figures if p)
+    if isinstance(table, pd.DataFrame):
+        more = f"<p><i>… and {len(table) - max_rows} more rows</i></p>" if len(table) > max_rows else ''
+        table = _frame_html(table.iloc[:max_rows]) + more
+    return (f"<div class='rlsub-snapshot'><p>{headline}</p><div>{imgs}</div><div class='rlsub-snapshot-table'>{table}</div>"
+            "<p style='color:#777;font-size:0.85em'>A snapshot of the dashboard: run the notebook to use its controls.</p></div>")
+
+# %% ../../nbs/viz/22_page.ipynb 24
+def overlap_html(o, names: tuple[str, str], labels: tuple[str, str]) -> str:   # o: overlap(a, b); names: short names; labels: the masks' labels
+    "Two masks' sparsity, sizes and overlap (o₁, o₂, Jaccard) against chance, as one HTML headline."
+    z, pct = lambda v: f"{v:+.1f} sd" if v == v and abs(v) != math.inf else '—', lambda v: fmt_pct(v, 2)
+    n, lab = [html.escape(s) for s in names], [html.escape(s) for s in labels]
+    return (f"<b>{n[0]}</b> ({lab[0]}): sparsity {pct(1 - o.density1)}, {o.n1:,} entries &nbsp;·&nbsp; "
+            f"<b>{n[1]}</b> ({lab[1]}): sparsity {pct(1 - o.density2)}, {o.n2:,} entries &nbsp;·&nbsp; {o.both:,} in both<br>"
+            f"o₁ {pct(o.o1)} (chance {pct(o.chance_o1)}, {z(o.z1)}) &nbsp;·&nbsp; o₂ {pct(o.o2)} (chance {pct(o.chance_o2)}, {z(o.z2)}) &nbsp;·&nbsp; "
+            f"Jaccard {pct(o.jaccard)} (chance {pct(o.chance_jaccard)})")
+
+_OVERLAP_COLS = {'params': 'params', 'n1': 'in {a}', 'n2': 'in {b}', 'both': 'in both', 'o1': 'o₁', 'chance_o1': 'chance o₁', 'z1': 'z₁',
+                 'o2': 'o₂', 'chance_o2': 'chance o₂', 'z2': 'z₂', 'jaccard': 'Jaccard'}
+
+def overlap_table_html(df: pd.DataFrame, names: tuple[str, str]) -> str:   # df: overlap(a, b, by=...)
+    "The overlap by group as HTML: counts with thousands separators, shares as percentages, z to one decimal."
+    out = pd.DataFrame(index=df.index.map(group_label))
+    for c, h in _OVERLAP_COLS.items():
+        f = (lambda x: f"{x:,}") if c in ('params', 'n1', 'n2', 'both') else (lambda x: '—' if x != x else f"{x:+.1f}") if c[0] == 'z' else (lambda x: fmt_pct(x, 2))
+        out[h.format(a=names[0], b=names[1])] = [f(x) for x in df[c].to_numpy()]
+    return out.to_html(border=0)
+
+# %% ../../nbs/viz/22_page.ipynb 27
 _JS = (files('rlsub.viz') / 'page.js').read_text()     # the page's script: plain JavaScript, no library (rlsub/viz/page.js)
 
-# %% ../../nbs/viz/22_page.ipynb 22
+# %% ../../nbs/viz/22_page.ipynb 28
 _CSS = (files('rlsub.viz') / 'page.css').read_text()   # its style sheet (rlsub/viz/page.css)
 
 _BODY = """
@@ -125,7 +161,7 @@ _BODY = """
 <noscript>This report needs JavaScript (nothing is fetched: the data is in this file).</noscript>
 """
 
-# %% ../../nbs/viz/22_page.ipynb 23
+# %% ../../nbs/viz/22_page.ipynb 29
 def _sources(reports: dict[str, DeltaReport]) -> str:
     return '<br>'.join(f"{html.escape(lab) + ': ' if len(reports) > 1 else ''}base <code>{html.escape(str(r.meta.get('base', '?')))}</code>, "
                        f"tuned <code>{html.escape(str(r.meta.get('tuned', '?')))}</code>; {len(r.table)} tensors, {r.numel:,} entries compared"
@@ -136,7 +172,7 @@ def _printable(report: DeltaReport, rule: str, threshold) -> str:
     body = report_html(report, rule, threshold).split('<body>', 1)[1].rsplit('</body>', 1)[0]
     return f"<details><summary>printable snapshot under the rule and threshold this file was written with</summary>{body}</details>"
 
-# %% ../../nbs/viz/22_page.ipynb 24
+# %% ../../nbs/viz/22_page.ipynb 30
 def report_page(reports,                     # a DeltaReport, a list of them, or {name: report}
                 rule: str = 'exact', threshold: float | None = None,   # the state the page opens in (threshold: snapped to the ladder)
                 view: str = 'layer',         # 'layer', 'kind', 'heatmap' or 'tensors'
