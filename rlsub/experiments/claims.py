@@ -89,7 +89,7 @@ def format_claims(table: pd.DataFrame, width: int | None = None) -> str:
     if width < 40: raise RlsubError(f"the claims need at least 40 columns to print, got {width}")
     blocks = []
     for i, r in enumerate(table.itertuples(index=False), 1):
-        head = textwrap.wrap(f"{i}. {r.finding}", width, subsequent_indent='   ')
+        head = textwrap.wrap(f"{i}. {r.finding}", width, subsequent_indent=' ' * len(f"{i}. "))
         fields = [('paper', r.paper), ('this run', getattr(r, '_2')), ('verdict', f"{r.verdict} ({r.rule})")]
         body = [textwrap.fill(v, width, initial_indent=f"   {k + ':':<10}", subsequent_indent=' ' * 13) for k, v in fields]
         blocks.append('\n'.join(head + body))

@@ -304,7 +304,7 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
         runs['absorbed'] = [absorbed(work, n, dev) if n != 'base' else math.nan for n in runs.index]
         m = _measure(work, seeds, masks, runs, dev)
         m['precision'], m['overlap_seeds'] = precision_attribution(at), (seed, seed + 1)
-        seed_txt = f"seed {seed}" + (f" (and {seed + 1} for a second full run)" if seeds == 1 else f"s {seed}–{seed + seeds - 1}")
+        seed_txt = f"seed {seed} (and {seed + 1} for a second full run)" if seeds == 1 else f"seeds {seed}–{seed + seeds - 1}"
         line = (f"{model} ({m['params'] / 1e6:,.1f}M parameters) on {task.name}: {sz.steps} GRPO steps × {sz.prompts} prompts × {sz.group_size} completions, "
                 f"lr {sz.lr:g}, {seed_txt}, {base_acc['n_eval']} held-out questions, on {dev.type}; {time.perf_counter() - t0:.0f} s in all, peak RSS {_peak_rss_gib():.2f} GiB")
         res = DemoResult(claims_table(m), runs, hists, tr.table, m, line)
