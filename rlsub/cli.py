@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     tb.add_argument('--rescan', action='store_true', help='scan every pair again, replacing kept reports')
     _run_args(tb)
     d = sub.add_parser('demo', help="the paper's findings in miniature: full, subnet-only and random-mask GRPO runs of a policy (the shipped tiny one, or SmolLM2-135M) for each seed, a claims table with verdicts and an HTML report")
-    d.add_argument('--model', choices=['tiny-addition', 'smollm2-135m'], default='tiny-addition', help='tiny-addition: the shipped 0.8M-parameter policy (default, under 2 minutes on 2 CPU cores); smollm2-135m: SmolLM2-135M-Instruct, a real chat model (over 9 minutes on 2 CPU cores)')
+    d.add_argument('--model', choices=['tiny-addition', 'smollm2-135m'], default='tiny-addition', help='tiny-addition: the shipped 0.8M-parameter policy (default, about 2 minutes on 2 CPU cores); smollm2-135m: SmolLM2-135M-Instruct, a real chat model (over 9 minutes on 2 CPU cores)')
     d.add_argument('-o', '--output', default='rlsub-demo.html', help='the HTML report to write (default rlsub-demo.html)')
     d.add_argument('--size', choices=['test', 'small', 'large'], default='small', help='small: sized for a CPU (default); large: for a GPU; test: checks the pipeline only')
     d.add_argument('--workdir', '--keep', dest='workdir', default=None, help='keep the runs\' checkpoints in this new folder (default: a temporary one, removed); run_demo(workdir=)')

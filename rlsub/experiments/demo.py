@@ -31,8 +31,8 @@ from ..checkpoints import MATRIX_KINDS
 
 # %% auto 0
 __all__ = ['SIZES', 'MODELS', 'KINDS', 'DemoSize', 'demo_size', 'round_weights', 'save_outcomes', 'load_outcomes', 'grpo_run',
-           'agreement', 'absorbed', 'binomial_se', 'run_name', 'demo_figures', 'save_figures', 'runs_html', 'demo_html',
-           'DemoResult', 'run_demo']
+           'agreement', 'scans', 'absorbed_share', 'absorbed', 'binomial_se', 'run_name', 'demo_figures',
+           'save_figures', 'runs_html', 'demo_html', 'DemoResult', 'run_demo']
 
 # %% ../../nbs/experiments/51_demo.ipynb 5
 @dataclass
@@ -120,10 +120,18 @@ def agreement(work, a, b, d='bf16') -> dict:
     r = scan_pair(work / f'{a}-{d}', work / f'{b}-{d}', progress=False)
     return {'1e-5': r.sparsity('abs', 1e-5), '1e-4': r.sparsity('abs', 1e-4)}
 
-def absorbed(work, name: str, device='cpu') -> float:
-    "Of the entries run `name` moved in fp32 (against `base`), the share its bf16 checkpoint leaves at the base's value (NaN when none moved)."
-    moved = {d: SubnetMask.from_pair(Path(work) / f'base-{d}', Path(work) / f'{name}-{d}', 'exact', device=str(device)).count for d in ('fp32', 'bf16')}
+def scans(work, name: str, device='cpu') -> dict:
+    "Run `name` in `work` scanned against `base`, one `DeltaReport` per storage, {'bf16', 'fp32'}."
+    return {d: scan_pair(Path(work) / f'base-{d}', Path(work) / f'{name}-{d}', device=str(device), progress=False) for d in ('bf16', 'fp32')}
+
+def absorbed_share(reports: dict) -> float:
+    "Of the entries a run moved in fp32 (bits differ in `reports['fp32']`), the share its bf16 checkpoint leaves at the base's value (`reports['bf16']`); NaN when none moved."
+    moved = {d: int(r.changed('exact').sum()) for d, r in reports.items()}
     return 1 - moved['bf16'] / moved['fp32'] if moved['fp32'] else math.nan
+
+def absorbed(work, name: str, device='cpu') -> float:
+    "`absorbed_share` of run `name` in `work`, scanned against `base`."
+    return absorbed_share(scans(work, name, device))
 
 def binomial_se(p: float, n: int) -> float:
     "Standard error of an accuracy `p` measured on `n` independent examples, √(p(1−p)/n)."
@@ -205,7 +213,7 @@ class DemoResult:
     summary_line: str
     html: Path | None = None
     def __repr__(self):
-        width = shutil.get_terminal_size((100, 24)).columns
+        width = max(shutil.get_terminal_size((100, 24)).columns, 40)     # a narrower terminal wraps, it does not fail
         return f"{textwrap.fill(self.summary_line, width)}\n\n{format_claims(self.table, width)}" + (f"\n\nreport: {self.html}" if self.html else '')
     def _repr_html_(self):
         return f"<p>{html.escape(self.summary_line)}</p>" + self.table.to_html(index=False, border=0)
@@ -226,7 +234,7 @@ KINDS = ('full', 'subnet', 'random')    # the run types each seed trains
 def _per_seed(work, i, dev) -> dict:
     "What seed `i`'s runs measure: its full run's sparsity (bf16, fp32) and rank, subnet's and random's agreement with it."
     full = run_name('full', i)
-    reps = {d: scan_pair(work / f'base-{d}', work / f'{full}-{d}', progress=False) for d in ('bf16', 'fp32')}
+    reps = scans(work, full, dev)
     k = reps['bf16'].sparsity('abs', 1e-5, by='kind')
     k = k.loc[[x for x in MATRIX_KINDS if x in k.index]].sparsity
     rank = update_rank(work / 'base-fp32', work / f'{full}-fp32', device=str(dev))
@@ -234,9 +242,11 @@ def _per_seed(work, i, dev) -> dict:
                 rank=rank_summary(rank, by=None).rank_fraction.iloc[0], agree=agreement(work, run_name('subnet', i), full),
                 agree_random=agreement(work, run_name('random', i), full))
 
-def _measure(work, S, masks, runs, dev) -> dict:
-    "Everything the claims table needs from `S` seeds' runs saved in `work` (`masks`: each full run's bf16 subnetwork), and seed 0's views for the figures."
+def _measure(work, S, masks, names, dev) -> dict:
+    "Everything the claims table needs from `S` seeds' runs saved in `work` (`names`; `masks`: each full run's bf16 subnetwork), and seed 0's views for the figures."
     per = [_per_seed(work, i, dev) for i in range(S)]
+    reps = {run_name('full', i): p['reps'] for i, p in enumerate(per)}            # the full runs are scanned once, for sparsity and absorbed alike
+    absorbed_by_run = {n: absorbed_share(reps[n] if n in reps else scans(work, n, dev)) for n in names}
     pairs = list(itertools.combinations(range(len(masks)), 2))
     floor = [agreement(work, run_name('full', j), run_name('full', i)) for i, j in pairs]
     ov = [overlap(masks[i], masks[j]) for i, j in pairs]
@@ -246,7 +256,7 @@ def _measure(work, S, masks, runs, dev) -> dict:
     return dict(sparsity=col('sparsity', ('bf16', 'fp32')), kind_range=[p['kind_range'] for p in per], rank=[p['rank'] for p in per],
                 agree=col('agree', ('1e-5', '1e-4')), agree_random=col('agree_random', ('1e-5', '1e-4')),
                 floor={t: [f[t] for f in floor] for t in ('1e-5', '1e-4')}, overlap=[{k: getattr(o, k) for k in ('o1', 'o2', 'chance_o1', 'chance_o2')} for o in ov],
-                outcomes=dict(base=load_outcomes(work, 'base'), **outs), absorbed={r: [runs.absorbed[run_name(r, i)] for i in range(S)] for r in KINDS},
+                outcomes=dict(base=load_outcomes(work, 'base'), **outs), absorbed={r: [absorbed_by_run[run_name(r, i)] for i in range(S)] for r in KINDS}, absorbed_by_run=absorbed_by_run,
                 kind_bf16=r0['bf16'].sparsity('abs', 1e-5, by='kind'), kind_fp32=r0['fp32'].sparsity('abs', 1e-5, by='kind'),
                 layer_bf16=r0['bf16'].sparsity('abs', 1e-5, by='layer'), layer_fp32=r0['fp32'].sparsity('abs', 1e-5, by='layer'),
                 rank_by_kind=rank_summary(per[0]['rank_table']), overlap_by_kind=overlap(masks[0], masks[1], by='kind'),
@@ -301,8 +311,8 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
         sums, hists, tr, masks = _train_runs(work, model, sz, dev, seed, seeds, progress, log, at)
         log("[measure] sparsity, agreement, overlap, rank, bf16 storage")
         runs = pd.DataFrame([dict(run='base', seed=pd.NA, **base_acc, seconds=0.0), *sums]).set_index('run').astype({'seed': 'Int64'})
-        runs['absorbed'] = [absorbed(work, n, dev) if n != 'base' else math.nan for n in runs.index]
-        m = _measure(work, seeds, masks, runs, dev)
+        m = _measure(work, seeds, masks, [s['run'] for s in sums], dev)
+        runs['absorbed'] = [m['absorbed_by_run'].get(n, math.nan) for n in runs.index]
         m['precision'], m['overlap_seeds'] = precision_attribution(at), (seed, seed + 1)
         seed_txt = f"seed {seed} (and {seed + 1} for a second full run)" if seeds == 1 else f"seeds {seed}–{seed + seeds - 1}"
         line = (f"{model} ({m['params'] / 1e6:,.1f}M parameters) on {task.name}: {sz.steps} GRPO steps × {sz.prompts} prompts × {sz.group_size} completions, "

@@ -12,7 +12,7 @@ from ..core import RlsubError, fmt_pct
 
 # %% auto 0
 __all__ = ['HOLDS', 'FAILS', 'UNSURE', 't_prob', 't_critical', 'Estimate', 'across_seeds', 'mcnemar', 'agresti_min',
-           'paired_difference', 'Rule']
+           'outcome_matrix', 'paired_difference', 'Rule']
 
 # %% ../../nbs/measure/19_stats.ipynb 5
 def t_prob(t: float, df: int) -> float:
@@ -90,8 +90,8 @@ def agresti_min(a, b, level: float = 0.95) -> tuple[float, float]:
     return max(d - h, -1.0), min(d + h, 1.0)
 
 # %% ../../nbs/measure/19_stats.ipynb 20
-def _outcomes(x) -> np.ndarray:
-    "Per-question outcomes as a float array [seeds, questions]."
+def outcome_matrix(x) -> np.ndarray:
+    "Per-question outcomes as a float array [seeds, questions] (one seed's [questions] gets a leading axis)."
     x = np.asarray(x, dtype=float)
     return x[None] if x.ndim == 1 else x
 
@@ -109,7 +109,7 @@ def paired_difference(a, b,                  # outcomes [seeds, questions] (or [
                       n_boot: int = 4000,    # bootstrap resamples
                       seed: int = 0) -> Estimate:
     "mean(a) − mean(b): a bootstrap interval over questions and seeds, never narrower than Agresti–Min's on all pairs (0/1 outcomes); McNemar's p for one seed."
-    a, b = _outcomes(a), _outcomes(b)
+    a, b = outcome_matrix(a), outcome_matrix(b)
     if a.shape != b.shape or a.size == 0: raise RlsubError(f"paired outcomes must have the same non-empty shape, got {a.shape} and {b.shape}")
     (S, n), lo, hi = a.shape, *_bootstrap(a - b, level, n_boot, seed)
     binary = np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all()
