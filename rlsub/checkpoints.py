@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 import pandas as pd
 import torch
-from .core import prod, regular_file
+from .core import DuplicateKey, json_budget, no_duplicates, prod, regular_file, shown
 
 # %% auto 0
 __all__ = ['SAFETENSORS_DTYPES', 'KINDS', 'MATRIX_KINDS', 'CheckpointError', 'TensorInfo', 'parse_name', 'Checkpoint',
@@ -30,6 +30,8 @@ SAFETENSORS_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.f
               'U8': torch.uint8, 'BOOL': torch.bool, 'U16': torch.uint16, 'U32': torch.uint32, 'U64': torch.uint64,
               'F8_E4M3': torch.float8_e4m3fn, 'F8_E5M2': torch.float8_e5m2}
 _MAX_HEADER = 100 * 2**20  # the format's own limit on the JSON header
+_MAX_NAME = 1024           # characters of a tensor name: real ones are under 200
+_MAX_DIMS = 16             # dimensions of a tensor: real ones have at most 5 or 6
 _MAX_TENSORS = 2**18       # per file: real shards hold thousands at most; a header listing more is forged
 
 # %% ../nbs/02_checkpoints.ipynb 8
@@ -48,16 +50,6 @@ class TensorInfo:
     def nbytes(self): return self.numel * self.dtype.itemsize
 
 # %% ../nbs/02_checkpoints.ipynb 9
-class _Duplicate(ValueError): pass
-
-def _no_duplicates(pairs):
-    "A JSON object hook refusing a key that appears twice (the last would silently win)."
-    d = {}
-    for k, v in pairs:
-        if k in d: raise _Duplicate(k)
-        d[k] = v
-    return d
-
 def _regular(path: Path, what: str) -> os.stat_result:
     "`rlsub.core.regular_file`, raising `CheckpointError`."
     try: return regular_file(path, what)
@@ -72,14 +64,15 @@ def _header_json(path: Path, size: int) -> tuple[dict, int]:
         head = f.read(8)
         if len(head) < 8: raise CheckpointError(f"{path}: not a safetensors file ({size} bytes, too short for a header); re-save or re-download it")
         n = struct.unpack('<Q', head)[0]
-        if n > min(size - 8, _MAX_HEADER):
-            raise CheckpointError(f"{path}: header claims {n:,} bytes but the file has {size:,}; the file is truncated or not safetensors, re-save or re-download it")
+        if n > min(size - 8, _MAX_HEADER): raise CheckpointError(f"{path}: header claims {n:,} bytes but the file has {size:,}; the file is truncated or not safetensors, re-save or re-download it")
         raw = f.read(n)
-    if raw.count(b'{') > _MAX_TENSORS + 2:   # each entry is an object: counted before parsing costs no memory
-        raise CheckpointError(f"{path}: header describes over {_MAX_TENSORS:,} tensors, which no checkpoint file does; "
-                              "the file is corrupt or hostile")
-    try: header = json.loads(raw, object_pairs_hook=_no_duplicates)
-    except _Duplicate as d: raise CheckpointError(f"{path}: header lists {d} twice; the file is corrupt, re-save it") from None
+    entries = raw.count(b'{')
+    if entries > _MAX_TENSORS + 2:   # each entry is an object: counted before parsing costs no memory
+        raise CheckpointError(f"{path}: header describes over {_MAX_TENSORS:,} tensors, which no checkpoint file does; the file is corrupt or hostile")
+    # an entry is one object, two lists (shape, offsets) and a dozen values; __metadata__ gets 2**20 values of room
+    json_budget(raw, path, 'safetensors header', error=CheckpointError, containers=3 * entries + 2**12, values=(_MAX_DIMS + 8) * entries + 2**20)
+    try: header = json.loads(raw, object_pairs_hook=no_duplicates)
+    except DuplicateKey as d: raise CheckpointError(f"{path}: header lists {d} twice; the file is corrupt, re-save it") from None
     except ValueError: raise CheckpointError(f"{path}: header is not valid JSON; the file is corrupt, re-save or re-download it") from None
     if not isinstance(header, dict): raise CheckpointError(f"{path}: header is not a JSON object; the file is corrupt")
     meta = header.pop('__metadata__', None)
@@ -90,14 +83,18 @@ def _header_json(path: Path, size: int) -> tuple[dict, int]:
 # %% ../nbs/02_checkpoints.ipynb 10
 def _tensor_info(path: Path, name: str, e, start: int) -> tuple[TensorInfo, int, int]:
     "One header entry checked (dtype known, shape of non-negative integers, integer offsets in order, byte size matching): its `TensorInfo` and data range."
+    if len(name) > _MAX_NAME:
+        raise CheckpointError(f"{path}: tensor {shown(name, 60)} has a name of {len(name):,} characters, over the {_MAX_NAME:,} rlsub accepts; the file is corrupt or hostile")
     if not isinstance(e, dict) or not {'dtype', 'shape', 'data_offsets'} <= set(e):
         raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry (needs dtype, shape, data_offsets); the file is corrupt")
-    if e['dtype'] not in SAFETENSORS_DTYPES: raise CheckpointError(f"{path}: tensor {name!r} has dtype {e['dtype']!r}; rlsub reads {', '.join(SAFETENSORS_DTYPES)}")
+    if e['dtype'] not in SAFETENSORS_DTYPES: raise CheckpointError(f"{path}: tensor {name!r} has dtype {shown(e['dtype'])}; rlsub reads {', '.join(SAFETENSORS_DTYPES)}")
     shape, offs = e['shape'], e['data_offsets']
+    if isinstance(shape, list) and len(shape) > _MAX_DIMS:
+        raise CheckpointError(f"{path}: tensor {name!r} has {len(shape):,} dimensions, over the {_MAX_DIMS} rlsub accepts; the file is corrupt or hostile")
     if not (isinstance(shape, list) and all(_is_int(s) and s >= 0 for s in shape)):
-        raise CheckpointError(f"{path}: tensor {name!r} has shape {shape!r}, not a list of non-negative integers; the file is corrupt")
+        raise CheckpointError(f"{path}: tensor {name!r} has shape {shown(shape)}, not a list of non-negative integers; the file is corrupt")
     if not (isinstance(offs, list) and len(offs) == 2 and all(_is_int(o) for o in offs) and 0 <= offs[0] <= offs[1]):
-        raise CheckpointError(f"{path}: tensor {name!r} has data_offsets {offs!r}, not two increasing non-negative integers; the file is corrupt")
+        raise CheckpointError(f"{path}: tensor {name!r} has data_offsets {shown(offs)}, not two increasing non-negative integers; the file is corrupt")
     info = TensorInfo(name, tuple(shape), SAFETENSORS_DTYPES[e['dtype']], str(path), start + offs[0])
     if offs[1] - offs[0] != info.nbytes: raise CheckpointError(f"{path}: tensor {name!r} claims {offs[1] - offs[0]:,} bytes but shape {shape} of {e['dtype']} needs {info.nbytes:,}; the file is corrupt")
     return info, offs[0], offs[1]
@@ -170,7 +167,9 @@ class _SafetensorsReader:
         buf = torch.empty(nbytes, dtype=torch.uint8) if out is None else out[:nbytes]
         if nbytes:
             fd = self._fds.get(info.file)
-            if fd is None: fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
+            if fd is None:                    # several threads may read at once: the first descriptor stored is the one kept
+                fd = os.open(info.file, os.O_RDONLY)
+                if (kept := self._fds.setdefault(info.file, fd)) != fd: os.close(fd); fd = kept
             _pread_into(fd, buf, info.offset + start * isz, info.file)
         return buf.view(info.dtype)
 
@@ -314,11 +313,13 @@ def _bin_checkpoint(files: list[Path], source: str, config: dict | None) -> Chec
 _MAX_SMALL_JSON = 64 * 2**20
 
 def _small_json(path: Path, what: str):
-    "A checkpoint's small JSON file (config, shard index), read only if it is a regular file of a sane size."
+    "A checkpoint's small JSON file (config, shard index), read only if it is a regular file of a sane size, with room for 2**16 objects and lists and 2**21 values (a config holds hundreds, an index one per tensor)."
     if _regular(path, what).st_size > _MAX_SMALL_JSON:
         raise CheckpointError(f"{path}: over {_MAX_SMALL_JSON // 2**20} MB, which no {what} is; "
                               "the checkpoint is corrupt or hostile")
-    return json.loads(path.read_bytes())
+    raw = path.read_bytes()
+    json_budget(raw, path, what, containers=2**16, values=2**21, error=CheckpointError)
+    return json.loads(raw)
 
 def _inside_checkpoint(f: Path, folder: Path) -> bool:
     "Does shard `f`, its links followed, stay in `folder` (or, for a hub cache snapshot, in that repo's blobs)?"
@@ -327,12 +328,17 @@ def _inside_checkpoint(f: Path, folder: Path) -> bool:
     allowed = [root] + ([root.parent.parent / 'blobs'] if root.parent.name == 'snapshots' else [])
     return any(real == a or a in real.parents for a in allowed)
 
+def _stay_inside(files: list[Path], folder: Path, what: str) -> list[Path]:
+    "`files`, each checked to stay in the checkpoint `folder` with its links followed (else a one-line `CheckpointError` naming `what` was read)."
+    if (out := next((p for p in files if not _inside_checkpoint(p, folder)), None)) is not None:
+        raise CheckpointError(f"{what}: shard {out.name!r} is a link to {out.resolve()}, outside the checkpoint's folder; rlsub reads only shards inside it (copy the file in)")
+    return files
+
 def _index_map(index: Path) -> dict[str, str]:
     "The weight map (tensor name -> shard file) of a `*.index.json`, checked: every shard a file in the index's folder."
     try: weight_map = _small_json(index, 'shard index')['weight_map']
     except (ValueError, KeyError, TypeError, RecursionError):
-        raise CheckpointError(f"{index}: not a valid shard index (needs a 'weight_map'); re-save the checkpoint") \
-            from None
+        raise CheckpointError(f"{index}: not a valid shard index (needs a 'weight_map'); re-save the checkpoint") from None
     if not (isinstance(weight_map, dict) and all(isinstance(f, str) and f for f in weight_map.values())):
         raise CheckpointError(f"{index}: 'weight_map' must map tensor names to shard file names; re-save the checkpoint")
     for f in set(weight_map.values()):
@@ -341,11 +347,8 @@ def _index_map(index: Path) -> dict[str, str]:
             raise CheckpointError(f"{index} names shard {f!r}, outside the checkpoint's folder; rlsub reads only shards beside their index (the index is corrupt or hostile)")
     for f in sorted(set(weight_map.values())):
         p = index.parent / f
-        if not p.exists():
-            raise CheckpointError(f"{index} lists {f}, which is missing; finish the download or re-save the checkpoint")
-        if not _inside_checkpoint(p, index.parent):
-            raise CheckpointError(f"{index}: shard {f!r} is a link to {p.resolve()}, outside the checkpoint's folder; "
-                                  "rlsub reads only shards inside it (copy the file in)")
+        if not p.exists(): raise CheckpointError(f"{index} lists {f}, which is missing; finish the download or re-save the checkpoint")
+        _stay_inside([p], index.parent, str(index))
     return weight_map
 
 def _indexed(index: Path, opener, source: str, config: dict | None) -> Checkpoint:
@@ -363,9 +366,7 @@ def _read_config(folder: Path) -> dict | None:
     "The folder's config.json, if it has a readable one (a FIFO or a huge file is refused, not read)."
     if not (folder / 'config.json').exists(): return None
     try: cfg = _small_json(folder / 'config.json', 'config.json')
-    except PermissionError as e:
-        raise CheckpointError(f"{folder / 'config.json'}: cannot be read ({e.strerror}); check its permissions") \
-            from None
+    except PermissionError as e: raise CheckpointError(f"{folder / 'config.json'}: cannot be read ({e.strerror}); check its permissions") from None
     except (OSError, ValueError, RecursionError): return None
     return cfg if isinstance(cfg, dict) else None
 
@@ -376,12 +377,12 @@ def _open_folder(folder: Path, source: str) -> Checkpoint:
     config = _read_config(folder)
     if (folder / 'model.safetensors.index.json').exists():
         return _indexed(folder / 'model.safetensors.index.json', _safetensors_checkpoint, source, config)
-    st = sorted(folder.glob('*.safetensors'))
-    if st: return _safetensors_checkpoint(st, source, config)
+    st = sorted(folder.glob('*.safetensors'))      # a file linked in from elsewhere is refused, as an index's shard is
+    if st: return _safetensors_checkpoint(_stay_inside(st, folder, str(folder)), source, config)
     if (folder / 'pytorch_model.bin.index.json').exists():
         return _indexed(folder / 'pytorch_model.bin.index.json', _bin_checkpoint, source, config)
     bins = sorted(folder.glob('pytorch_model*.bin'))
-    if bins: return _bin_checkpoint(bins, source, config)
+    if bins: return _bin_checkpoint(_stay_inside(bins, folder, str(folder)), source, config)
     raise CheckpointError(f"{folder}: no weights found (expected model.safetensors, model.safetensors.index.json or pytorch_model.bin); point at the folder save_pretrained wrote")
 
 # %% ../nbs/02_checkpoints.ipynb 34

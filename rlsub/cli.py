@@ -7,7 +7,7 @@ from __future__ import annotations
 from . import __version__
 import argparse, os, sys
 from pathlib import Path
-from .core import RlsubError, safe_text
+from .core import RlsubError, file_kind, safe_text
 from .outputs import Terminated, check_outputs, terminate_as_interrupt, write_atomic
 
 # %% auto 0
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser('scan', help='scan a base/tuned pair once and print (and save) its sparsity report')
     _pair_args(s, 'write the report here (JSON; .gz compresses); read it back with `rlsub show`'); _rule_args(s)
     s.add_argument('--html', default=None, help='also write one self-contained HTML page here: rule, threshold, views and tensors explorable in any browser, offline')
+    s.add_argument('--threads', type=int, default=None, help='threads reading and counting at once (default: every core this process may use; on CUDA, 8 reading threads)')
     sh = sub.add_parser('show', help='print a saved report again, under any rule and threshold')
     sh.add_argument('report'); _rule_args(sh)
     m = sub.add_parser('mask', help="write a pair's subnetwork (the changed entries) as a bit-packed mask")
@@ -109,7 +110,7 @@ def _scan(args):
     by = _check_rule(args)
     out = _outputs([args.base, args.tuned], **{'-o': args.output, '--html': args.html})
     from rlsub.measure.scan import scan_pair
-    report = scan_pair(args.base, args.tuned, device=args.device, progress=not args.no_progress, revision=args.revision)
+    report = scan_pair(args.base, args.tuned, device=args.device, progress=not args.no_progress, revision=args.revision, threads=args.threads)
     if out['-o'] is not None: report.save(out['-o'])                 # results first: a closed stdout never costs them
     if out['--html'] is not None:
         from rlsub.viz.page import save_report
@@ -171,7 +172,19 @@ def _demo(args):
     print(f"\n{res}")
     if args.figures is not None: print(f"figures: {', '.join(str(p) for p in save_figures(res, args.figures))}")
 
+def _check_example_out(out: Path, force: bool):
+    "OUT checked before any work: a folder (or a new name), its base and tuned new, or (with --force) folders to replace; names the file system can hold."
+    if os.path.lexists(out) and not out.is_dir():
+        raise RlsubError(f"{out}: is {file_kind(os.lstat(out).st_mode)}, not a folder; give a folder (new or existing) for the pair")
+    for side in ('base', 'tuned'):
+        p = out / side
+        if not os.path.lexists(p): check_outputs({f"OUT/{side}": p}, folders=[f"OUT/{side}"]); continue
+        if not force: raise RlsubError(f"{p} already exists; choose another folder or pass --force to replace it")
+        if p.is_symlink() or not p.is_dir():
+            raise RlsubError(f"{p}: is {file_kind(os.lstat(p).st_mode)}; --force replaces only folders, so remove it yourself or choose another OUT")
+
 def _example(args):
+    _check_example_out(Path(args.out).expanduser(), args.force)
     import torch
     from rlsub.examples import make_pair, tiny_config
     if not 0 <= args.density <= 1: raise RlsubError(f"--density must be between 0 and 1, got {args.density}")
@@ -231,6 +244,13 @@ class _Escaped:
     def write(self, s: str): return self.stream.write(safe_text(s, lines=True))
     def __getattr__(self, name): return getattr(self.stream, name)
 
+_MAX_LINE = 10_000     # characters of an error line: a path at the system's limit fits twice
+
+def _bounded(line: str) -> str:
+    "An error line cut in the middle past `_MAX_LINE` characters: a value quoted from a hostile file never floods the terminal."
+    if len(line) <= _MAX_LINE: return line
+    return f"{line[:_MAX_LINE // 2]} … ({len(line) - _MAX_LINE:,} characters left out) … {line[-_MAX_LINE // 2:]}"
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `rlsub` command; returns the exit code (2 for bad input, with one line on stderr; 1 when `table` could not compare every pair)."
     stdout = sys.stdout
@@ -246,10 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_stdout(); return 0                      # the reader stopped reading; every file was written before anything was printed
     except RlsubError as e:
         # one line, whatever a file put in the message
-        print(f"rlsub: error: {safe_text(e)}", file=sys.stderr); return 2
+        print(f"rlsub: error: {_bounded(safe_text(e))}", file=sys.stderr); return 2
     except OSError as e:
         where = f"{safe_text(e.filename)}: " if e.filename else ''
-        print(f"rlsub: error: {where}{safe_text(e.strerror or e)}", file=sys.stderr); return 2
+        print(f"rlsub: error: {_bounded(where + safe_text(e.strerror or e))}", file=sys.stderr); return 2
     except KeyboardInterrupt as e:
         what = 'terminated' if isinstance(e, Terminated) else 'interrupted'
         print(f"rlsub: {what}; no file was left half-written (rlsub demo --workdir holds the runs finished so far)", file=sys.stderr)

@@ -8,7 +8,7 @@ import os, re, stat
 
 # %% auto 0
 __all__ = ['STORAGE_DTYPES', 'RlsubError', 'resolve_device', 'storage_dtype', 'prod', 'fmt_shape', 'fmt_pct', 'fmt_threshold',
-           'safe_text', 'file_kind', 'regular_file']
+           'safe_text', 'file_kind', 'regular_file', 'shown', 'json_budget', 'DuplicateKey', 'no_duplicates']
 
 # %% ../nbs/00_core.ipynb 5
 class RlsubError(Exception):
@@ -101,3 +101,29 @@ def regular_file(path,                    # a file about to be read
     if not stat.S_ISREG(st.st_mode):
         raise RlsubError(f"{path}: is {file_kind(st.st_mode)}, not a regular file; give a {what}")
     return st
+
+# %% ../nbs/00_core.ipynb 26
+def shown(v, most: int = 120) -> str:
+    "`repr(v)`, cut to `most` characters: a value from a hostile file may be megabytes long, and a message is one line."
+    r = repr(v) if not isinstance(v, str) or len(v) <= most else repr(v[:most])
+    return r if len(r) <= most + 2 else r[:most] + '…'
+
+def json_budget(raw: bytes, where, what: str,     # the JSON text, the file it came from, what it should be ('config.json')
+                containers: int, values: int,     # the most objects and lists, and the most commas, such a file can need
+                error: type = RlsubError):
+    "Refuse, before parsing, JSON with more objects and lists than `containers` or more commas than `values`."
+    n_containers, n_commas = raw.count(b'{') + raw.count(b'['), raw.count(b',')
+    if n_containers > containers or n_commas > values:
+        raise error(f"{where}: holds {n_containers:,} JSON objects and lists and {n_commas:,} values, more than any {what} "
+                    "(rlsub refuses it before parsing); the file is corrupt or hostile")
+
+class DuplicateKey(ValueError):
+    "A JSON object naming a key twice (its name is the message)."
+
+def no_duplicates(pairs):
+    "A JSON `object_pairs_hook` refusing a key that appears twice (the last would silently win)."
+    d = {}
+    for k, v in pairs:
+        if k in d: raise DuplicateKey(k)
+        d[k] = v
+    return d

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_outputs.ipynb 2
 from __future__ import annotations
-import errno, hashlib, os, shutil, signal, stat, tempfile, threading
+import errno, hashlib, os, re, shutil, signal, stat, tempfile, threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -18,20 +18,50 @@ __all__ = ['check_outputs', 'Terminated', 'terminate_as_interrupt', 'sweep_lefto
 # a file that is part of a checkpoint, not a list or a report
 _WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.gguf')
 
+_HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*/[\w.-]+')   # org/name, as rlsub.checkpoints reads hub ids
+_MAX_LISTED = 10_000    # entries of an input folder looked at for links (a checkpoint folder holds a few dozen)
+
+def _hub_repo_folder(repo_id: str) -> Path:
+    "Where the hub cache keeps `repo_id` (its snapshots, and the blobs their files link to); nothing is downloaded."
+    from huggingface_hub import constants
+    return Path(constants.HF_HUB_CACHE).expanduser().resolve() / f"models--{repo_id.replace('/', '--')}"
+
+def _with_repo(folder: Path) -> list[Path]:
+    "`folder`, and when it is a hub cache snapshot (`models--org--name/snapshots/REV`) the whole repo folder: its files are links into `../../blobs`."
+    return [folder, folder.parent.parent] if folder.parent.name == 'snapshots' and folder.parent.parent.name.startswith('models--') else [folder]
+
+def _linked(folder: Path, files: set, folders: list):
+    "Add where the links in an input `folder` lead (a weights file linked in from elsewhere is that checkpoint's too)."
+    try:
+        with os.scandir(folder) as it:
+            for k, e in enumerate(it):
+                if k >= _MAX_LISTED: break
+                if not e.is_symlink(): continue
+                try: real = Path(e.path).resolve(strict=True); st = real.stat()
+                except (OSError, RuntimeError): continue
+                files.add((st.st_dev, st.st_ino))
+                folders += _with_repo(real.parent) if not real.is_dir() else [real]
+    except OSError: pass
+
 def _places(inputs) -> tuple[set, list[Path]]:
     "The (device, inode) of each input file, and each checkpoint folder an input belongs to: what outputs avoid."
     files, folders = set(), []
     for src in inputs:
         if not isinstance(src, (str, os.PathLike)): continue
         p = Path(src).expanduser()
-        if p.is_dir(): folders.append(p.resolve()); continue
-        if not p.exists(): continue
+        if p.is_dir(): folders += _with_repo(p.resolve()); _linked(p, files, folders); continue
+        if not p.exists():
+            # a hub id: its cache folder is the checkpoint
+            if _HUB_ID.fullmatch(str(src)): folders.append(_hub_repo_folder(str(src)))
+            continue
         if not p.name.endswith('.index.json'): st = p.stat(); files.add((st.st_dev, st.st_ino))
         # a weights file or a shard index: its folder is the checkpoint
         if p.name.endswith('.index.json') or p.suffix in _WEIGHT_SUFFIXES:
-            # the folder it was named in, and where a link leads
-            folders += [p.absolute().parent.resolve(), p.resolve().parent]
-    return files, folders
+            # the folder it was named in (and the links in it), and where a link leads
+            folders += _with_repo(p.absolute().parent.resolve()) + _with_repo(p.resolve().parent)
+            _linked(p.absolute().parent, files, folders)
+    # the deepest first: a refusal names the checkpoint itself, not a folder that holds it
+    return files, sorted(set(folders), key=lambda d: len(d.parts), reverse=True)
 
 # bytes: a report, a mask or a page of a small model fits; with less, the work would be lost at the end
 _MIN_FREE = 4 * 2**20
@@ -92,9 +122,12 @@ def _stem(path: Path) -> str:
 def _check_name(p: Path, what: str):
     "Refuse, before any work, a name the file system cannot hold (`_stem` keeps the temporary's short enough)."
     folder = next((a for a in p.absolute().parents if a.is_dir()), Path('/'))
-    n, most = len(os.fsencode(p.name)), _name_max(folder)
+    most = _name_max(folder)
+    # every part, not only the last: a new folder's parents are made too
+    n, part = max((len(os.fsencode(part)), part) for part in p.parts)
     if n > most:
-        raise RlsubError(f"cannot write {what}: its name is {n} bytes, longer than the {most} this file system allows; "
+        its = 'its name' if part == p.name else f"the folder name {part[:40]}…"
+        raise RlsubError(f"cannot write {what}: {its} is {n} bytes, longer than the {most} this file system allows; "
                          "choose a shorter name")
     try: path_max = os.pathconf(folder, 'PC_PATH_MAX')
     except (OSError, ValueError): path_max = 4096
@@ -122,7 +155,8 @@ def check_outputs(outputs: dict,        # the name a user knows each output by (
             if p.is_dir(): raise RlsubError(f"cannot write {what}: it is a folder; give a file name")
             parent = p.parent
             if not parent.is_dir(): raise RlsubError(f"cannot write {what}: folder {parent} does not exist; create it first")
-        real = (parent.resolve() / p.name) if not p.is_symlink() else p.resolve()   # a link is judged by where it points
+        # a link is judged by where it points; a new folder by its existing ancestor and the parts still to be made
+        real = p.resolve() if p.is_symlink() else parent.resolve() / p.absolute().relative_to(parent.absolute())
         if p.is_file() and (p.stat().st_dev, p.stat().st_ino) in files:
             raise RlsubError(f"{what} is one of this command's input files; write the output somewhere else")
         for d in dirs:

@@ -209,7 +209,7 @@ def test_show_refuses_json_that_is_no_report_and_decompression_bombs(world, tmp_
     chunk = b' ' * 2**20
     for _ in range(520): bomb += c.compress(chunk)
     (tmp_path / 'bomb.json.gz').write_bytes(bytes(bomb + c.flush()))
-    refused(world, 'show', tmp_path / 'bomb.json.gz', contains='larger than 512 MB')
+    refused(world, 'show', tmp_path / 'bomb.json.gz', contains='a megabyte of blank space')     # stopped after a megabyte
     refused(world, 'show', tmp_path, contains='is a folder')
 
 
@@ -489,7 +489,7 @@ def test_shard_indexes_that_lie_are_refused(world, tmp_path):
     ghost = {first: 'model.safetensors', 'model.ghost.weight': 'model.safetensors'}
     refused(world, 'scan', b, folder('stale', json.dumps({'weight_map': ghost}).encode()),
             contains="lists tensor 'model.ghost.weight' in model.safetensors, which does not hold it")
-    refused(world, 'scan', b, folder('deep', b'[' * 200_000), contains='not a valid shard index')
+    refused(world, 'scan', b, folder('deep', b'[' * 200_000), contains='more than any shard index')   # refused before parsing
 
 
 def unprivileged(*argv):
@@ -562,3 +562,172 @@ def test_refusals_of_hostile_inputs_are_quick_and_small(world, tmp_path):
         code, peak_kb, err = p.stdout.split(' ', 2)
         assert code == '2' and 'Traceback' not in err, p.stdout + p.stderr
         assert int(peak_kb) < 1_000_000 and time.monotonic() - start < 30, (peak_kb, time.monotonic() - start)
+
+
+# ---- what the issue-27 audit found still open (links out of a folder, hub caches, headers and reports that balloon) ---
+
+def test_a_folder_whose_weights_link_out_is_refused_and_its_target_protected(world, tmp_path):
+    "A checkpoint folder whose model.safetensors is a link to a file elsewhere (no index): refused; the file it leads to is no output."
+    b, t = world / 'p/base', world / 'p/tuned'
+    (tmp_path / 'elsewhere').mkdir(); target = tmp_path / 'elsewhere/w.safetensors'
+    target.write_bytes((t / 'model.safetensors').read_bytes())
+    (tmp_path / 'linkdir').mkdir(); (tmp_path / 'linkdir/model.safetensors').symlink_to(target)
+    before = target.read_bytes()
+    refused(world, 'scan', b, tmp_path / 'linkdir', contains="shard 'model.safetensors' is a link to")
+    refused(world, 'scan', b, tmp_path / 'linkdir', '-o', target, dest=target, contains="one of this command's input files")
+    refused(world, 'mask', b, tmp_path / 'linkdir', '-o', tmp_path / 'elsewhere/m.safetensors',
+            dest=tmp_path / 'elsewhere/m.safetensors', contains='inside the input checkpoint folder')
+    assert target.read_bytes() == before and sorted(p.name for p in (tmp_path / 'elsewhere').iterdir()) == ['w.safetensors']
+
+
+@pytest.fixture
+def hub_cache(world, tmp_path, monkeypatch):
+    "A hub cache holding org/tuned as the hub lays it out: snapshots/REV/* are links to ../../blobs/*."
+    from huggingface_hub import constants
+    cache = tmp_path / 'hub'; repo = cache / 'models--org--tuned'
+    (repo / 'blobs').mkdir(parents=True); (repo / 'snapshots/abc').mkdir(parents=True); (repo / 'refs').mkdir()
+    (repo / 'refs/main').write_text('abc')
+    for name, blob in (('model.safetensors', 'aaa'), ('config.json', 'ccc')):
+        (repo / 'blobs' / blob).write_bytes((world / 'p/tuned' / name).read_bytes())
+        (repo / 'snapshots/abc' / name).symlink_to(f'../../blobs/{blob}')
+    monkeypatch.setenv('HF_HUB_CACHE', str(cache)); monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(cache))
+    return repo
+
+
+def test_no_file_of_a_hub_cache_checkpoint_can_be_an_output(world, hub_cache, tmp_path):
+    b, repo = world / 'p/base', hub_cache
+    blob, snap = repo / 'blobs/aaa', repo / 'snapshots/abc'
+    before = digest(repo)
+    code, out, err = run('scan', b, 'org/tuned', '--no-progress', '--by', 'none', '--device', 'cpu')
+    assert code == 0, err                                                   # the cached repo is read offline
+    inside = 'inside the input checkpoint folder'
+    for tuned in ('org/tuned', snap, snap / 'model.safetensors'):           # a hub id, the snapshot folder, a file in it
+        refused(world, 'scan', b, tuned, '-o', blob, dest=blob)
+        refused(world, 'scan', b, tuned, '-o', repo / 'blobs/r.json', dest=repo / 'blobs/r.json', contains=inside)
+        refused(world, 'mask', b, tuned, '-o', snap / 'm.safetensors', dest=snap / 'm.safetensors', contains=inside)
+    (tmp_path / 'pairs.txt').write_text(f"'{b}' org/tuned\n")
+    refused(world, 'table', tmp_path / 'pairs.txt', '-o', repo / 't.csv', dest=repo / 't.csv', contains=inside)
+    refused(world, 'table', tmp_path / 'pairs.txt', '--reports', repo / 'kept', contains=inside)
+    assert digest(repo) == before and not (repo / 'kept').exists()
+
+
+def test_headers_that_would_balloon_are_refused_before_parsing(world, tmp_path):
+    "Headers under the format's 100 MB limit whose JSON would expand to gigabytes, or whose values would flood a line."
+    meta = b'{"__metadata__": {' + b','.join(b'"%d":""' % i for i in range(2**20 + 100)) + b'}}'
+    refused(world, 'scan', world / 'p/base', forged(tmp_path / 'meta', {}, b'', raw_header=meta), contains='more than any safetensors header')
+    lists = {W: dict(dtype='U8', shape=[1], data_offsets=[0, 1], x=[[]] * 2**16)}
+    refused(world, 'scan', world / 'p/base', forged(tmp_path / 'lists', lists, b'\0'), contains='more than any safetensors header')
+    dims = {W: dict(dtype='U8', shape=[1] * 17, data_offsets=[0, 1])}
+    refused(world, 'scan', world / 'p/base', forged(tmp_path / 'dims', dims, b'\0'), contains='17 dimensions, over the 16')
+    name = {'n' * 5_000_000: dict(dtype='U8', shape=[1], data_offsets=[0, 1])}
+    err = refused(world, 'scan', world / 'p/base', forged(tmp_path / 'name', name, b'\0'), contains='a name of 5,000,000 characters')
+    assert len(err) < 1000, len(err)                                         # the name is not repeated in the line
+    (tmp_path / 'conf').mkdir(); (tmp_path / 'conf/model.safetensors').write_bytes((world / 'p/tuned/model.safetensors').read_bytes())
+    (tmp_path / 'conf/config.json').write_bytes(b'{"a": [' + b','.join([b'[]'] * 2**17) + b']}')
+    refused(world, 'scan', world / 'p/base', tmp_path / 'conf', contains='more than any config.json')
+
+
+def test_reports_are_checked_as_they_stream(world, tmp_path, monkeypatch):
+    import rlsub.measure.report as report
+    doc = (world / 'report.json').read_bytes()
+    cases = [('string.json', b'{"format": "rlsub.DeltaReport", "x": "' + b'a' * 3 * 2**20 + b'"}', 'a value longer than any report holds'),
+             ('objects.json', b'[' + b'{},' * 2**20 + b'{}]', 'a value longer than any report holds'),
+             ('tail.json', doc + b' [1]', 'data after the report'),
+             ('meta.json', doc[:-1] + b', "extra": "' + b'm' * (2**20 - 100) + b'", "more": "' + b'm' * 200 + b'"}', 'more than a megabyte besides')]
+    for name, raw, msg in cases:
+        (tmp_path / name).write_bytes(raw)
+        refused(world, 'show', tmp_path / name, contains=msg)
+    long_name = report_with(world, tmp_path, lambda d: d['tensors'][0].update(name='n' * 5000), 'long.json')
+    refused(world, 'show', long_name, contains='has a name or note over 4,096 characters')
+    (tmp_path / 'r.json.gz').write_bytes(gzip.compress(doc))
+    monkeypatch.setattr(report, '_MAX_ROWS', 5)
+    refused(world, 'show', world / 'report.json', contains='lists over 5 tensors')
+    monkeypatch.setattr(report, '_MAX_REPORT', len(doc) // 2)
+    refused(world, 'show', tmp_path / 'r.json.gz', contains='once decompressed')
+    monkeypatch.undo()
+    code, out, err = run('show', tmp_path / 'r.json.gz')                   # and a real report still reads, gzipped or not
+    assert code == 0 and err == '' and run('show', world / 'report.json')[1] == out
+
+
+def test_masks_whose_metadata_would_balloon_are_refused(world, tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file as save_np
+    with safe_open(world / 'mask.safetensors', 'np') as f: md, bits = f.metadata(), {n: f.get_tensor(n) for n in f.keys()}
+    save_np(bits, tmp_path / 'lists.safetensors', metadata=dict(md, tensors='[' + ','.join(['[]'] * 2**20) + ']'))
+    refused(world, 'overlap', tmp_path / 'lists.safetensors', world / 'mask.safetensors', contains='larger than any mask')
+    save_np(bits, tmp_path / 'meta.safetensors', metadata=dict(md, meta='{"x": "' + 'm' * 2**21 + '"}'))
+    refused(world, 'overlap', world / 'mask.safetensors', tmp_path / 'meta.safetensors', contains='larger than any mask')
+
+
+def test_example_refuses_what_it_cannot_write_before_the_work(world, tmp_path, monkeypatch):
+    import rlsub.examples as examples
+    monkeypatch.setattr(examples, 'make_pair', lambda *a, **k: pytest.fail('the pair was made before OUT was checked'))
+    (tmp_path / 'file').write_text('x'); os.mkfifo(tmp_path / 'fifo')
+    refused(world, 'example', tmp_path / 'file', contains='is a regular file, not a folder')
+    refused(world, 'example', tmp_path / 'fifo', contains='is a FIFO (named pipe), not a folder')
+    (tmp_path / 'ex').mkdir(); os.mkfifo(tmp_path / 'ex/base')
+    with within(30): refused(world, 'example', tmp_path / 'ex', '--force', contains='--force replaces only folders')
+    (tmp_path / 'ex2').mkdir(); (tmp_path / 'ex2/base').symlink_to(world / 'p/base')
+    refused(world, 'example', tmp_path / 'ex2', '--force', contains='is a symbolic link')
+    (tmp_path / 'ex3').mkdir(); (tmp_path / 'ex3/tuned').mkdir()
+    refused(world, 'example', tmp_path / 'ex3', contains='already exists; choose another folder or pass --force')
+    refused(world, 'example', tmp_path / ('o' * 256), contains='File name too long')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['ex', 'ex2', 'ex3', 'fifo', 'file']
+    assert [p.name for p in (tmp_path / 'ex3').iterdir()] == ['tuned']
+
+
+def test_pairs_files_are_bounded_and_their_names_escaped_everywhere(world, tmp_path):
+    (tmp_path / 'big.txt').write_bytes(b'# a comment\n' * (5 * 2**20 // 12))
+    refused(world, 'table', tmp_path / 'big.txt', contains='more than any list of pairs')
+    from rlsub.measure.table import table_from_pairs
+    (tmp_path / 'pairs.txt').write_text(f"'{world}/p/base' '{world}/p/tuned' 'row\x1b[31mred\u202e'\n")
+    t = table_from_pairs(tmp_path / 'pairs.txt', device='cpu', progress=False)
+    for text in (repr(t), t.to_markdown()):
+        assert not any(c in text for c in RAW) and r'row\x1b[31mred\u202e' in text, text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='only root can mount a tmpfs on /dev in a private mount namespace')
+def test_dev_null_itself_stays_a_device_in_a_private_mount_namespace(world):
+    "The literal `-o /dev/null`, as root: in a private mount namespace whose /dev is a fresh tmpfs holding one /dev/null (the real one is never at risk)."
+    import shutil
+    if not shutil.which('unshare'): pytest.skip('no unshare(1) here')
+    script = ('mount --make-rprivate / && mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && '
+              '"$@" scan "$B" "$T" -o /dev/null; rc=$?; stat -c %F /dev/null; exit $rc')
+    p = subprocess.run(['unshare', '-m', 'sh', '-c', script, 'sh', *RLSUB], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, B=str(world / 'p/base'), T=str(world / 'p/tuned'), HF_HUB_OFFLINE='1'))
+    if 'mount' in p.stderr and p.returncode not in (0, 2): pytest.skip(f'no private mount namespace here: {p.stderr.strip()[:200]}')
+    assert p.returncode == 2 and p.stdout.strip() == 'character special file', (p.stdout, p.stderr)
+    assert p.stderr.count('\n') == 1 and 'it is a character device, not a regular file' in p.stderr, p.stderr
+
+
+def test_hostile_reports_and_headers_cost_seconds_and_little_memory(world, tmp_path):
+    "Each refused in a fresh process within 30 s and 600 MB peak (about 300 MB of it is importing PyTorch): bombs, strings, brackets, headers."
+    c, bomb = zlib.compressobj(9, zlib.DEFLATED, 31), bytearray()
+    for _ in range(500): bomb += c.compress(b'{}, ' * 2**18)
+    (tmp_path / 'objects.json.gz').write_bytes(bytes(bomb + c.flush()))            # 1 GB of `{}, ` in a few MB
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = bytearray(c.compress(b'{"format": "rlsub.DeltaReport", "x": "'))
+    for _ in range(500): bomb += c.compress(b'a' * 2**20)
+    (tmp_path / 'string.json.gz').write_bytes(bytes(bomb + c.flush()))             # a 500 MB string
+    meta = b'{"__metadata__": {' + b','.join(b'"%d":""' % i for i in range(6_000_000)) + b'}}'
+    forged(tmp_path / 'meta', {}, b'', raw_header=meta)                             # 75 MB header, 6M values
+    probe = ("import resource, subprocess, sys\n"
+             "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, repr(r.stderr))")
+    import time
+    for argv in (['show', tmp_path / 'objects.json.gz'], ['show', tmp_path / 'string.json.gz'], ['scan', world / 'p/base', tmp_path / 'meta']):
+        start = time.monotonic()
+        p = subprocess.run([sys.executable, '-c', probe, *RLSUB, *map(str, argv)], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, HF_HUB_OFFLINE='1'))
+        code, peak_kb, err = p.stdout.split(' ', 2)
+        assert code == '2' and 'Traceback' not in err and err.count('\\n') == 1, p.stdout + p.stderr
+        assert int(peak_kb) < 600_000 and time.monotonic() - start < 30, (argv, peak_kb, time.monotonic() - start)
+
+
+def test_a_report_with_long_meta_prints_short_lines(world, tmp_path):
+    "A report's meta may hold up to a megabyte: show prints each value cut to one short line, and at most 40 notes."
+    path = report_with(world, tmp_path, lambda d: d['meta'].update(base='B' * 900_000, notes=['a note'] * 1000), 'long.json')
+    code, out, err = run('show', path)
+    assert code == 0 and err == '' and max(map(len, out.splitlines())) < 600 and len(out) < 10_000, (len(out), err)
+    assert '(899,500 more characters)' in out and '… and 960 more' in out

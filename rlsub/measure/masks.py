@@ -217,6 +217,7 @@ def from_pair(cls: SubnetMask, base, tuned, rule: str = 'exact', threshold: floa
 
 # %% ../../nbs/measure/14_masks.ipynb 32
 _FORMAT = 'rlsub.SubnetMask'
+_MAX_MASK_TENSORS = 2**18    # as many tensors as one safetensors file may list
 
 @patch
 def save(self: SubnetMask, path) -> Path:
@@ -250,11 +251,15 @@ def load(cls: SubnetMask, path) -> SubnetMask:
         with safe_open(path, 'pt') as f:
             md = f.metadata() or {}
             if md.get('format') != _FORMAT: raise RlsubError(f"{path}: a safetensors file but not an rlsub mask; write one with SubnetMask.save or `rlsub mask`")
-            listed = json.loads(md['tensors'])
+            listed_text, meta_text = md['tensors'], md.get('meta', '{}')
+            # counted before parsing, which turns each 3 bytes of '[],' into 60 bytes of objects: a mask lists each tensor once
+            if listed_text.count('[') > 2 * _MAX_MASK_TENSORS + 1 or listed_text.count(',') > 20 * _MAX_MASK_TENSORS or len(meta_text) > 2**20:
+                raise RlsubError(f"{path}: its metadata is larger than any mask's ({len(listed_text) + len(meta_text):,} characters); the mask is damaged or hostile")
+            listed = json.loads(listed_text)
             shapes = dict((n, s) for n, s in listed)
             if len(shapes) != len(listed): raise RlsubError(f"{path}: lists a tensor twice; the mask is damaged, make it again")
             bits = {n: f.get_tensor(n).numpy() for n in f.keys()}
-            meta = json.loads(md.get('meta', '{}'))
+            meta = json.loads(meta_text)
     except RlsubError: raise
     except Exception as e:
         raise RlsubError(f"{path}: not a readable rlsub mask ({type(e).__name__}); write one with SubnetMask.save or `rlsub mask`") from None

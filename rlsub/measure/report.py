@@ -6,7 +6,7 @@
 from __future__ import annotations
 from fastcore.basics import patch
 import warnings
-import json, math
+import json, math, re
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -99,6 +99,7 @@ _FORMAT = 'rlsub.DeltaReport'
 _MAX_REPORT = 512 * 2**20   # bytes a report may take once decompressed: a 7B model's is under 1 MB, so this only stops a decompression bomb
 _STATUSES = ('matched', 'dtype differs', 'shape differs', 'tied', 'base only', 'tuned only')
 _MAX_COUNT = 2**53          # counts above this are no model's
+_MAX_TEXT = 4096            # characters of a tensor's name or note: real ones are under 200
 
 def _jsonable(v):
     if isinstance(v, (np.integer,)): return int(v)
@@ -118,6 +119,7 @@ def _row_problem(r) -> str | None:
     "What is wrong with one tensor row of a saved report (None if nothing): types, ranges and the counts' own arithmetic."
     if not isinstance(r, dict): return "is not an object"
     if not (isinstance(r.get('name'), str) and r['name']): return "has no name"
+    if len(r['name']) > _MAX_TEXT or len(str(r.get('note', ''))) > _MAX_TEXT: return f"has a name or note over {_MAX_TEXT:,} characters"
     if r.get('kind') not in KINDS or r.get('status') not in _STATUSES: return f"has kind {r.get('kind')!r} / status {r.get('status')!r}, not one rlsub writes"
     if not (r.get('layer') is None or _count_ok(r['layer'], 10**6)) or not isinstance(r.get('note', ''), str): return "has a malformed layer or note"
     if not (_shape_ok(r.get('shape_base')) and _shape_ok(r.get('shape_tuned'))): return "has a malformed shape"
@@ -128,40 +130,145 @@ def _row_problem(r) -> str | None:
     if not all(_number_ok(r.get(k)) for k in ('delta_norm', 'base_norm', 'max_abs_delta')): return "has a malformed norm"
     for k in ('abs_hist', 'rel_hist'):
         h = r.get(k)
-        if not (isinstance(h, list) and len(h) == NBINS and all(_count_ok(v, c) for v in h) and sum(h) == c):
+        # by type, then as one array: a report has 206 counts a row, and a Python test of each cost most of a load
+        ok = isinstance(h, list) and len(h) == NBINS and set(map(type, h)) <= {int}
+        try: a = np.array(h, dtype=np.int64) if ok else None
+        except OverflowError: ok = False
+        if not (ok and a.min() >= 0 and a.max() <= c and int(a.sum()) == c):
             return f"has a {k} that is not {NBINS} counts summing to its {c:,} changed entries"
     return None
 
-def _gunzip(raw: bytes, path: Path) -> bytearray:
-    "Decompress `raw` a chunk at a time, stopping just past `_MAX_REPORT`: a bomb costs the limit, never its expansion."
-    import zlib
-    d, out, data = zlib.decompressobj(wbits=31), bytearray(), raw
-    try:
-        while len(out) <= _MAX_REPORT:
-            chunk = d.decompress(data, 16 * 2**20); data = d.unconsumed_tail
-            out += chunk
-            if not chunk and not data: break
-    except zlib.error: d = None
-    if d is None or (len(out) <= _MAX_REPORT and not d.eof):
-        raise RlsubError(f"{path}: not a readable rlsub report (corrupt or truncated gzip)")
-    return out
+_MAX_ROW = 64 * 2**10       # characters of one tensor row: 206 counts of 16 digits and a long name fit many times over
+_MAX_FIELD = 2**20          # characters of any other value (format, ladder, meta): a report's are a few hundred
+_MAX_ROWS = 2**18           # tensor rows: as many as one safetensors file may list
+_MAX_BLANK = 2**20          # characters of whitespace in a row: rlsub writes single spaces
+_BLANK = re.compile(r'[ \t\n\r]*')
 
-def _read_report_json(path: Path):
-    "The JSON document in report file `path` (gzip or plain), refusing anything that would expand past `_MAX_REPORT`."
-    too_big = f"{path}: larger than {_MAX_REPORT // 2**20} MB once decompressed; no rlsub report is, so this is not one"
-    # a FIFO would block the read forever, /dev/zero fill memory to the limit; a huge file is refused unread
-    if regular_file(path, 'report file').st_size > _MAX_REPORT: raise RlsubError(too_big)
-    try:
-        with open(path, 'rb') as f: raw = f.read(_MAX_REPORT + 1)
-    except FileNotFoundError: raise RlsubError(f"{path}: no such report file") from None
-    except IsADirectoryError: raise RlsubError(f"{path}: is a folder, not a report file") from None
-    if raw[:2] == b'\x1f\x8b': raw = _gunzip(raw, path)
-    if len(raw) > _MAX_REPORT: raise RlsubError(too_big)
-    try:
-        text = raw.decode(json.detect_encoding(raw), 'surrogatepass')
-        del raw                                             # one copy at a time: the bytes go before the parse
-        return json.loads(text)
-    except (ValueError, RecursionError): raise RlsubError(f"{path}: not a readable rlsub report (corrupt or not JSON)") from None
+class _Stream:
+    "A report file's JSON text as it streams in (gzip or plain, a megabyte at a time), each value parsed from a bounded window: memory follows the rows kept, never what the file claims."
+    def __init__(self, path: Path):
+        self.path, self.buf, self.pos, self.eof, self.total = path, '', 0, False, 0
+        self.chunks, self.dec, self.text = self._chunks(), json.JSONDecoder(), None
+
+    def refuse(self, why: str = 'corrupt or not JSON'):
+        raise RlsubError(f"{self.path}: not a readable rlsub report ({why})")
+
+    def _chunks(self):
+        import zlib
+        too_big = f"{self.path}: larger than {_MAX_REPORT // 2**20} MB once decompressed; no rlsub report is, so this is not one"
+        # a FIFO would block the read forever, /dev/zero never end; a huge file is refused unread
+        if regular_file(self.path, 'report file').st_size > _MAX_REPORT: raise RlsubError(too_big)
+        try: f = open(self.path, 'rb')
+        except IsADirectoryError: raise RlsubError(f"{self.path}: is a folder, not a report file") from None
+        with f:
+            if f.read(2) != b'\x1f\x8b':
+                f.seek(0)
+                while data := f.read(2**20):
+                    self.total += len(data)
+                    if self.total > _MAX_REPORT: raise RlsubError(too_big)
+                    yield data
+                return
+            f.seek(0)
+            d = zlib.decompressobj(wbits=31)
+            while not d.eof:
+                data = d.unconsumed_tail or f.read(2**20)
+                if not data: self.refuse('corrupt or truncated gzip')
+                try: out = d.decompress(data, 2**20)          # a bomb costs a megabyte at a time, never its expansion
+                except zlib.error: self.refuse('corrupt or truncated gzip')
+                self.total += len(out)
+                if self.total > _MAX_REPORT: raise RlsubError(too_big)
+                if out: yield out
+
+    def _fill(self):
+        "Append the next chunk, decoded, to the buffer (dropping what has been parsed)."
+        import codecs
+        raw = next(self.chunks, None)
+        if raw is None:
+            if self.text is not None: self.buf += self.text.decode(b'', final=True)
+            self.eof = True; return
+        if self.text is None: self.text = codecs.getincrementaldecoder(json.detect_encoding(raw))('surrogatepass')
+        if self.pos > 4 * 2**20: self.buf, self.pos = self.buf[self.pos:], 0
+        try: self.buf += self.text.decode(raw)
+        except UnicodeDecodeError: self.refuse('not text')
+
+    def ahead(self, n: int):
+        "At least `n` characters buffered past the position, unless the file ends first."
+        while len(self.buf) - self.pos < n and not self.eof: self._fill()
+
+    def peek(self) -> str:
+        "The next character that is not whitespace ('' at the end); a run of blanks past `_MAX_BLANK` is refused."
+        start = self.total
+        while True:
+            self.ahead(1)
+            self.pos = _BLANK.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf) or self.eof: return self.buf[self.pos:self.pos + 1]
+            if self.total - start > _MAX_BLANK: self.refuse('a megabyte of blank space')
+
+    def expect(self, c: str):
+        if self.peek() != c: self.refuse()
+        self.pos += 1
+
+    def value(self, most: int):
+        "The next JSON value, which must end within `most` characters."
+        self.peek(); self.ahead(most + 1)
+        try: v, end = self.dec.raw_decode(self.buf, self.pos)
+        except (ValueError, RecursionError):
+            self.refuse('corrupt JSON, or a value longer than any report holds' if len(self.buf) - self.pos > most else 'corrupt or not JSON')
+        if end - self.pos > most: self.refuse('a value longer than any report holds')
+        self.last, self.pos = end - self.pos, end          # its length: the buffer may have moved under a position kept outside
+        return v
+
+    def end(self):
+        if self.peek() != '': self.refuse('data after the report')
+
+def _check_head(doc: dict, path: Path):
+    "Refuse a document that says it is no report, or another version's, before streaming its rows."
+    if 'format' in doc and doc['format'] != _FORMAT: raise RlsubError(f"{path}: not an rlsub report (write one with `rlsub scan ... -o`)")
+    if ('version' in doc and doc['version'] != 1) or ('ladder' in doc and doc['ladder'] != LADDER.tolist()):
+        raise RlsubError(f"{path}: written by an incompatible rlsub version; scan the pair again")
+
+def _stream_rows(s: _Stream, path: Path) -> tuple[list, np.ndarray, np.ndarray]:
+    "The tensor rows, each checked as it is read (`_row_problem`, names once, at most `_MAX_ROWS`), and their histograms as two arrays."
+    from array import array
+    rows, names, hist = [], set(), {'abs_hist': array('q'), 'rel_hist': array('q')}
+    s.expect('[')
+    while s.peek() != ']':
+        if rows: s.expect(',')
+        r, i = s.value(_MAX_ROW), len(rows)
+        if (why := _row_problem(r)):
+            named = f" ({safe_text(r['name'][:120])})" if isinstance(r, dict) and isinstance(r.get('name'), str) else ''
+            raise RlsubError(f"{path}: tensor row {i}{named} {why}; the report is damaged, scan the pair again")
+        if r['name'] in names: raise RlsubError(f"{path}: names a tensor twice; the report is damaged, scan the pair again")
+        if i >= _MAX_ROWS: raise RlsubError(f"{path}: lists over {_MAX_ROWS:,} tensors, more than any checkpoint; the report is damaged or hostile")
+        names.add(r['name'])
+        for k, h in hist.items(): h.extend(r.pop(k))
+        rows.append(r)
+    s.pos += 1
+    return rows, *(np.frombuffer(h, dtype=np.int64).reshape(-1, NBINS).copy() for h in hist.values())
+
+def _read_report(path: Path) -> tuple:
+    "The JSON document in report file `path` (gzip or plain), streamed: (the document, with its tensor rows checked and their histograms taken out, abs and rel histograms)."
+    s = _Stream(path)
+    if s.peek() != '{':                                     # no object: read it whole (bounded) to say what it is
+        doc = s.value(_MAX_FIELD); s.end()
+        return doc, None, None
+    s.pos += 1
+    doc, hists, used = {}, (None, None), 0
+    while s.peek() != '}':
+        if doc or hists[0] is not None: s.expect(',')
+        key = s.value(1024)
+        if not isinstance(key, str): s.refuse()
+        s.expect(':')
+        if key == 'tensors' and s.peek() == '[':
+            _check_head(doc, path)
+            if hists[0] is not None: raise RlsubError(f"{path}: lists its tensors twice; the report is damaged, scan the pair again")
+            doc['tensors'], *hists = _stream_rows(s, path)
+        else:
+            doc[key] = s.value(_MAX_FIELD); used += s.last
+            if used > _MAX_FIELD: s.refuse('more than a megabyte besides its tensor rows')
+    s.pos += 1; s.end()
+    return doc, *hists
+
 
 # %% ../../nbs/measure/12_report.ipynb 10
 @patch
@@ -178,16 +285,12 @@ def save(self: DeltaReport, path):
 def load(cls: DeltaReport, path) -> DeltaReport:
     "Read a report written by `DeltaReport.save`, checking every row; one-line `RlsubError` for anything else."
     path = Path(path)
-    doc = _read_report_json(path)
+    doc, abs_hist, rel_hist = _read_report(path)          # every row checked as it streams in
     if not isinstance(doc, dict) or doc.get('format') != _FORMAT: raise RlsubError(f"{path}: not an rlsub report (write one with `rlsub scan ... -o`)")
     if doc.get('version') != 1 or doc.get('ladder') != LADDER.tolist(): raise RlsubError(f"{path}: written by an incompatible rlsub version; scan the pair again")
     rows, meta = doc.get('tensors'), doc.get('meta', {})
-    if not isinstance(rows, list) or not isinstance(meta, dict): raise RlsubError(f"{path}: damaged report (no list of tensors); scan the pair again")
-    for i, r in enumerate(rows):
-        if (why := _row_problem(r)): raise RlsubError(f"{path}: tensor row {i}{' (' + r['name'] + ')' if isinstance(r, dict) and isinstance(r.get('name'), str) else ''} {why}; the report is damaged, scan the pair again")
-    if len({r['name'] for r in rows}) != len(rows): raise RlsubError(f"{path}: names a tensor twice; the report is damaged, scan the pair again")
-    hist = {k: np.array([r.pop(k) for r in rows], dtype=np.int64).reshape(len(rows), NBINS) for k in ('abs_hist', 'rel_hist')}
-    return cls(report_table(rows), hist['abs_hist'], hist['rel_hist'], meta)
+    if not isinstance(rows, list) or abs_hist is None or not isinstance(meta, dict): raise RlsubError(f"{path}: damaged report (no list of tensors); scan the pair again")
+    return cls(report_table(rows), abs_hist, rel_hist, meta)
 
 def report_table(rows: list[dict]) -> pd.DataFrame:
     "The report's table from row dicts, with the column types every report has."
@@ -216,15 +319,22 @@ def attention(self: DeltaReport) -> pd.DataFrame:
     t = self.table
     return t[(t.status != 'matched') | (t.nonfinite > 0)][['name', 'status', 'note', 'nonfinite']]
 
+_MAX_NOTES = 40     # notes shown: a scan writes a handful; a report's file may hold any number
+
+def _line(v, most: int = 500) -> str:
+    "A value from a report's file as one escaped line of at most `most` characters (a megabyte of meta never floods a terminal)."
+    s = safe_text(v)
+    return s if len(s) <= most else f"{s[:most]}… ({len(s) - most:,} more characters)"
+
 @patch
 def summary(self: DeltaReport, rule='exact', threshold=None, by=('kind', 'layer')) -> str:
     "The report as text: overall figures, grouped sparsity under `rule`, and notes."
     # read from a file: any value, any text (escaped below, never interpreted)
     m = self.meta
     out = [f"DeltaReport: {len(self.table)} tensors, {self.numel:,} entries compared",
-           f"  base:  {safe_text(m.get('base', '?'))}", f"  tuned: {safe_text(m.get('tuned', '?'))}"]
+           f"  base:  {_line(m.get('base', '?'))}", f"  tuned: {_line(m.get('tuned', '?'))}"]
     if isinstance(m.get('seconds'), (int, float)) and not isinstance(m['seconds'], bool) and abs(m['seconds']) < 1e12:
-        out.append(f"  scanned on {safe_text(m.get('device', '?'))} in {m['seconds']:.1f} s")
+        out.append(f"  scanned on {_line(m.get('device', '?'))} in {m['seconds']:.1f} s")
     out += ['', self.headline(rule, threshold).to_string()]
     for b in by or ():
         g = self.sparsity(rule, threshold, by=b)
@@ -236,7 +346,7 @@ def summary(self: DeltaReport, rule='exact', threshold=None, by=('kind', 'layer'
             if 'layer' in shown.index.names: shown = shown.rename(index=lambda v: '—' if v is pd.NA else v, level='layer' if shown.index.nlevels > 1 else None)
             out += ['', f"by {b} ({g.columns.name})", shown.to_string()]
     notes = self.notes + [f"{r.name}: {r.nonfinite:,} changes involve NaN or inf" for r in self.table[self.table.nonfinite > 0].itertuples()]
-    if notes: out += ['', 'notes:'] + [f"  {safe_text(n)}" for n in notes]
+    if notes: out += ['', 'notes:'] + [f"  {_line(n)}" for n in notes[:_MAX_NOTES]] + [f"  … and {len(notes) - _MAX_NOTES:,} more"] * (len(notes) > _MAX_NOTES)
     return safe_text('\n'.join(out), lines=True)
 
 @patch(as_prop=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
 from ..checkpoints import is_hub_id
-from ..core import RlsubError
+from ..core import RlsubError, safe_text
 from ..outputs import check_outputs, write_atomic
 from .rules import LADDER
 from .report import DeltaReport
@@ -55,7 +55,7 @@ def count(n) -> str:
 # %% ../../nbs/measure/17_table.ipynb 13
 def _markdown(df: pd.DataFrame) -> str:
     "A DataFrame of strings as a GitHub Markdown table (index first; numbers right-aligned, text left), no extra dependency."
-    esc = lambda s: str(s).replace('|', '\\|').replace('\n', ' ')
+    esc = lambda s: safe_text(str(s).replace('|', '\\|').replace('\n', ' '))     # a name from a PAIRS file: shown, never a terminal code
     left = {df.index.name, 'note'}
     head = [df.index.name or ''] + list(df.columns)
     rows = [[i, *r] for i, r in zip(df.index, df.itertuples(index=False))]
@@ -95,10 +95,11 @@ class SparsityTable(pd.DataFrame):
     def __repr__(self):
         "The formatted table as text, its notes below it (one line each) rather than in a column too wide for a terminal."
         f = self.formatted().reset_index()
+        f['pair'] = [safe_text(n) for n in f.pair]              # names from a PAIRS file or a report: escaped, never interpreted
         w = max([len('pair')] + [len(str(n)) for n in f.pair])
         f = f.drop(columns='note', errors='ignore').rename(columns={'pair': f"{'pair':<{w}}"})      # names read left-aligned
         text = f.to_string(index=False, formatters={f.columns[0]: lambda n: f"{n:<{w}}"})
-        notes = [f"  {n}: {note}" for n, note in zip(self.index, self['note']) if note]
+        notes = [f"  {safe_text(n)}: {safe_text(note)}" for n, note in zip(self.index, self['note']) if note]
         return text + ('\n\nnotes:\n' + '\n'.join(notes) if notes else '')
     def _repr_html_(self): return self.to_html()
     def to_markdown(self, buf=None) -> str | None:
@@ -196,9 +197,15 @@ def _where(tok: str, folder: Path, at: str) -> str:
     raise RlsubError(f"{at}: {tok}: no such file or folder (relative paths are read from {folder}, then the working folder){'' if '/' in tok else ' and not a hub id (org/name)'}; fix the path or remove the line")
 
 # %% ../../nbs/measure/17_table.ipynb 30
+_MAX_PAIRS_FILE = 4 * 2**20     # bytes: tens of thousands of pairs; a larger "PAIRS file" is something else
+
 def read_pairs(path) -> list[PairLine]:
     "The pairs a PAIRS file lists (`base tuned [name]` a line; `#` comments, blank lines, shell quotes); one-line `RlsubError` naming a bad line."
     path = Path(path).expanduser()
+    try: size = os.stat(path).st_size
+    except OSError: size = 0                                        # said below, by the read
+    if size > _MAX_PAIRS_FILE:
+        raise RlsubError(f"{path}: {size:,} bytes, more than any list of pairs (at most {_MAX_PAIRS_FILE // 2**20} MB); give the text file listing the pairs (one `base tuned [name]` a line)")
     try: text = path.read_text()
     except FileNotFoundError: raise RlsubError(f"{path}: no such PAIRS file") from None
     except IsADirectoryError: raise RlsubError(f"{path}: is a folder; give the text file listing the pairs (one `base tuned [name]` a line)") from None
