@@ -7,7 +7,7 @@ from rlsub.train.grpo import GRPOConfig, train_grpo
 from rlsub.train.selection import DynamicSampling
 from rlsub.train.callbacks import Tracker
 from rlsub.train.sampling import completion_logprobs, rollout
-from rlsub.train.loop import save_policy
+from rlsub.train.loop import checkpointing_on, save_policy
 from rlsub.measure.masks import SubnetMask
 from rlsub.train.tiny import Task, addition, char_tokenizer, tiny_policy
 from toys import EVEN, as_int, planted_mask
@@ -347,7 +347,7 @@ def test_gradient_checkpointing_really_recomputes_and_gives_the_same_weights(tok
         c = cfg(steps=2, micro_batch=8, **(dict(gradient_checkpointing=True) if on and how == 'config' else {}))
         train(pol, tok, EVEN, c)
         runs[on] = calls[0], {n: p.detach().clone() for n, p in pol.named_parameters()}
-        assert pol.is_activation_checkpointing == (on and how == 'policy')       # train_grpo leaves the policy as it came
+        assert checkpointing_on(pol) == (on and how == 'policy')       # train_grpo leaves the policy as it came (under either name transformers uses)
     assert runs[True][0] - runs[False][0] == 2 * 2                              # 2 steps x 2 micro-batches, each recomputed once
     for n, p in runs[False][1].items(): torch.testing.assert_close(runs[True][1][n], p, atol=0, rtol=0)
 

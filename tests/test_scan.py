@@ -64,10 +64,10 @@ def test_elementwise_changed_agrees_with_the_report(pairs, key):
             assert [int(changed(B[n].flatten(), T[n].flatten(), rule, float(thr)).sum()) for n in names] == r.changed(rule, float(thr)).tolist()
 
 
-def test_chunk_size_workers_and_prefetch_do_not_change_the_answer(pairs):
+def test_chunk_size_threads_and_prefetch_do_not_change_the_answer(pairs):
     folder, _ = pairs['llama', torch.bfloat16, True]
     ref = scan_pair(folder / 'base', folder / 'tuned', progress=False)
-    for kw in (dict(chunk_size=1), dict(chunk_size=64, workers=1, prefetch=1), dict(chunk_size=10**9, workers=3, prefetch=5)):
+    for kw in (dict(chunk_size=1), dict(chunk_size=64, threads=1, prefetch=0), dict(chunk_size=10**9, threads=3, prefetch=5), dict(chunk_size=7, threads=5, prefetch=1)):
         r = scan_pair(folder / 'base', folder / 'tuned', progress=False, **kw)
         pd.testing.assert_frame_equal(r.table[['name', 'numel', 'changed', 'nonfinite']], ref.table[['name', 'numel', 'changed', 'nonfinite']])
         assert (r.abs_hist == ref.abs_hist).all() and (r.rel_hist == ref.rel_hist).all()

@@ -219,6 +219,7 @@ def test_train_grpo_sparse_bf16(tok):
 
 def test_trainer_optimizers_argument(tmp_path, tok):
     "A transformers Trainer with optimizers=(SparseAdamW, None) and MaskedTraining: bf16 weights, clipping by the Trainer on the masked gradient, accumulation; outside bit-identical, no start copy kept."
+    pytest.importorskip('trl', reason="needs the trl extra (pip install 'rlsub[trl]'); tests/test_install.py runs this file without extras")
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
     from rlsub.train.trl import MaskedTraining
@@ -239,6 +240,7 @@ def test_trainer_optimizers_argument(tmp_path, tok):
 
 def test_grpo_trainer_sparse_bf16(tmp_path, tok):
     "TRL's GRPOTrainer with optimizers=(SparseAdamW, None) and MaskedTraining on bf16 weights: outside bit-identical, inside moved."
+    pytest.importorskip('trl', reason="needs the trl extra (pip install 'rlsub[trl]'); tests/test_install.py runs this file without extras")
     from datasets import Dataset
     from trl import GRPOConfig as TRLConfig, GRPOTrainer
     from rlsub.train.trl import MaskedTraining

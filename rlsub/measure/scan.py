@@ -9,6 +9,7 @@ import math, os, queue, threading, time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 import numpy as np
 import torch
@@ -23,27 +24,34 @@ from .report import report_table
 from ..checkpoints import open_pair
 
 # %% auto 0
-__all__ = ['read_ahead', 'stream_pair', 'source_label', 'scan_pair', 'TensorChanges', 'tensor_changes']
+__all__ = ['Buffers', 'ordered', 'read_ahead', 'default_threads', 'default_chunk', 'stream_pair', 'source_label', 'scan_pair',
+           'TensorChanges', 'tensor_changes']
 
 # %% ../../nbs/measure/13_scan.ipynb 5
-def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: PairedTensor, chunk: int, bufs):
-    "Yield (base_chunk, tuned_chunk) covering the compared block of item `it`; equal shapes are read into the buffer pairs `bufs` yields."
+def _plans(base: Checkpoint, tuned: Checkpoint, it: PairedTensor, chunk: int):
+    "Yield (nbytes, plan) covering the compared block of item `it`: `plan(bufs)` reads one aligned (base_chunk, tuned_chunk), equal shapes into the byte-buffer pair `bufs`."
     bi, ti = base[it.base], tuned[it.tuned]
     if bi.shape == ti.shape:
+        def flat(s, e, bufs): return base.read(it.base, s, e, out=bufs[0]), tuned.read(it.tuned, s, e, out=bufs[1])
         for s in range(0, bi.numel, chunk):
             e = min(s + chunk, bi.numel)
-            bb, tb = next(bufs)
-            yield base.read(it.base, s, e, out=bb), tuned.read(it.tuned, s, e, out=tb)
+            yield (e - s) * (bi.dtype.itemsize + ti.dtype.itemsize), partial(flat, s, e)
         return
     common = tuple(map(min, bi.shape, ti.shape))
     inner_b, inner_t = prod(bi.shape[1:]), prod(ti.shape[1:])
     rows = max(1, chunk // max(inner_b, inner_t, 1))
-    block = tuple(slice(0, c) for c in common[1:])
+    block = (slice(None),) + tuple(slice(0, c) for c in common[1:])
+    def band(r, r1, bufs):
+        b = base.read(it.base, r * inner_b, r1 * inner_b).reshape(r1 - r, *bi.shape[1:])[block]
+        t = tuned.read(it.tuned, r * inner_t, r1 * inner_t).reshape(r1 - r, *ti.shape[1:])[block]
+        return b.reshape(-1), t.reshape(-1)
     for r in range(0, common[0], rows):
         r1 = min(r + rows, common[0])
-        b = base.read(it.base, r * inner_b, r1 * inner_b).reshape(r1 - r, *bi.shape[1:])[(slice(None),) + block]
-        t = tuned.read(it.tuned, r * inner_t, r1 * inner_t).reshape(r1 - r, *ti.shape[1:])[(slice(None),) + block]
-        yield b.reshape(-1), t.reshape(-1)
+        yield (r1 - r) * (inner_b * bi.dtype.itemsize + inner_t * ti.dtype.itemsize), partial(band, r, r1)
+
+def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: PairedTensor, chunk: int, bufs):
+    "Yield (base_chunk, tuned_chunk) covering the compared block of item `it`, read one after the other; equal shapes into the buffer pairs `bufs` yields."
+    for _, plan in _plans(base, tuned, it, chunk): yield plan(next(bufs))
 
 def _ring(n: int, nbytes: int, pin: bool):
     "Cycle forever through `n` pairs of reusable byte buffers."
@@ -52,9 +60,25 @@ def _ring(n: int, nbytes: int, pin: bool):
     while True:
         yield pairs[i % n]; i += 1
 
-def _result(item):
-    k, fut = item
-    return k, fut.result()
+class Buffers:
+    "`n` pairs of reusable byte buffers of `nbytes` each (pinned for CUDA): `take` one (waiting while all are taken), `give` it back."
+    def __init__(self, n: int, nbytes: int, pin: bool = False):
+        self._free = queue.SimpleQueue()
+        for _ in range(n): self._free.put(tuple(torch.empty(nbytes, dtype=torch.uint8, pin_memory=pin) for _ in range(2)))
+    def take(self): return self._free.get()
+    def give(self, pair): self._free.put(pair)
+
+def ordered(fn, xs, threads: int, ahead: int):
+    "Yield `fn(x)` for each x of the iterable `xs`, in order, computed by `threads` threads at most `ahead` results ahead of the consumer; a task's error is raised here, in order, and stopping early cancels what is queued."
+    pending = deque()
+    with ThreadPoolExecutor(max(threads, 1)) as pool:
+        try:
+            for x in xs:
+                pending.append(pool.submit(fn, x))
+                if len(pending) > ahead: yield pending.popleft().result()
+            while pending: yield pending.popleft().result()
+        finally:
+            for f in pending: f.cancel()
 
 def read_ahead(gen, depth: int):
     "Run generator `gen` in a background thread, at most `depth` items ahead; re-raise its errors here, and stop it if we stop early."
@@ -112,39 +136,108 @@ def _refuse_unreal(b_ck: Checkpoint, t_ck: Checkpoint, items: list[PairedTensor]
                 raise RlsubError(f"tensor {n!r} is {dtype} in {side}; rlsub compares the real-valued dtypes "
                                  "safetensors defines (floats, integers, bool): convert or drop it")
 
+def default_threads(device='cpu') -> int:
+    "Threads the scan uses unless told: every core this process may run on (CPU), or up to 8 reading threads feeding a GPU."
+    n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return min(8, n) if torch.device(device).type == 'cuda' else n
+
+def default_chunk(device='cpu') -> int:
+    "Entries per side per read unless told: 2²⁰ on the CPU, 2²³ on CUDA (fewer, larger copies and kernel launches)."
+    return 2**23 if torch.device(device).type == 'cuda' else 2**20
+
+def _plan_all(b_ck, t_ck, items, chunk_size):
+    "(k, nbytes, plan) for every chunk of every item, in order."
+    for k, it in enumerate(items):
+        for nbytes, plan in _plans(b_ck, t_ck, it, chunk_size): yield k, nbytes, plan
+
+def _itemsize(b_ck, t_ck, items) -> int:
+    return max([b_ck[it.base].dtype.itemsize for it in items] + [t_ck[it.tuned].dtype.itemsize for it in items] + [1])
+
+def _bar(b_ck, t_ck, items, progress, desc):
+    from tqdm.auto import tqdm
+    total = sum(b_ck[it.base].nbytes + t_ck[it.tuned].nbytes for it in items)
+    return tqdm(total=total, unit='B', unit_scale=True, desc=desc, disable=not progress, leave=False)
+
 def stream_pair(b_ck: Checkpoint, t_ck: Checkpoint, items: list[PairedTensor], chunk_size: int = 2**20, device='cpu', prefetch: int = 2,
                 hold: int = 1,            # chunks the consumer may still be using after it asks for the next one
-                progress: bool = False, desc: str = 'scan'):
-    "Yield (k, offset, base_chunk, tuned_chunk) over the compared block of every item `k`, in order, on `device`; read ahead in a thread."
-    from tqdm.auto import tqdm
+                progress: bool = False, desc: str = 'scan',
+                threads: int = 2):        # threads reading at once
+    "Yield (k, offset, base_chunk, tuned_chunk) over the compared block of every item `k`, in order, on `device`; `threads` threads read ahead."
     dev = torch.device(device)
     items = [it for it in items if it.base and it.tuned]
     _refuse_unreal(b_ck, t_ck, items)
-    total = sum(b_ck[it.base].nbytes + t_ck[it.tuned].nbytes for it in items)
-    itemsize = max([b_ck[it.base].dtype.itemsize for it in items] + [t_ck[it.tuned].dtype.itemsize for it in items] + [1])
-    in_flight = prefetch + hold + 3          # chunks that can be queued, in use or being read at once, plus one
-    bufs = _ring(in_flight, chunk_size * itemsize, pin=dev.type == 'cuda')   # pinned buffers reach the GPU fast
-    def chunks():
-        for k, it in enumerate(items):
-            off = 0
-            for b, t in _aligned_chunks(b_ck, t_ck, it, chunk_size, bufs):
-                yield k, off, b, t
-                off += b.numel()
-    with tqdm(total=total, unit='B', unit_scale=True, desc=desc, disable=not progress, leave=False) as bar:
-        for k, off, b, t in read_ahead(chunks(), prefetch):
-            bar.update(b.numel() * b.element_size() + t.numel() * t.element_size())
+    ahead = threads + prefetch
+    bufs = Buffers(ahead + hold + 2, chunk_size * _itemsize(b_ck, t_ck, items), pin=dev.type == 'cuda')
+    def read(job):
+        k, nbytes, plan = job
+        pair = bufs.take()
+        try: return k, nbytes, pair, plan(pair)
+        except BaseException: bufs.give(pair); raise
+    held, offs = deque(), [0] * len(items)
+    with _bar(b_ck, t_ck, items, progress, desc) as bar:
+        for k, nbytes, pair, (b, t) in ordered(read, _plan_all(b_ck, t_ck, items, chunk_size), threads, ahead):
+            bar.update(nbytes)
+            held.append(pair)
+            while len(held) > hold + 1: bufs.give(held.popleft())
+            off, offs[k] = offs[k], offs[k] + b.numel()
             yield k, off, _comparable(b).to(dev), _comparable(t).to(dev)
 
-def _count(b_ck: Checkpoint, t_ck: Checkpoint, compared: list[PairedTensor], dev, chunk_size, prefetch, workers, progress) -> list[dict]:
-    "Stream every compared tensor of the pair once; return its accumulated stats, in order."
-    acc, pending = [None] * len(compared), deque()
-    with ThreadPoolExecutor(workers) as pool, _intraop_threads(1 if dev.type == 'cpu' and workers > 1 else None):
-        for k, _, b, t in stream_pair(b_ck, t_ck, compared, chunk_size, dev, prefetch, hold=workers, progress=progress):
-            pending.append((k, pool.submit(chunk_stats, b, t)))
-            while len(pending) > workers or (pending and pending[0][1].done()):
-                k0, fut = pending.popleft(); acc[k0] = _merge(acc[k0], fut.result())
-        for k0, fut in pending: acc[k0] = _merge(acc[k0], fut.result())
+def _count_cpu(b_ck, t_ck, compared, chunk_size, prefetch, threads, progress) -> list[dict]:
+    "Read and count every compared tensor in `threads` threads, one chunk each at a time; merge in reading order."
+    acc = [None] * len(compared)
+    bufs = Buffers(threads, chunk_size * _itemsize(b_ck, t_ck, compared))
+    def count(job):
+        k, nbytes, plan = job
+        pair = bufs.take()
+        try:
+            b, t = plan(pair)
+            return k, nbytes, chunk_stats(_comparable(b), _comparable(t))
+        finally: bufs.give(pair)
+    with _intraop_threads(1 if threads > 1 else None), _bar(b_ck, t_ck, compared, progress, 'scan') as bar:
+        for k, nbytes, s in ordered(count, _plan_all(b_ck, t_ck, compared, chunk_size), threads, threads + prefetch):
+            acc[k] = _merge(acc[k], s); bar.update(nbytes)
     return acc
+
+def _count_cuda(b_ck, t_ck, compared, dev, chunk_size, prefetch, threads, progress) -> list[dict]:
+    "Threads read into pinned buffers; copies go to the GPU on their own stream, one chunk ahead of the counting on the default stream."
+    acc, lag = [None] * len(compared), 2              # lag: copies issued whose pinned buffers are not yet back
+    ahead = threads + prefetch
+    bufs = Buffers(ahead + lag + 2, chunk_size * _itemsize(b_ck, t_ck, compared), pin=True)
+    def read(job):
+        k, nbytes, plan = job
+        pair = bufs.take()
+        try:
+            b, t = plan(pair)
+            return k, nbytes, pair, _comparable(b), _comparable(t)
+        except BaseException: bufs.give(pair); raise
+    copier, counter = torch.cuda.Stream(dev), torch.cuda.current_stream(dev)
+    copying = deque()                                  # (event, pinned pair) of issued copies
+    def copy(k, pair, b, t):
+        with torch.cuda.stream(copier):
+            bd, td = b.to(dev, non_blocking=True), t.to(dev, non_blocking=True)
+            done = torch.cuda.Event(); done.record(copier)
+        bd.record_stream(counter); td.record_stream(counter)   # the allocator must not reuse them before the counting is done
+        copying.append((done, pair))
+        while len(copying) > lag: ev, p = copying.popleft(); ev.synchronize(); bufs.give(p)
+        return k, done, bd, td
+    def count(k, done, bd, td):
+        counter.wait_event(done)
+        acc[k] = _merge(acc[k], chunk_stats(bd, td))
+    waiting = None
+    with _bar(b_ck, t_ck, compared, progress, 'scan') as bar:
+        for k, nbytes, pair, b, t in ordered(read, _plan_all(b_ck, t_ck, compared, chunk_size), threads, ahead):
+            nxt = copy(k, pair, b, t)                  # issued before the previous chunk is counted: the two overlap
+            if waiting: count(*waiting)
+            waiting = nxt; bar.update(nbytes)
+        if waiting: count(*waiting)
+    for ev, p in copying: ev.synchronize(); bufs.give(p)
+    return acc
+
+def _count(b_ck: Checkpoint, t_ck: Checkpoint, compared: list[PairedTensor], dev, chunk_size, prefetch, threads, progress) -> list[dict]:
+    "Stream every compared tensor of the pair once; return its accumulated stats, in order."
+    _refuse_unreal(b_ck, t_ck, compared)
+    if dev.type == 'cuda': return _count_cuda(b_ck, t_ck, compared, dev, chunk_size, prefetch, threads, progress)
+    return _count_cpu(b_ck, t_ck, compared, chunk_size, prefetch, threads, progress)
 
 # %% ../../nbs/measure/13_scan.ipynb 9
 def _row(it: PairedTensor, b_ck: Checkpoint, t_ck: Checkpoint, a: dict | None) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -166,23 +259,26 @@ def source_label(src, ck: Checkpoint) -> str: return str(src) if isinstance(src,
 # %% ../../nbs/measure/13_scan.ipynb 10
 def scan_pair(base, tuned, device: str = 'auto',
               progress: bool = True,        # a tqdm bar over bytes read (notebook widget or terminal)
-              chunk_size: int = 2**20,      # entries per side per read: bounds memory whatever the tensor or model size
-              prefetch: int = 2,            # chunks read ahead in a background thread while earlier ones are counted
-              workers: int | None = None,   # chunks counted at once; None: one per core (up to 2) on CPU, 1 on CUDA
+              chunk_size: int | None = None,  # entries per side per read (bounds memory whatever the model size); None: `default_chunk(device)`
+              prefetch: int = 2,            # chunks read ahead, beyond one per thread, while earlier ones are counted
+              threads: int | None = None,   # threads reading and counting at once; None: `default_threads(device)`
               revision: str | None = None,  # hub revision, for hub ids
               ) -> DeltaReport:
     "Stream the pair `base`, `tuned` (paths, hub ids, state dicts, models or `Checkpoint`s) once into a `DeltaReport`."
     dev = resolve_device(device)
-    if not (isinstance(chunk_size, int) and chunk_size > 0): raise RlsubError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    workers = workers or (1 if dev.type == 'cuda' else min(2, os.cpu_count() or 1))
+    chunk_size = default_chunk(dev) if chunk_size is None else chunk_size
+    threads = default_threads(dev) if threads is None else threads
+    for name, v in (('chunk_size', chunk_size), ('threads', threads)):
+        if not (isinstance(v, int) and not isinstance(v, bool) and v > 0): raise RlsubError(f"{name} must be a positive integer, got {v!r}")
+    if not (isinstance(prefetch, int) and prefetch >= 0): raise RlsubError(f"prefetch must be an integer >= 0, got {prefetch!r}")
     start = time.perf_counter()
     with open_pair(base, tuned, revision) as (b_ck, t_ck):
         items = pair_tensors(b_ck, t_ck)
         compared = [it for it in items if it.base and it.tuned]
-        acc = dict(zip(map(id, compared), _count(b_ck, t_ck, compared, dev, chunk_size, prefetch, workers, progress)))
+        acc = dict(zip(map(id, compared), _count(b_ck, t_ck, compared, dev, chunk_size, prefetch, threads, progress)))
         rows, ah, rh = zip(*[_row(it, b_ck, t_ck, acc.get(id(it))) for it in items]) if items else ((), (), ())
         meta = dict(base=source_label(base, b_ck), tuned=source_label(tuned, t_ck), notes=items.notes)
-    meta.update(device=str(dev), chunk_size=chunk_size, seconds=round(time.perf_counter() - start, 3), rlsub=__version__)
+    meta.update(device=str(dev), chunk_size=chunk_size, threads=threads, seconds=round(time.perf_counter() - start, 3), rlsub=__version__)
     empty = np.zeros((0, NBINS), dtype=np.int64)
     return DeltaReport(report_table(list(rows)), np.stack(ah) if ah else empty, np.stack(rh) if rh else empty, meta)
 
