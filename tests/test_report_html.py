@@ -3,14 +3,21 @@
 Moves the threshold over the whole ladder under each rule and compares, as text, the headline, the by-layer and by-kind
 tables, every heatmap cell, tensor rows and one tensor's histogram with `DeltaReport.sparsity`, `tensor_table` and
 `tensor_hist`; the same for a page of three reports (report picker, the differences column); the number formats on ties.
+Then what a reader does beyond the controls: the keyboard (arrows through heatmap cells and table rows, Enter chooses),
+a copied link that reopens the same view, the dark theme (the reader's preference, or JupyterLab's around an iframe),
+hover values on the charts; and `rlsub demo`'s page (from a synthetic DemoResult: no training) with its controls, each
+click redrawn within 150 ms, and its tables' numbers written one way.
 Skipped without Chromium or playwright (the reason names the install commands), failed instead under RLSUB_REQUIRE_BROWSER=1 (CI)."""
-import math, random, time
+import math, random, re, time
+from urllib.parse import parse_qs, urlsplit
+import numpy as np
+import pandas as pd
 import pytest
 from browser import chromium, require_browser
 
 from rlsub.examples import make_pair, tiny_config
 from rlsub.measure.report import synthetic_report
-from rlsub.core import fmt_pct
+from rlsub.core import fmt_pct, fmt_threshold
 from rlsub.viz.figures import kind_order
 from rlsub.viz.groups import tensor_hist, tensor_table
 from rlsub.viz.page import headline_text, save_report
@@ -44,14 +51,14 @@ def browser():
         yield b
 
 
-def _open(browser, path):
-    "Open `path` from file:// with every other request refused; (page, refused requests, seconds to first render)."
-    page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+def _open(browser, path, **kw):
+    "Open `path` (a file, or a file:// address with a fragment) with every other request refused; (page, refused requests, errors, seconds to first render)."
+    page = browser.new_page(viewport={'width': 1400, 'height': 1000}, **kw)
     refused, errors = [], []
     page.route('**/*', lambda route: route.continue_() if route.request.url.startswith('file:') else (refused.append(route.request.url), route.abort()))
     page.on('pageerror', lambda e: errors.append(str(e)))
     t0 = time.perf_counter()
-    page.goto(path.as_uri())
+    page.goto(path if isinstance(path, str) else path.as_uri())
     page.wait_for_selector('body[data-ready="1"]', timeout=30_000)
     return page, refused, errors, time.perf_counter() - t0
 
@@ -223,3 +230,237 @@ def test_tensors_not_compared_and_empty_groups(browser, reports, tmp_path):
                 else: assert st['rows'] == (_tensor_rows(odd, rule, thr) if view == 'tensors' else _group_rows(odd, rule, thr, view)), (rule, view, j)
     assert ['model.layers.1.self_attn.k_proj.weight', '1', 'k', '—', '0', '0', '—'] in st['rows']
     assert refused == [] and errors == [], (refused, errors)
+
+
+# ---- what a reader does beyond the controls: keyboard, links, theme, hover ----
+
+NAV = "document.activeElement && document.activeElement.getAttribute('data-nav')"
+ROWS = 'rs => rs.map(r => [...r.children].map(c => c.textContent))'
+
+
+def test_keyboard_moves_through_cells_and_rows(browser, reports, tmp_path):
+    "Each table and the heatmap is one tab stop; arrows move, Enter chooses: a cell's or a group's tensors, a tensor's histogram, a report."
+    path = save_report(reports, tmp_path / 'keys.html', 'rel', 1e-3, view='heatmap', printable=False)
+    page, refused, errors, _ = _open(browser, path)
+    r = reports['scanned']
+    tips = dict(zip([(_lab(l), k) for l, k in r.sparsity('rel', 1e-3, by=['layer', 'kind']).index], _cells(r, 'rel', 1e-3)))
+    assert page.locator('rect.rl-cell[tabindex="0"]').count() == 1
+    page.focus('rect.rl-cell[tabindex="0"]')                             # the tab stop: the top left cell
+    assert page.evaluate(NAV) == 'c:0|q' and page.inner_text('#rl-hover') == tips['0', 'q']   # its numbers as it takes focus
+    for key, at in (('ArrowRight', 'c:0|k'), ('ArrowDown', 'c:1|k'), ('ArrowUp', 'c:0|k'), ('ArrowDown', 'c:1|k'), ('ArrowLeft', 'c:1|q'), ('ArrowRight', 'c:1|k')):
+        page.keyboard.press(key)
+        assert page.evaluate(NAV) == at, (key, at)
+    assert page.inner_text('#rl-hover') == tips['1', 'k']
+    page.keyboard.press('Enter')                                         # the cell's tensors, the keyboard on the first of them
+    name = 'model.layers.1.self_attn.k_proj.weight'
+    assert page.get_attribute('#rl-views button.on', 'data-view') == 'tensors' and page.inner_text('#rl-count') == '1 of 21 tensors (layer 1 · k)'
+    assert page.evaluate(NAV) == f't:{name}'
+    page.keyboard.press('Enter')                                         # a tensor's row: its histogram; the keyboard stays on the row
+    assert page.inner_text('#rl-hist h3') == name and page.get_attribute('#rl-tensors tr.sel', 'data-name') == name and page.evaluate(NAV) == f't:{name}'
+
+    page.click('#rl-views button[data-view="tensors"]')                  # every tensor: Home, End, PageDown, ArrowUp
+    order = [row[0] for row in _tensor_rows(r, 'rel', 1e-3)]
+    page.focus('#rl-tensors tr[tabindex="0"]')
+    assert page.evaluate(NAV) == f't:{name}'                             # the tab stop is the chosen tensor's row
+    for key, i in (('Home', 0), ('End', len(order) - 1), ('Home', 0), ('PageDown', 10), ('ArrowUp', 9)):
+        page.keyboard.press(key)
+        assert page.evaluate(NAV) == f't:{order[i]}', key
+    page.keyboard.press('Enter')
+    assert page.inner_text('#rl-hist h3') == order[9] and page.evaluate(NAV) == f't:{order[9]}'
+
+    page.click('#rl-views button[data-view="kind"]')                     # a group's row: its tensors
+    page.focus('#rl-groups tbody tr[tabindex="0"]')
+    page.keyboard.press('ArrowDown'); page.keyboard.press('ArrowDown')
+    assert page.evaluate(NAV) == 'g:kind:v'
+    page.keyboard.press('Enter')
+    rows = page.eval_on_selector_all('#rl-tensors tbody tr', ROWS)
+    assert rows == [row for row in _tensor_rows(r, 'rel', 1e-3) if row[2] == 'v'] and page.inner_text('#rl-count').endswith('(v)')
+    assert page.evaluate(NAV) == f't:{rows[0][0]}'
+
+    page.focus('#rl-reports tbody tr[tabindex="0"]')                     # a report's row: that report
+    page.keyboard.press('ArrowDown'); page.keyboard.press('Enter')
+    assert page.input_value('#rl-report') == '1' and page.inner_text('#rl-headline') == headline_text(reports['synthetic 1'], 'rel', 1e-3)
+    assert page.evaluate(NAV) == 'r:1'
+    assert refused == [] and errors == [], (refused, errors)
+
+
+def _view_state(page) -> dict:
+    "What the reader sees of the state: report, rule, threshold, view, search, tensor, headline, the table or the heatmap."
+    js = """() => { const q = s => document.querySelector(s), t = s => q(s) ? q(s).textContent : null;
+      return {report: q('#rl-report').value, rule: q('#rl-rules button.on').dataset.rule, readout: t('#rl-readout'), view: q('#rl-views button.on').dataset.view,
+              search: q('#rl-search') ? q('#rl-search').value : null, tensor: t('#rl-hist h3'), head: t('#rl-headline'), count: t('#rl-count'),
+              diff: q('#rl-diff') ? q('#rl-diff').checked : null,
+              rows: [...document.querySelectorAll('#rl-main tbody tr')].map(r => r.textContent), cells: [...document.querySelectorAll('rect.rl-cell')].map(r => r.dataset.tip)}; }"""
+    return page.evaluate(js)
+
+
+def test_a_link_reopens_the_same_view(browser, reports, tmp_path):
+    "The page's address keeps report, rule, threshold, view, search, cut and tensor; a reopened or pasted link shows the same; a wrong one opens as written."
+    path = save_report(reports, tmp_path / 'link.html', printable=False)
+    page, refused, errors, _ = _open(browser, path)
+    page.select_option('#rl-report', '2')
+    page.click('#rl-rules button[data-rule="rel"]')
+    page.focus('#rl-threshold'); page.keyboard.press('ArrowLeft'); page.keyboard.press('ArrowLeft')
+    j = int(page.input_value('#rl-threshold'))
+    page.click('#rl-views button[data-view="tensors"]')
+    page.fill('#rl-search', 'mlp')
+    name = 'model.layers.0.mlp.gate_proj.weight'
+    page.click(f'#rl-tensors tr[data-name="{name}"]')
+    url = page.url
+    assert parse_qs(urlsplit(url).fragment) == {'rule': ['rel'], 'threshold': [fmt_threshold(float(LADDER[j]))], 'view': ['tensors'],
+                                                'report': ['synthetic 2'], 'tensor': [name], 'search': ['mlp']}
+    want = _view_state(page)
+    assert want['head'] == headline_text(reports['synthetic 2'], 'rel', float(LADDER[j])) and want['tensor'] == name and len(want['rows']) == 6
+    again, *_ = _open(browser, url)                                      # the link, opened anew
+    assert _view_state(again) == want
+    # the heatmap as the difference from the first report, and a table cut to one cell, survive the link too
+    again.click('#rl-views button[data-view="heatmap"]'); again.check('#rl-diff')
+    diff = _view_state(again)
+    assert 'diff=1' in again.url and _view_state(_open(browser, again.url)[0]) == diff
+    again.click('rect.rl-cell[data-layer="1"][data-kind="up"]')
+    cut = _view_state(again)
+    assert cut['count'] == '1 of 21 tensors (layer 1 · up)' and _view_state(_open(browser, again.url)[0]) == cut
+    # a link naming what the file does not hold opens as the file was written
+    bad, _, bad_errors, _ = _open(browser, path.as_uri() + '#rule=fuzzy&threshold=x&view=pie&report=nobody&tensor=model.none')
+    plain = _view_state(_open(browser, path)[0])
+    assert _view_state(bad) == plain and plain['head'] == headline_text(reports['scanned']) and plain['view'] == 'layer'
+    bad.evaluate('h => { location.hash = h; }', urlsplit(url).fragment)     # a link pasted into the open tab
+    bad.wait_for_function('h => document.getElementById("rl-headline").textContent === h', arg=want['head'])
+    assert _view_state(bad) == want
+    assert refused == [] and errors == [] and bad_errors == [], (refused, errors, bad_errors)
+
+
+def _luma(css: str) -> float:
+    "Relative brightness 0..1 of a CSS rgb() colour."
+    r, g, b = (int(v) for v in re.findall(r'\d+', css)[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+THEME = """() => { const s = e => getComputedStyle(e);
+  return [document.documentElement.dataset.theme, s(document.body).backgroundColor, s(document.body).color,
+          s(document.querySelector('#rl-chart text.ax')).fill, s(document.querySelector('#rl-groups th')).backgroundColor]; }"""
+
+
+def test_dark_theme_follows_the_reader_and_jupyterlab(browser, reports, tmp_path):
+    "prefers-color-scheme: dark gives the dark theme (and light again when it changes); inside JupyterLab (an iframe), JupyterLab's theme decides."
+    path = save_report(reports['scanned'], tmp_path / 'theme.html', printable=False)
+    page, refused, errors, _ = _open(browser, path, color_scheme='dark')
+    theme, bg, fg, axis, head = page.evaluate(THEME)
+    assert theme == 'dark' and _luma(bg) < 0.15 and _luma(fg) > 0.8 and _luma(axis) > 0.5 and _luma(head) < 0.25, (bg, fg, axis, head)
+    page.emulate_media(color_scheme='light')                             # the reader switches: the page follows
+    page.wait_for_function('document.documentElement.dataset.theme === "light"')
+    theme, bg, fg, axis, head = page.evaluate(THEME)
+    assert _luma(bg) > 0.95 and _luma(fg) < 0.2 and _luma(head) > 0.9
+    # JupyterLab showing the page in an iframe (one origin, served from memory: nothing leaves the machine), its theme dark under a light system
+    lab, lab_refused, lab_errors, _ = _open(browser, path, color_scheme='light')
+    files = {'/lab.html': "<html><body data-jp-theme-light='false'><iframe id='f' src='theme.html' width='1200' height='700'></iframe></body></html>",
+             '/theme.html': path.read_text()}
+    lab.route('http://lab.test/**', lambda route: route.fulfill(status=200, content_type='text/html', body=files[urlsplit(route.request.url).path]))
+    lab.goto('http://lab.test/lab.html')
+    frame = lab.wait_for_selector('#f').content_frame()
+    frame.wait_for_selector('body[data-ready="1"]')
+    assert frame.evaluate(THEME)[0] == 'dark' and _luma(frame.evaluate(THEME)[1]) < 0.15
+    lab.evaluate("document.body.setAttribute('data-jp-theme-light', 'true')")   # JupyterLab switched to its light theme
+    frame.wait_for_function('document.documentElement.dataset.theme === "light"')
+    assert refused == errors == lab_refused == lab_errors == [], (refused, errors, lab_refused, lab_errors)
+
+
+def test_hover_values_on_the_charts(browser, reports, tmp_path):
+    "Hovering a column of the by-kind chart shows every report's sparsity there; a histogram bar its count."
+    path = save_report(reports, tmp_path / 'hover.html', 'rel', 1e-3, view='kind', printable=False)
+    page, refused, errors, _ = _open(browser, path)
+    page.hover('rect.rl-col[data-group="gate"]')
+    s = {k: r.sparsity('rel', 1e-3, by='kind').sparsity['gate'] for k, r in reports.items()}
+    assert page.inner_text('#rl-hover') == 'kind gate: ' + ' · '.join(f'{k} {pct(v)}' for k, v in s.items())
+    assert page.get_attribute('#rl-chart line.guide', 'visibility') == 'visible'
+    r = reports['scanned']                                                # one report: its numbers in full
+    page, refused2, errors2, _ = _open(browser, save_report(r, tmp_path / 'one.html', 'rel', 1e-3, printable=False))
+    g = r.sparsity('rel', 1e-3, by='layer').loc[1]
+    page.hover('rect.rl-col[data-group="1"]')
+    assert page.inner_text('#rl-hover') == f"layer 1: sparsity {pct(g.sparsity)} ({int(g.changed):,} of {int(g.params):,} changed)"
+    page.fill('#rl-tensor', 'model.layers.1.mlp.up_proj.weight')
+    h = tensor_hist(r, 'model.layers.1.mlp.up_proj.weight', 'rel')['count'].to_numpy()
+    k = int(np.argmax(h))
+    box = page.locator(f'rect.rl-bin[data-bin="{k}"]').bounding_box()
+    page.mouse.move(box['x'] + box['width'] / 2, box['y'] + 2)
+    assert page.inner_text('#rl-hist-hover').endswith(f": {h[k]:,} entries")
+    assert refused == errors == refused2 == errors2 == [], (refused, errors, refused2, errors2)
+
+
+# ---- rlsub demo's page: the same engine around the demo's claims and figures ----
+
+def _synthetic_demo():
+    "A DemoResult laid out as run_demo lays it out, with synthetic numbers (no training): six scans, two histories, a tracker, rank and overlap."
+    from rlsub.experiments.demo import DemoResult, KINDS
+    cfg = tiny_config('llama')
+    scans = {k: {d: synthetic_report(cfg, seed=10 * i + j) for j, d in enumerate(('bf16', 'fp32'))} for i, k in enumerate(KINDS)}
+    full, kinds = scans['full'], pd.Index(['q', 'k', 'v', 'o', 'gate', 'up', 'down'], name='kind')
+    m = dict(scans=scans, overlap_seeds=(0, 1),
+             kind_bf16=full['bf16'].sparsity('abs', 1e-5, by='kind'), kind_fp32=full['fp32'].sparsity('abs', 1e-5, by='kind'),
+             layer_bf16=full['bf16'].sparsity('abs', 1e-5, by='layer'), layer_fp32=full['fp32'].sparsity('abs', 1e-5, by='layer'),
+             overlap_by_kind=pd.DataFrame(dict(o1=0.3, o2=0.33, chance_o1=0.07, chance_o2=0.08), index=kinds),
+             rank_by_kind=pd.DataFrame(dict(matrices=4, rank_fraction=0.998047, min_rank_fraction=0.99, effective_fraction=0.397941, spectral_shift=2.4e-5), index=kinds))
+    steps = np.arange(1, 6)
+    hist = pd.DataFrame(dict(step=steps, reward=np.linspace(0.3, 0.5, 5), accuracy=np.linspace(0.3, 0.5, 5)))
+    tracker = pd.DataFrame([dict(step=s, storage=d, rule=r, threshold=t, sparsity=sp) for s in steps for d, r, t, sp in
+                            (('bf16', 'abs', 1e-5, 1 - 0.01 * s), ('fp32', 'abs', 1e-5, 0.99996), ('bf16', 'exact', math.nan, 0.416))])
+    runs = pd.DataFrame(dict(seed=pd.array([pd.NA, 0, 0, 0], dtype='Int64'), accuracy=[0.416, 0.48, 0.5, 0.5], n_eval=50,
+                             accuracy_bf16=[0.416, 0.48, 0.48, 0.5], seconds=[0.0, 6.6, 2.7, 4.0], absorbed=[math.nan, 0.873225, 0.011245, 0.869059]),
+                        index=pd.Index(['base', 'full', 'subnet', 'random'], name='run'))
+    claims = pd.DataFrame([{'finding': 'RL updates a small subnetwork', 'paper': '68–96 %', 'this run': '92.0% (1 seed)',
+                            'verdict': 'cannot tell at this n', 'rule': 'holds if the interval lies above 68.0%'}])
+    return DemoResult(claims, runs, {'full': hist, 'subnet': hist}, tracker, m, 'synthetic demo: no training, seeded counts')
+
+
+CLICK_MS = """async ([sel, event, value]) => {   // one control used, to the frame that shows its answer
+  const e = document.querySelector(sel), t0 = performance.now();
+  if (event === 'click') e.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+  else { e.value = value; e.dispatchEvent(new Event(event, {bubbles: true})); }
+  await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));
+  return performance.now() - t0;
+}"""
+RAW_FRACTION = re.compile(r'(?<![\w.])\d+\.\d+(?![\d.]*(%|e-))')     # a number with decimals that is not a percentage or 2.4e-5
+
+
+def test_demo_page_is_explorable(browser, tmp_path):
+    "rlsub demo's page: the runs' scans behind working controls (each redrawn within 150 ms of a click) and tables whose numbers read one way."
+    from rlsub.experiments.demo import KINDS, demo_html
+    res = _synthetic_demo()
+    path = tmp_path / 'rlsub-demo.html'
+    path.write_text(demo_html(res))
+    page, refused, errors, first = _open(browser, path)
+    scans, labels = res.measured['scans'], [f'{k} ({d})' for k in KINDS for d in ('bf16', 'fp32')]
+    assert page.eval_on_selector_all('#rl-report option', 'os => os.map(o => o.textContent)') == labels
+    assert page.inner_text('#rl-headline') == headline_text(scans['full']['bf16'], 'abs', 1e-5)
+    g = {k: scans[k.split(' ')[0]][k[-5:-1]].sparsity('abs', 1e-5, by='kind').sparsity for k in labels}
+    assert page.eval_on_selector_all('#rl-groups tbody tr', ROWS) == [
+        [kind] + [pct(g[k][kind]) for k in labels] + [f"{(g[k][kind] - g[labels[0]][kind]) * 100:+.2f}" for k in labels[1:]] for kind in kind_order(g[labels[0]].index)]
+    ms = {}
+    def use(what, sel, event='click', value=None): ms[what] = page.evaluate(CLICK_MS, [sel, event, value])
+    use('rule rel', '#rl-rules button[data-rule="rel"]')
+    use('threshold', '#rl-threshold', 'input', str(int(np.searchsorted(LADDER, 2e-3))))
+    use('report', '#rl-report', 'change', str(labels.index('subnet (fp32)')))
+    use('heatmap', '#rl-views button[data-view="heatmap"]')
+    thr = float(LADDER[int(page.input_value('#rl-threshold'))])
+    sub = scans['subnet']['fp32']
+    assert page.inner_text('#rl-headline') == headline_text(sub, 'rel', thr)
+    assert page.eval_on_selector_all('rect.rl-cell', 'rs => rs.map(r => r.dataset.tip)') == _cells(sub, 'rel', thr)
+    use('difference', '#rl-diff')
+    use('cell', 'rect.rl-cell[data-layer="1"][data-kind="down"]')
+    assert page.inner_text('#rl-count') == '1 of 21 tensors (layer 1 · down)'
+    use('row', '#rl-tensors tr[data-name="model.layers.1.mlp.down_proj.weight"]')
+    assert page.inner_text('#rl-hist h3') == 'model.layers.1.mlp.down_proj.weight'
+    use('by layer', '#rl-views button[data-view="layer"]')
+    use('rule exact', '#rl-rules button[data-rule="exact"]')
+    assert page.inner_text('#rl-headline') == headline_text(sub, 'exact')
+    assert 'report=subnet+%28fp32%29' in page.url and 'view=layer' in page.url
+    assert max(ms.values()) <= 150, ms
+    # the tables around the explorer: percentages as fmt_pct writes them, accuracies with their standard error, no raw fractions
+    tables = page.eval_on_selector_all('.rl-doc table', 'ts => ts.map(t => t.innerText)')
+    assert len(tables) == 4 and [RAW_FRACTION.findall(t) for t in tables] == [[]] * 4, tables
+    runs = page.eval_on_selector_all('.rl-doc table', 'ts => [...ts[1].querySelectorAll("tbody tr")].map(r => [...r.children].map(c => c.textContent))')
+    assert runs[1] == ['full', '0', '48.0% ± 7.1%', '48.0% ± 7.1%', '50', '87.32%', '7'] and runs[0][1] == runs[0][5] == '—', runs
+    assert '>99.99%' in tables[2] and '41.60%' in tables[2] and '39.79%' in tables[3] and '2.4e-5' in tables[3]
+    assert page.locator('.rl-doc img').count() == 3                      # two training histories and the overlap figure
+    assert refused == [] and errors == [], (refused, errors)
+    print(f"\n{path.name}: {path.stat().st_size / 1024:.0f} KiB, first render {first * 1000:.0f} ms; click to redraw (ms): "
+          + ', '.join(f'{k} {v:.0f}' for k, v in ms.items()))

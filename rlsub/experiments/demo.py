@@ -24,15 +24,17 @@ from ..train.loop import save_policy
 from .attribution import AttributionTracker, precision_attribution, plot_precision
 from .claims import claims_table, format_claims
 from ..train.tasks import format_accuracy
-from ..core import fmt_pct
+from ..core import fmt_pct, fmt_threshold
 from ..style import img_tag, png
 from ..viz.figures import plot_overlap, plot_sparsity
+from ..viz.page import report_page
+from ..measure.rules import rule_text
 from ..checkpoints import MATRIX_KINDS
 
 # %% auto 0
 __all__ = ['SIZES', 'MODELS', 'KINDS', 'DemoSize', 'demo_size', 'round_weights', 'save_outcomes', 'load_outcomes', 'grpo_run',
            'agreement', 'scans', 'absorbed_share', 'absorbed', 'binomial_se', 'run_name', 'demo_figures',
-           'save_figures', 'runs_html', 'demo_html', 'DemoResult', 'run_demo']
+           'save_figures', 'runs_html', 'tracker_html', 'demo_html', 'DemoResult', 'run_demo']
 
 # %% ../../nbs/experiments/51_demo.ipynb 5
 @dataclass
@@ -165,43 +167,61 @@ def save_figures(result, folder) -> list[Path]:
         write_atomic(folder / f'demo-{name}.png', png(fig)); out.append(folder / f'demo-{name}.png')
     return out
 
+# %% ../../nbs/experiments/51_demo.ipynb 17
+def _num_html(df: pd.DataFrame, other: dict | None = None) -> str:   # other: {column: function} for numbers that are not shares
+    "`df` as HTML with its numbers written one way: whole numbers as 1,234, shares as `fmt_pct(x, 2)`, NaN as '—'."
+    out = df.copy()
+    for c in out.columns:
+        f = (other or {}).get(c) or ((lambda v: f'{int(v):,}') if pd.api.types.is_integer_dtype(out[c]) else
+                                     (lambda v: fmt_pct(v, 2)) if pd.api.types.is_float_dtype(out[c]) else str)
+        out[c] = ['—' if pd.isna(v) else f(v) for v in out[c]]
+    return out.to_html(border=0)
+
+def runs_html(runs: pd.DataFrame) -> str:
+    "The runs table as HTML: held-out accuracy as trained and stored in bf16 with its standard error, questions, the absorbed share, seconds."
+    acc = lambda c: [format_accuracy(p, int(n)) for p, n in zip(runs[c], runs.n_eval)]
+    out = pd.DataFrame({'seed': runs.seed, 'accuracy as trained (fp32)': acc('accuracy'), 'stored in bf16': acc('accuracy_bf16'),
+                        'questions': runs.n_eval, 'absorbed': runs.absorbed if 'absorbed' in runs else math.nan, 'seconds': runs.seconds}, index=runs.index)
+    return _num_html(out, {'seed': str, 'seconds': lambda v: f'{v:.0f}'})
+
+def tracker_html(tracker: pd.DataFrame) -> str:
+    "Sparsity against the start at each snapshot of a run (`Tracker.table`): one row per step, one column per storage and rule."
+    t = tracker.assign(rule=[rule_text(r, None if r == 'exact' else float(v)) for r, v in zip(tracker.rule, tracker.threshold)])
+    return _num_html(t.pivot(index='step', columns=['storage', 'rule'], values='sparsity'))
+
 def _precision_section(m: dict, figs: dict) -> list[str]:
     "The report's precision-attribution section: where the full run's fp32 update went when stored in bf16 (none when not measured)."
     pa = m.get('precision')
     if pa is None: return []
-    s, pct = pa.steps, (lambda v: f'{v:.1%}')
+    s, pct = pa.steps, (lambda v: fmt_pct(v, 2))
     pulse = (f"<p>Step to step (PULSE's measure): a step moved {pct(s.moved.mean())} of the entries in fp32 on average, and storing the weights in bf16 "
              f"absorbed {pct(s.absorbed_of_moved.mean())} of those moves (mean over {len(s)} steps).</p>") if len(s) else ''
     return ["<h2>Where the full run's fp32 update went in bf16 (precision attribution)</h2>",
             "<p>Every entry after the run, against the start: <i>never</i> (no gradient ever reached it), <i>still</i> (gradients, no net change), "
             "<i>absorbed</i> (moved in fp32, but rounds back to the start's bf16 value: under half a bf16 spacing), <i>visible</i> (stored as a different bf16 value).</p>",
-            pa.overall.to_html(border=0, float_format=pct), pulse, img_tag(figs['precision-attribution']),
-            "<h3>By matrix type</h3>", pa.by_kind.to_html(border=0, float_format=pct)]
+            _num_html(pa.overall), pulse, img_tag(figs['precision-attribution']), "<h3>By matrix type</h3>", _num_html(pa.by_kind)]
 
-_PCT_COLS = ('accuracy', 'accuracy_bf16', 'absorbed')
-
-def runs_html(runs: pd.DataFrame) -> str:
-    "The runs table as HTML, shares as percentages (`fmt_pct`), seconds whole."
-    f = {c: fmt_pct for c in _PCT_COLS if c in runs} | {'seconds': lambda v: f'{v:.0f}'}
-    return runs.to_html(border=0, formatters=f, na_rep='—')
-
+# %% ../../nbs/experiments/51_demo.ipynb 20
 def demo_html(result) -> str:
-    "The demo's results as one self-contained HTML page."
-    m, figs = result.measured, demo_figures(result)
-    parts = [f"<h1>rlsub demo</h1><p>{html.escape(result.summary_line)}</p>",
-             "<h2>The paper's claims, and this run</h2>", result.table.to_html(index=False, border=0),
-             "<h2>Runs</h2><p>Held-out accuracy as trained (fp32) and stored in bf16; <i>absorbed</i>: of the entries a run moved in fp32, the share bf16 storage rounds back to the base's value.</p>", runs_html(result.runs),
-             *[f"<h3>{html.escape(n)}</h3>" + img_tag(figs[f'history-{n}']) for n in result.histories],
-             "<h2>Sparsity of the full run's update by matrix type: bf16 vs fp32 storage (|Δ| ≤ 1e-5)</h2>", img_tag(figs['sparsity-by-kind']),
-             "<h2>By layer</h2>", img_tag(figs['sparsity-by-layer']),
-             "<h2>Sparsity during the full run</h2>", result.tracker.pivot(index='step', columns=['storage', 'rule'], values='sparsity').to_html(border=0, float_format=lambda v: f'{v:.1%}'),
+    "The demo's results as one self-contained HTML page: claims, runs, the runs' updates to explore (`report_page`), training and its figures."
+    m, figs, seed = result.measured, demo_figures(result), result.measured['overlap_seeds'][0]
+    reports = {f'{k} ({d})': m['scans'][k][d] for k in KINDS for d in ('bf16', 'fp32')}
+    before = [f"<p>{html.escape(result.summary_line)}</p>",
+              "<h2>The paper's claims, and this run</h2>", result.table.to_html(index=False, border=0),
+              "<h2>Runs</h2><p>Held-out accuracy as trained (fp32) and stored in bf16; <i>absorbed</i>: of the entries a run moved in fp32, "
+              "the share bf16 storage rounds back to the base's value.</p>", runs_html(result.runs),
+              f"<h2>Where each run changed the base</h2><p>Seed {seed}'s full, subnet and random runs against the base, each stored in bf16 and in fp32. "
+              "By kind and by layer draw every run (full in bf16 against fp32 is the paper's question); choose a report for its headline, "
+              "layer × kind and tensors, a tensor for its |Δ| histogram. Keyboard: Tab to a table or the heatmap, arrows move, Enter chooses. "
+              "The page's address keeps what you chose: copy it to share the view.</p>"]
+    after = ["<h2>Training</h2>", *[f"<h3>{html.escape(n)}</h3>" + img_tag(figs[f'history-{n}']) for n in result.histories],
+             "<h2>Sparsity during the full run</h2><p>Share of parameters unchanged against the start, at each snapshot.</p>", tracker_html(result.tracker),
              *_precision_section(m, figs),
              "<h2>Overlap of the subnetworks of the first two seeds' full runs, by matrix type</h2>", img_tag(figs['overlap-by-kind']),
-             "<h2>Update rank by matrix type (full run)</h2>", m['rank_by_kind'].to_html(border=0, float_format=lambda v: f'{v:.3f}')]
-    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}img{max-width:100%}"
-    return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>rlsub demo</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+             "<h2>Update rank by matrix type (full run)</h2>", _num_html(m['rank_by_kind'], {'spectral_shift': fmt_threshold})]
+    return report_page(reports, 'abs', 1e-5, view='kind', title='rlsub demo', printable=False, before=''.join(before), after=''.join(after))
 
-# %% ../../nbs/experiments/51_demo.ipynb 17
+# %% ../../nbs/experiments/51_demo.ipynb 22
 @dataclass
 class DemoResult:
     "What `run_demo` measured: the claims table, per-run summary, histories, tracker table and the raw figures."
@@ -228,7 +248,7 @@ def _peak_rss_gib() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**30 if sys.platform == 'darwin' else r / 2**20
 
-# %% ../../nbs/experiments/51_demo.ipynb 18
+# %% ../../nbs/experiments/51_demo.ipynb 23
 KINDS = ('full', 'subnet', 'random')    # the run types each seed trains
 
 def _per_seed(work, i, dev) -> dict:
@@ -243,10 +263,11 @@ def _per_seed(work, i, dev) -> dict:
                 agree_random=agreement(work, run_name('random', i), full))
 
 def _measure(work, S, masks, names, dev) -> dict:
-    "Everything the claims table needs from `S` seeds' runs saved in `work` (`names`; `masks`: each full run's bf16 subnetwork), and seed 0's views for the figures."
+    "Everything the claims table needs from `S` seeds' runs saved in `work` (`names`; `masks`: each full run's bf16 subnetwork), seed 0's views for the figures, every run's scans."
     per = [_per_seed(work, i, dev) for i in range(S)]
     reps = {run_name('full', i): p['reps'] for i, p in enumerate(per)}            # the full runs are scanned once, for sparsity and absorbed alike
-    absorbed_by_run = {n: absorbed_share(reps[n] if n in reps else scans(work, n, dev)) for n in names}
+    reps |= {n: scans(work, n, dev) for n in names if n not in reps}             # every other run against the base: its absorbed share, the page's explorer
+    absorbed_by_run = {n: absorbed_share(reps[n]) for n in names}
     pairs = list(itertools.combinations(range(len(masks)), 2))
     floor = [agreement(work, run_name('full', j), run_name('full', i)) for i, j in pairs]
     ov = [overlap(masks[i], masks[j]) for i, j in pairs]
@@ -260,9 +281,9 @@ def _measure(work, S, masks, names, dev) -> dict:
                 kind_bf16=r0['bf16'].sparsity('abs', 1e-5, by='kind'), kind_fp32=r0['fp32'].sparsity('abs', 1e-5, by='kind'),
                 layer_bf16=r0['bf16'].sparsity('abs', 1e-5, by='layer'), layer_fp32=r0['fp32'].sparsity('abs', 1e-5, by='layer'),
                 rank_by_kind=rank_summary(per[0]['rank_table']), overlap_by_kind=overlap(masks[0], masks[1], by='kind'),
-                mask_density=masks[0].density, params=r0['bf16'].numel)
+                mask_density=masks[0].density, params=r0['bf16'].numel, scans=reps)
 
-# %% ../../nbs/experiments/51_demo.ipynb 19
+# %% ../../nbs/experiments/51_demo.ipynb 24
 def _train_runs(work, model, sz, dev, seed, S, progress, log, at):
     "Every seed's full, subnet and random runs (and a second full run when `S` is 1): summaries, histories, the first full run's tracker, the full runs' masks."
     sums, hists, masks, tr = [], {}, [], None
@@ -281,7 +302,7 @@ def _train_runs(work, model, sz, dev, seed, S, progress, log, at):
         run('random', i, mask=random_mask(masks[i], seed=seed + i))
     return sums, hists, tr, masks
 
-# %% ../../nbs/experiments/51_demo.ipynb 20
+# %% ../../nbs/experiments/51_demo.ipynb 25
 def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default), 'large' (GPU) or a DemoSize
              device: str = 'auto',              # where the policies train
              out='rlsub-demo.html',             # the HTML report (None: no report)

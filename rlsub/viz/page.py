@@ -140,11 +140,9 @@ def overlap_table_html(df: pd.DataFrame, names: tuple[str, str]) -> str:   # df:
 _JS = (files('rlsub.viz') / 'page.js').read_text()     # the page's script: plain JavaScript, no library (rlsub/viz/page.js)
 
 # %% ../../nbs/viz/22_page.ipynb 28
-_CSS = (files('rlsub.viz') / 'page.css').read_text()   # its style sheet (rlsub/viz/page.css)
+_CSS = (files('rlsub.viz') / 'page.css').read_text()   # its style sheet (rlsub/viz/page.css): a light and a dark theme
 
 _BODY = """
-<h1>{title}</h1>
-<div class="src">{sources}</div>
 <div class="bar">
  <label>report <select id="rl-report"></select></label>
  <span>rule <span id="rl-rules"></span></span>
@@ -163,9 +161,11 @@ _BODY = """
 
 # %% ../../nbs/viz/22_page.ipynb 29
 def _sources(reports: dict[str, DeltaReport]) -> str:
-    return '<br>'.join(f"{html.escape(lab) + ': ' if len(reports) > 1 else ''}base <code>{html.escape(str(r.meta.get('base', '?')))}</code>, "
-                       f"tuned <code>{html.escape(str(r.meta.get('tuned', '?')))}</code>; {len(r.table)} tensors, {r.numel:,} entries compared"
-                       for lab, r in reports.items())
+    "Where each report's two models come from; more than two reports in a closed section."
+    lines = '<br>'.join(f"{html.escape(lab) + ': ' if len(reports) > 1 else ''}base <code>{html.escape(str(r.meta.get('base', '?')))}</code>, "
+                        f"tuned <code>{html.escape(str(r.meta.get('tuned', '?')))}</code>; {len(r.table)} tensors, {r.numel:,} entries compared"
+                        for lab, r in reports.items())
+    return f"<details class='src'><summary>the {len(reports)} reports' models</summary>{lines}</details>" if len(reports) > 2 else f"<div class='src'>{lines}</div>"
 
 def _printable(report: DeltaReport, rule: str, threshold) -> str:
     "The static report (figures as PNG at the rule and threshold the page was written at), for printing and for readers without JavaScript."
@@ -177,14 +177,17 @@ def report_page(reports,                     # a DeltaReport, a list of them, or
                 rule: str = 'exact', threshold: float | None = None,   # the state the page opens in (threshold: snapped to the ladder)
                 view: str = 'layer',         # 'layer', 'kind', 'heatmap' or 'tensors'
                 title: str = 'rlsub report',
-                printable: bool = True)  -> str:   # also the static figures (PNG) of the first report, in a closed section
+                printable: bool = True,      # also the static figures (PNG) of the first report, in a closed section
+                before: str = '',            # HTML above the controls, as it is (a page built around the reports: rlsub demo's claims)
+                after: str = '') -> str:     # HTML below them, as it is
     "One self-contained HTML page in which rule, threshold, view and tensor work without Python, answered from the reports' histograms."
     reports = _as_reports(reports)
     data = json.dumps(_page_data(reports, rule, threshold, view), ensure_ascii=False, separators=(',', ':')).replace('<', '\\u003c')
-    body = _BODY.replace('{title}', html.escape(title)).replace('{sources}', _sources(reports))
+    doc = lambda s: f"<div class='rl-doc'>{s}</div>" if s else ''
     extra = _printable(next(iter(reports.values())), rule, threshold) if printable else ''
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head>"
-            f"<body>{body}{extra}<script type='application/json' id='rl-data'>{data}</script><script>{_JS}</script></body></html>\n")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body class='rlsub-page'><h1>{html.escape(title)}</h1>{doc(before)}{_sources(reports)}{_BODY}{doc(after)}{extra}"
+            f"<script type='application/json' id='rl-data'>{data}</script><script>{_JS}</script></body></html>\n")
 
 def save_report(reports, path, rule: str = 'exact', threshold: float | None = None, view: str = 'layer',
                 title: str | None = None, printable: bool = True) -> Path:   # title: default 'rlsub report: <file name>'
