@@ -169,7 +169,7 @@ def main():
         files = sorted(map(str, [*(pair / 'base').glob('*.safetensors'), *(pair / 'tuned').glob('*.safetensors')]))
         nbytes = sum(os.path.getsize(f) for f in files)
         runs = {m: [] for m in ['raw read', 'start', *commands, *([] if args.no_paper else ['paper'])]}
-        run(cmd=['cat', *files], )                # warm the page cache once
+        run(cmd=['sh', '-c', 'cat "$@" > /dev/null', 'cat', *files])   # warm the page cache once
         for _ in range(args.repeat):  # alternate, so every method sees the same page cache and machine state
             wall, rss, _ = run(cmd=['sh', '-c', 'cat "$@" > /dev/null', 'cat', *files])
             runs['raw read'].append(dict(seconds=wall, rss_gb=rss))

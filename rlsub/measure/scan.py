@@ -5,7 +5,7 @@
 # %% ../../nbs/measure/13_scan.ipynb 2
 from __future__ import annotations
 from .. import __version__
-import math, os, queue, threading, time
+import ctypes, math, os, queue, threading, time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -112,6 +112,17 @@ def _intraop_threads(n: int | None):
     try: yield
     finally: torch.set_num_threads(before)
 
+@contextmanager
+def _heap_for_chunks():
+    "With glibc: serve the counting's temporaries (a few MB each) from the heap and keep freed memory for the next chunk, instead of mapping fresh pages for every one."
+    try: libc = ctypes.CDLL(None); libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError): yield; return          # not glibc (macOS, musl): nothing to tune
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)             # glibc's own ceiling for its dynamic threshold
+    libc.mallopt(M_TRIM_THRESHOLD, 512 * 2**20)
+    try: yield
+    finally: libc.mallopt(M_TRIM_THRESHOLD, 128 * 2**10); libc.malloc_trim(0)   # the default again, and what the scan kept goes back
+
 def _merge(acc: dict | None, s: dict) -> dict:
     "Add one chunk's stats into a tensor's running totals."
     if acc is None: return s
@@ -142,8 +153,8 @@ def default_threads(device='cpu') -> int:
     return min(8, n) if torch.device(device).type == 'cuda' else n
 
 def default_chunk(device='cpu') -> int:
-    "Entries per side per read unless told: 2²⁰ on the CPU, 2²³ on CUDA (fewer, larger copies and kernel launches)."
-    return 2**23 if torch.device(device).type == 'cuda' else 2**20
+    "Entries per side per read unless told: 2²⁰ on the CPU, 2²² on CUDA (fewer, larger copies and kernel launches)."
+    return 2**22 if torch.device(device).type == 'cuda' else 2**20
 
 def _plan_all(b_ck, t_ck, items, chunk_size):
     "(k, nbytes, plan) for every chunk of every item, in order."
@@ -193,7 +204,7 @@ def _count_cpu(b_ck, t_ck, compared, chunk_size, prefetch, threads, progress) ->
             b, t = plan(pair)
             return k, nbytes, chunk_stats(_comparable(b), _comparable(t))
         finally: bufs.give(pair)
-    with _intraop_threads(1 if threads > 1 else None), _bar(b_ck, t_ck, compared, progress, 'scan') as bar:
+    with _intraop_threads(1), _heap_for_chunks(), _bar(b_ck, t_ck, compared, progress, 'scan') as bar:   # one intra-op thread each: the threads are the parallelism
         for k, nbytes, s in ordered(count, _plan_all(b_ck, t_ck, compared, chunk_size), threads, threads + prefetch):
             acc[k] = _merge(acc[k], s); bar.update(nbytes)
     return acc
