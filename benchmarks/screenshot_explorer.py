@@ -10,9 +10,12 @@ Every process it starts (server, kernel, browser) is stopped at the end, on erro
 
 With --states DIR it then steers on, as a reader would, and shoots each state to DIR: a tensor typed in the search
 box (its histogram), the 'where it changed' tab (read from the checkpoints), a heatmap cell clicked (the table cut to
-that cell, its tensor chosen), the tensors view with a row clicked, and the by-kind view under rule rel.
+that cell, its tensor chosen), the tensors view with a row clicked, and the by-kind view under rule rel. With --laptop
+the window is a laptop's (1280 x 800, JupyterLab's file browser open) and each state must fit it, as tests/test_browser.py
+checks (`fits`: nothing beyond the output or the window, no sideways scrolling, the side panel beside the figure, no taller
+than the notebook's visible height).
 
-Usage: python benchmarks/screenshot_explorer.py [--out nbs/images/explorer.png] [--steps 30] [--work DIR] [--states DIR]
+Usage: python benchmarks/screenshot_explorer.py [--out nbs/images/explorer.png] [--steps 30] [--work DIR] [--states DIR] [--laptop]
   --work DIR keeps the pair in DIR/base, DIR/tuned and reuses it on the next run (default: a temporary folder).
 Needs /usr/bin/chromium (or RLSUB_CHROMIUM) and the pip packages playwright, jupyterlab, ipywidgets.
 """
@@ -112,8 +115,8 @@ def shoot(page, out, path: Path) -> tuple[int, int]:
     return round(box['width']), round(box['height'])
 
 
-def states(page, out, folder: Path, root: Path):
-    "Steer on from the heatmap as a reader would, shooting each state to `folder`; what each shows."
+def states(page, out, folder: Path, root: Path, laptop: bool = False):
+    "Steer on from the heatmap as a reader would, shooting each state to `folder` (and, on a laptop's window, checking it fits); what each shows."
     from playwright.sync_api import expect
     folder.mkdir(parents=True, exist_ok=True)
     q = lambda c: page.locator(f'.rlsub-{c}').first
@@ -124,6 +127,7 @@ def states(page, out, folder: Path, root: Path):
     def shot(name, what):
         # the kernel done with the click (it turned busy before the change waited for reached the page): no 'reading…' left
         page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(timeout=UPDATE_S * 1000)
+        if laptop: tb.fits(page, out, 'explorer', what, folder)
         w, h = shoot(page, out, folder / name); shots.append(f'{name} ({w}x{h}): {what}')
     box.click(); box.press_sequentially('model.layers.1.mlp.down_proj.weight', delay=2)
     loaded('hist'); shot('tensor.png', 'a tensor typed in the search box: its |Δ| histogram')
@@ -133,13 +137,13 @@ def states(page, out, folder: Path, root: Path):
     x, y = json.loads((root / 'cell.json').read_text())
     bb = fig.locator('img').first.bounding_box()
     page.mouse.click(bb['x'] + x * bb['width'], bb['y'] + y * bb['height'])
-    expect(box).to_have_value('model.layers.1.self_attn.q_proj.weight', timeout=UPDATE_S * 1000)
+    expect(box).to_have_value('layers.1.self_attn.q_proj.weight', timeout=UPDATE_S * 1000)   # as the table shows it
     changed('changes', old); loaded('changes'); shot('cell.png', 'the heatmap cell layer 1 x q clicked: the table cut to it, its tensor chosen')
     q('unfilter').click()
     old = tb._src(fig)
     q('view').get_by_role('button', name='tensors', exact=True).click(); changed('figure', old)
     q('table').locator('tr[data-name="model.layers.0.self_attn.v_proj.weight"]').click()
-    expect(box).to_have_value('model.layers.0.self_attn.v_proj.weight', timeout=UPDATE_S * 1000)
+    expect(box).to_have_value('layers.0.self_attn.v_proj.weight', timeout=UPDATE_S * 1000)
     loaded('changes'); shot('tensors.png', 'the tensors view, a row clicked')
     old = tb._src(fig)
     q('view').get_by_role('button', name='by kind', exact=True).click(); changed('figure', old)
@@ -157,6 +161,7 @@ def main():
     ap.add_argument('--page', type=Path, default=None, help='also save a screenshot of the whole page here')
     ap.add_argument('--states', type=Path, default=None, help='also shoot more dashboard states into this folder')
     ap.add_argument('--width', type=int, default=1180, help='browser viewport width in pixels (the dashboard takes the notebook\'s width)')
+    ap.add_argument('--laptop', action='store_true', help="a laptop's window (1280 x 800) for --states, each state checked to fit it")
     args = ap.parse_args()
     args.out = args.out.resolve()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -169,13 +174,13 @@ def main():
         link_pair(work, root)
         tb._write_notebook(root / 'explore.ipynb', CELLS)
         page = stack.enter_context(contextlib.contextmanager(tb.chromium_page.__wrapped__)(tmp))     # closed on exit
-        page.set_viewport_size({'width': args.width, 'height': 1600})     # tall enough for the whole dashboard
+        page.set_viewport_size(tb.LAPTOP if args.laptop else {'width': args.width, 'height': 1600})     # tall enough for the whole dashboard
         start = time.perf_counter()
         try:
             out, shown = drive(page, url, log)
             w, h = shoot(page, out, args.out)
             if args.page: page.screenshot(path=str(args.page))
-            more = states(page, out, args.states.resolve(), root) if args.states else []
+            more = states(page, out, args.states.resolve(), root, args.laptop) if args.states else []
         except BaseException:
             page.screenshot(path=str(tmp / 'page.png'))
             print(f'failed; cell outputs:\n{tb._outputs(page)}', file=sys.stderr)

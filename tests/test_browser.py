@@ -3,7 +3,13 @@
 Runs a notebook that scans a tiny pair and shows `explore(report)`, then moves the threshold slider with the
 keyboard and checks that the headline numbers and the figure follow; types a tensor's name in the search box and
 opens both tabs (histogram, then the picture read from the checkpoints); clicks a heatmap cell (that cell's tensor is
-chosen and the table cut to it) and a table row (that tensor is chosen), checking the chosen tensor each time. Needs Debian's `chromium` at /usr/bin/chromium
+chosen and the table cut to it) and a table row (that tensor is chosen), checking the chosen tensor each time; times
+clicks from the view buttons to the new figure on screen (the 150 ms budget). The notebook also compares two reports
+and two masks. The browser is a laptop's, 1280 x 800 CSS px, with JupyterLab's file browser open; in every state
+(nothing chosen, a tensor chosen, each tab open, a cell clicked, the tensor list, the comparisons) the dashboard is
+screenshot and its boxes measured: nothing beyond the output's width or the window's, no horizontal scroll bar, the
+side panel beside the figure and the controls in one row (not wrapped below), the whole dashboard no taller than the
+notebook's visible height. Needs Debian's `chromium` at /usr/bin/chromium
 (CI: `apt-get install -y chromium`) and the pip packages `playwright`, `jupyterlab`, `ipywidgets`; without Chromium or
 playwright the test is skipped with the install commands as the reason, and fails instead under RLSUB_REQUIRE_BROWSER=1
 (set by .ci/run). No `playwright install`: the browser is the system one.
@@ -18,6 +24,8 @@ KERNEL = 'rlsub-test'           # a kernelspec of our own, pointing at this very
 SERVER_START_S = 60             # seconds for `jupyter lab` to answer /api/status
 RUN_ALL_S = 100                 # seconds for the kernel to start and run every cell (imports, make_pair, scan)
 UPDATE_S = 30                   # seconds for the dashboard to follow one slider move
+LAPTOP = {'width': 1280, 'height': 800}    # the window: a laptop screen (JupyterLab's file browser open beside the notebook)
+CLICK_MS = 150                  # budget: median milliseconds from a click on a view button to its figure on screen
 
 SETUP = """\
 import json, sys
@@ -41,6 +49,16 @@ print('kernel python:', sys.executable)"""
 EXPLORE = """\
 from rlsub.viz.explorer import explore
 ex = explore(report)"""
+
+COMPARE = """\
+from rlsub.measure.masks import SubnetMask, random_mask
+make_pair(Path('pair10'), tiny_config('llama'), density=0.1, max_ulps=16, seed=1)
+report10 = scan_pair(Path('pair10') / 'base', Path('pair10') / 'tuned', device='cpu', progress=False)
+cmp = explore(report, report10, labels=('25%', '10%'))"""
+
+MASKS = """\
+mask = SubnetMask.from_pair(Path('pair') / 'base', Path('pair') / 'tuned')
+masks = explore(mask, random_mask(mask, seed=1))"""
 
 
 def _free_port() -> int:
@@ -145,7 +163,7 @@ def lab(tmp_path):
 def chromium_page(tmp_path):
     "A page in headless system Chromium."
     with chromium() as browser:
-        page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+        page = browser.new_page(viewport=LAPTOP)
         page.set_default_timeout(UPDATE_S * 1000)
         yield page
 
@@ -229,12 +247,87 @@ def _loaded(page, loc, what: str):
 def _src(loc) -> str: return loc.evaluate(VERSION_JS)
 
 
-def steer_by_hand(page, dash: Dashboard, want: dict, error):
-    "Type a name in the search box, open both tabs, click a heatmap cell and a table row; check what is chosen each time."
+# Where a dashboard's parts are on screen: the output it lives in, the window, the notebook's visible area, every shown
+# element with an rlsub-* class, and the boxes inside the output that scroll sideways (a horizontal scroll bar).
+GEOMETRY_JS = """(out) => {
+  const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
+  const shown = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+  const parts = [];
+  for (const e of out.querySelectorAll('[class*="rlsub-"]')) {
+    if (!shown(e)) continue;
+    const cls = [...e.classList].filter(c => c.startsWith('rlsub-')).join(' ');
+    parts.push({cls, ...box(e)});
+  }
+  const sideways = [];
+  for (const e of [out, ...out.querySelectorAll('*')]) {
+    const ox = getComputedStyle(e).overflowX;
+    if (shown(e) && (ox === 'auto' || ox === 'scroll') && e.scrollWidth > e.clientWidth + 1)
+      sideways.push(`${e.tagName.toLowerCase()}.${[...e.classList].join('.')} (${e.scrollWidth} > ${e.clientWidth} px)`);
+  }
+  const nb = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer') || document.querySelector('.jp-NotebookPanel-notebook');
+  return {out: box(out), window: {width: innerWidth, height: innerHeight}, notebook: box(nb), parts, sideways};
+}"""
+_ROWS = {'explorer': [('rlsub-main', 'rlsub-side'), ('rlsub-rule', 'rlsub-view')],    # boxes that must share a row (not wrap below)
+         'comparison': [('rlsub-heatmap', 'rlsub-heatmap'), ('rlsub-rule', 'rlsub-readout')], 'masks': []}   # masks: the table goes below the figure
+
+
+def fits(page, out, kind: str, state: str, folder: Path) -> dict:
+    """Screenshot the dashboard in `out` (an Explorer, Comparison or MaskComparison: `kind`) in its `state` and check it
+    fits the laptop window: nothing sticks out, nothing scrolls sideways, nothing wraps below, no taller than the notebook."""
+    out.evaluate("el => el.scrollIntoView({block: 'start'})")
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")   # laid out and painted
+    shot = folder / f"{kind}-{re.sub(r'[^a-z0-9]+', '-', state.lower()).strip('-')}.png"
+    page.screenshot(path=str(shot))
+    g = out.evaluate(GEOMETRY_JS)
+    o, win, nb = g['out'], g['window'], g['notebook']
+    right = min(o['right'], win['width'])
+    where = f"{kind}, {state} (screenshot {shot})"
+    out_of = [f"{p['cls']} spans x {p['left']:.0f}–{p['right']:.0f}" for p in g['parts'] if p['left'] < o['left'] - 1 or p['right'] > right + 1]
+    assert not out_of, f"{where}: beyond the output (x {o['left']:.0f}–{o['right']:.0f}) or the {win['width']} px window: {'; '.join(out_of)}"
+    assert not g['sideways'], f"{where}: scrolls sideways: {'; '.join(g['sideways'])}"
+    for a, b in _ROWS[kind]:
+        pa, pb = [p for p in g['parts'] if a in p['cls'].split()], [p for p in g['parts'] if b in p['cls'].split()]
+        if a == b: pa, pb = pa[:1], pa[1:2]                   # two of a kind (the comparison's heatmaps): the first two
+        if not (pa and pb): continue
+        pa, pb = pa[0], pb[0]
+        assert abs(pa['top'] - pb['top']) <= 2 and pb['left'] >= pa['right'] - 2, (
+            f"{where}: {b} wrapped below {a} ({a} at x {pa['left']:.0f}–{pa['right']:.0f}, y {pa['top']:.0f}; "
+            f"{b} at x {pb['left']:.0f}–{pb['right']:.0f}, y {pb['top']:.0f})")
+    h, room = o['bottom'] - o['top'], nb['bottom'] - nb['top']
+    assert h <= room, f"{where}: {h:.0f} px tall, more than the notebook's {room:.0f} px in a {win['width']}x{win['height']} window"
+    print(f"{where}: {o['right'] - o['left']:.0f}x{h:.0f} px in {win['width']}x{win['height']}: fits")
+    return g
+
+
+# Milliseconds from a click on `btn` until the figure in `fig` shows a new picture (its <img> loaded with a new src).
+CLICK_JS = """([btn, fig]) => new Promise((done, fail) => {
+  const img = fig.tagName === 'IMG' ? fig : fig.querySelector('img'), old = img.src, t0 = performance.now();
+  const loaded = () => { if (img.src !== old && img.complete && img.naturalWidth > 0) { img.removeEventListener('load', loaded); done(performance.now() - t0); } };
+  img.addEventListener('load', loaded);
+  setTimeout(() => fail(new Error('no new figure within 30 s')), 30000);
+  btn.click();
+})"""
+
+
+def click_to_image(page, dash, views=('by kind', 'by layer'), n: int = 10) -> list[float]:
+    "Milliseconds from clicking a view button to its figure on screen, `n` clicks alternating between `views`, the kernel idle before each."
+    idle = page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    ms = []
+    for i in range(n):
+        idle.wait_for(timeout=UPDATE_S * 1000)
+        btn = page.locator('.rlsub-view').first.get_by_role('button', name=views[i % len(views)], exact=True)
+        ms.append(page.evaluate(CLICK_JS, [btn.element_handle(), dash.fig.element_handle()]))
+    return ms
+
+
+def steer_by_hand(page, dash: Dashboard, want: dict, error, folder: Path):
+    "Type a name in the search box, open both tabs, click a heatmap cell and a table row; check what is chosen each time, and that each state fits the window."
     from playwright.sync_api import expect
+    idle = page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]')
     box, tabs = page.locator('.rlsub-tensor input').first, page.locator('.rlsub-tabs').first
     hist, changes, table = page.locator('.rlsub-hist').first, page.locator('.rlsub-changes').first, page.locator('.rlsub-table').first
     expect(tabs).to_be_hidden()                                          # nothing chosen yet
+    fits(page, dash.root, 'explorer', 'nothing chosen', folder)
     box.click()
     box.press_sequentially('layers.0.mlp.nowhere', delay=2)               # nothing matches: one line says so
     expect(page.locator('.rlsub-note .rlsub-nomatch').first).to_be_visible()
@@ -243,10 +336,12 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error):
     expect(box).to_have_value(want['typed'])
     expect(tabs).to_be_visible()
     _loaded(page, hist, f"the histogram of {want['typed']}")
+    fits(page, dash.root, 'explorer', 'a tensor chosen, its histogram', folder)
     tabs.locator('.lm-TabBar-tab', has_text='where it changed').click()
     _loaded(page, changes, f"the picture of {want['typed']} (read from the checkpoints)")
     expect(page.locator('.rlsub-note').first).to_have_text('')           # the 'reading…' note is gone once the picture is in
     pic = _src(changes)
+    fits(page, dash.root, 'explorer', "the 'where it changed' tab", folder)
 
     old = _src(dash.fig)                                                 # a heatmap cell: that cell's tensor, the table cut to it
     page.locator('.rlsub-view').first.get_by_role('button', name='layer × kind', exact=True).click()
@@ -261,6 +356,9 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error):
     expect(page.locator('.rlsub-unfilter').first).to_contain_text('layer 1 · kind q')
     page.wait_for_function(f'([el, old]) => ({VERSION_JS})(el) !== old', arg=[changes.element_handle(), pic], timeout=UPDATE_S * 1000)
     _loaded(page, changes, f"the picture of {want['cell']['tensor']}")
+    fits(page, dash.root, 'explorer', 'a heatmap cell clicked, the table cut to it', folder)
+    page.locator('.rlsub-save').first.click()                            # saving says what it wrote: the table as cut
+    expect(page.locator('.rlsub-saved').first).to_contain_text(re.compile(r'wrote .*the \d+ tensors? of layer 1 · kind q only'), timeout=UPDATE_S * 1000)
 
     page.locator('.rlsub-unfilter').first.click()                        # lift the cut, list every tensor, click a row
     expect(table).to_be_hidden()
@@ -270,15 +368,39 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error):
     row.click()
     expect(box).to_have_value(want['row'].removeprefix('model.'))
     expect(row).to_have_class(re.compile(r'\brlsub-sel\b'))
+    idle.wait_for(timeout=UPDATE_S * 1000)
+    _loaded(page, changes, f"the picture of {want['row']}")
+    fits(page, dash.root, 'explorer', 'every tensor listed, a row clicked', folder)
     assert not error.count(), _outputs(page)
     print(f"typed {want['typed']}; clicked layer 1 x q -> {want['cell']['tensor']}; clicked the row {want['row']}")
+
+
+def compare_by_hand(page, folder: Path):
+    "The comparison of two reports in its views, and of two masks in both of theirs; each state must fit the window."
+    from playwright.sync_api import expect
+    for kind, views in (('comparison', ('by layer', 'layer × kind', 'difference')), ('masks', ('by kind', 'by layer'))):
+        out = page.locator('.jp-OutputArea-output', has=page.locator(f'.rlsub-{kind}')).first
+        out.wait_for(state='attached', timeout=RUN_ALL_S * 1000)
+        out.scroll_into_view_if_needed()
+        for view in views:
+            figs = out.locator('.rlsub-figure, .rlsub-heatmap').filter(has=page.locator('img'))
+            btn = out.locator('.rlsub-view').get_by_role('button', name=view, exact=True)
+            if 'mod-active' not in (btn.get_attribute('class') or ''):
+                old = [_src(f) for f in figs.all() if f.is_visible()]
+                btn.click()
+                page.wait_for_function("([els, old]) => els.filter(e => e.getClientRects().length).map(e => e.querySelector('img').src).join() !== old.join()",
+                                       arg=[figs.element_handles(), old], timeout=UPDATE_S * 1000)
+            expect(btn).to_have_class(re.compile(r'\bmod-active\b'))
+            for f in figs.all():
+                if f.is_visible(): _loaded(page, f, f'the {kind} figure, view {view}')
+            fits(page, out, kind, f'view {view}', folder)
 
 
 def test_explorer_in_jupyterlab(chromium_page, lab, tmp_path):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
     url, root, log = lab
     page = chromium_page
-    _write_notebook(root / 'explore.ipynb', [SETUP, EXPLORE])
+    _write_notebook(root / 'explore.ipynb', [SETUP, EXPLORE, COMPARE, MASKS])
     shot, whole = tmp_path / 'explorer.png', tmp_path / 'page.png'
     try:
         page.goto(f'{url}/lab/tree/explore.ipynb', timeout=60_000)
@@ -323,7 +445,13 @@ def test_explorer_in_jupyterlab(chromium_page, lab, tmp_path):
         assert NUMBER.findall(head1) != NUMBER.findall(head0), (head0, head1)
         assert fig1 != fig0, 'the figure did not change with the threshold'
         assert not error.count(), _outputs(page)
-        steer_by_hand(page, dash, dash.want, error)
+        steer_by_hand(page, dash, dash.want, error, tmp_path)
+        compare_by_hand(page, tmp_path)
+        ms = sorted(click_to_image(page, dash))
+        median = ms[len(ms) // 2]
+        print(f"click on a view button to its figure on screen: median {median:.0f} ms, {ms[0]:.0f}–{ms[-1]:.0f} ms over {len(ms)} clicks")
+        assert median <= CLICK_MS, f"a click takes {median:.0f} ms (median of {len(ms)}: {[round(m) for m in ms]}) to show its figure; the budget is {CLICK_MS} ms"
+        assert not error.count(), _outputs(page)
         print(f'\n{rule} threshold {dash.want["ladder"][step0]:g} -> {dash.want["ladder"][step1]:g}: {head0!r} -> {head1!r}')
     finally:                            # the dashboard, and the whole page (which says why when there is no dashboard)
         page.screenshot(path=str(whole))

@@ -1,20 +1,27 @@
 function render({ model, el }) {
-  const img = document.createElement('img');
-  img.style.cssText = 'width:100%;height:auto;display:block';
+  const box = document.createElement('div'), img = document.createElement('img'), cue = document.createElement('div');
+  box.className = 'rlsub-img'; cue.className = 'rlsub-cue';
   let url = '';
   const show = () => {
     const v = model.get('value');
     if (url) URL.revokeObjectURL(url);
     url = v && v.byteLength ? URL.createObjectURL(new Blob([v], { type: 'image/png' })) : '';
     if (url) img.src = url; else img.removeAttribute('src');
+    box.classList.toggle('rlsub-empty', !url);            // no picture: nothing shown (no broken-image icon)
   };
   const cursor = () => { img.style.cursor = model.get('pointer') ? 'pointer' : 'default'; };
+  const busy = () => {                                     // busy: what the kernel is doing for this picture ('' when nothing)
+    const b = model.get('busy');
+    box.classList.toggle('rlsub-busy', !!b);
+    if (b) cue.textContent = b;
+  };
   img.addEventListener('click', (e) => {
+    if (!model.get('pointer')) return;
     const r = img.getBoundingClientRect();
     model.send({ x: (e.clientX - r.left) / r.width, y: (e.clientY - r.top) / r.height });
   });
-  model.on('change:value', show); model.on('change:pointer', cursor);
-  show(); cursor(); el.appendChild(img);
+  model.on('change:value', show); model.on('change:pointer', cursor); model.on('change:busy', busy);
+  show(); cursor(); busy(); box.append(img, cue); el.appendChild(box);
   return () => { if (url) URL.revokeObjectURL(url); };
 }
 export default { render };

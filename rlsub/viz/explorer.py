@@ -5,7 +5,6 @@
 # %% ../../nbs/viz/23_explorer.ipynb 2
 from __future__ import annotations
 from fastcore.basics import patch
-from importlib.resources import files
 import functools, html, math, re
 from pathlib import Path
 import numpy as np
@@ -21,41 +20,19 @@ from ..style import DISPLAY_DPI, WIDGET_DPI, figure_style
 from .figures import draw_curve, draw_heatmap, draw_hist, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, plot_changes, plot_overlap, sparsity_difference
 from .groups import group_label
 from .groups import Grouper, SORTS, VIEW_KEYS, headline_numbers, tensor_hist, tensor_table
-from ..core import fmt_threshold
+from ..core import fmt_pct, fmt_threshold
 from ..measure.rules import rule_text
 from .figures import MAIN_W, SIDE_W
 from ..outputs import check_outputs
 from .groups import headline_html, tensor_table_html
 from .page import overlap_html, overlap_table_html, save_report, snapshot_html
+from .widgets import clickables, flex, image, on_click, rule_buttons, threshold_slider, widgets
 
 # %% auto 0
 __all__ = ['Explorer', 'matching', 'Comparison', 'MaskComparison', 'explore']
 
 # %% ../../nbs/viz/23_explorer.ipynb 6
 _VIEWS = (('by layer', 'layer'), ('by kind', 'kind'), ('layer × kind', 'heatmap'), ('tensors', 'tensors'))
-
-def _widgets():
-    import ipywidgets as W
-    return W
-
-def _image(W, w: float, cls: str, click: bool = False):   # click: a `ClickImage`, which reports where it is clicked
-    "An Image shown `w` inches wide at 96 CSS px per inch (its PNG has more pixels: sharp, not stretched), shrinking with the page."
-    lay = W.Layout(width=f'{round(w * DISPLAY_DPI)}px', max_width='100%', height='auto')
-    im = _clickables()[0](layout=lay) if click else W.Image(format='png', layout=lay)
-    im.add_class(f'rlsub-{cls}')
-    return im
-
-def _threshold_slider(W):
-    s = W.SelectionSlider(options=[(fmt_threshold(v), float(v)) for v in LADDER], value=DEFAULT_THRESHOLD['abs'], description='threshold',
-                          readout=False, continuous_update=False, layout=W.Layout(width='230px'), style={'description_width': '62px'})
-    r = W.HTML(layout=W.Layout(width='56px'))             # our readout: '—' under exact, where the threshold means nothing
-    s.add_class('rlsub-threshold'); r.add_class('rlsub-readout')
-    return s, r
-
-def _rule_buttons(W):
-    b = W.ToggleButtons(options=list(RULES), value='exact', description='rule', style={'button_width': '56px', 'description_width': '30px'}, layout=W.Layout(width='auto'))
-    b.add_class('rlsub-rule'); b.add_class('widget-inline-hbox')          # the label left of the buttons, not above them
-    return b
 
 def _show_threshold(self):
     "The readout beside the slider: the threshold in `fmt_threshold`'s format, '—' under 'exact'."
@@ -70,71 +47,52 @@ def _locate(p, where=None) -> Path | None:
     return None
 
 # %% ../../nbs/viz/23_explorer.ipynb 7
-_IMAGE_ESM = (files('rlsub.viz') / 'click_image.js').read_text()   # anywidget modules and style: package files in rlsub/viz
-_TABLE_ESM = (files('rlsub.viz') / 'click_table.js').read_text()
-_TABLE_CSS = (files('rlsub.viz') / 'click_table.css').read_text()
-
-@functools.cache
-def _clickables():
-    "The dashboard's two clickable widgets, anywidget classes built on first use (importing rlsub.viz.explorer loads no widget library)."
-    import anywidget, traitlets
-    class ClickImage(anywidget.AnyWidget):
-        "A PNG (`value`, bytes, like ipywidgets' Image) that sends each click as {'x', 'y'}: fractions of its width and height from its top left."
-        _esm = _IMAGE_ESM
-        value = traitlets.Bytes(b'').tag(sync=True)
-        pointer = traitlets.Bool(False).tag(sync=True)     # a hand cursor: clicking the picture does something
-    class ClickTable(anywidget.AnyWidget):
-        "HTML (`value`) whose rows with a `data-name` send a click as {'name'}; the row named `selected` is highlighted."
-        _esm, _css = _TABLE_ESM, _TABLE_CSS
-        value = traitlets.Unicode('').tag(sync=True)
-        selected = traitlets.Unicode('').tag(sync=True)
-    return ClickImage, ClickTable
-
-def _on_click(w, fn):
-    "Call `fn(**message)` for each click `w` sends from the browser."
-    w.on_msg(lambda _, content, buffers: fn(**content))
-
-# %% ../../nbs/viz/23_explorer.ipynb 8
 def _save_row(W, ex):
     "A path box and a button that write the interactive report, the figure shown and the table of the view there (`Explorer.save`)."
     ex.save_to = W.Text(value='rlsub-view', description='save to', placeholder='a path without extension', style={'description_width': '56px'}, layout=W.Layout(width='300px'))
-    ex.save_button, ex.saved = W.Button(description='save report, figure, table', icon='download', layout=W.Layout(width='auto')), W.HTML()
+    ex.save_button = W.Button(description='save report, figure, table', icon='download', layout=W.Layout(width='auto'),
+                              tooltip='the interactive report (.html), the figure shown (.png) and the table the view shows (.csv: cut as shown)')
+    ex.saved = W.HTML()
     for w, c in [(ex.save_to, 'save-to'), (ex.save_button, 'save'), (ex.saved, 'saved')]: w.add_class(f'rlsub-{c}')
     ex.save_button.on_click(lambda _: _on_save(ex))
     return W.Box([ex.save_to, ex.save_button, ex.saved], layout=W.Layout(display='flex', flex_flow='row wrap', align_items='center'))
 
 def _on_save(ex):
+    "Save with a cue meanwhile (the report page takes a few seconds), then say what was written, and which rows the table holds."
+    ex.save_button.disabled, ex.save_button.icon, ex.saved.value = True, 'hourglass-half', "<i style='color:#666'>saving…</i>"
     try: paths = ex.save(ex.save_to.value)
     except RlsubError as e: ex.saved.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
-    else: ex.saved.value = 'wrote ' + ', '.join(f"<code>{html.escape(str(p))}</code>" for p in paths.values())
+    else: ex.saved.value = (f"wrote <code>{html.escape(str(paths['report']))}</code>, <code>.png</code> and <code>.csv</code> "
+                            f"<span style='color:#666'>(the table: {html.escape(_table_text(ex))})</span>")
+    finally: ex.save_button.disabled, ex.save_button.icon = False, 'download'
 
-# %% ../../nbs/viz/23_explorer.ipynb 9
+# %% ../../nbs/viz/23_explorer.ipynb 8
 class Explorer:
     "An ipywidgets dashboard over one `DeltaReport`: rule, threshold, view, and one tensor's |Δ|; `self.widget` is what is displayed."
     def __init__(self, report: DeltaReport, size: int = 64,   # size: blocks across the lazily read tensor picture
                  base=None, tuned=None,                        # the checkpoints, when not where the report says
                  where=None):                                  # folder that relative checkpoint paths in the report are relative to
-        W = _widgets()
+        W = widgets()
         self.report, self.size = report, size
         self._groups = {v: Grouper(report.table, keys) for v, keys in VIEW_KEYS.items()}
         self._curve, self._figs, self._changes, self._hist_update = report.curve(), {}, {}, None
         m = report.meta
         self.base, self.tuned = _locate(base or m.get('base'), where), _locate(tuned or m.get('tuned'), where)
         self.reachable = self.base is not None and self.tuned is not None
-        self.rule, (self.threshold, self.readout) = _rule_buttons(W), _threshold_slider(W)
+        self.rule, (self.threshold, self.readout) = rule_buttons(W), threshold_slider(W)
         self.threshold.disabled = True
         self.view = W.ToggleButtons(options=list(_VIEWS), value='layer', description='view', style={'button_width': 'auto', 'description_width': '34px'}, layout=W.Layout(width='auto'))
         self.view.add_class('widget-inline-hbox')
         self.sort = W.Dropdown(options=list(SORTS), value='sparsity', description='sort by', layout=W.Layout(width='220px', display='none'))
         self._names = list(report.table.name)
         self.tensor = W.Combobox(options=[n.removeprefix('model.') for n in self._names], value='', placeholder='part of a name or a regex, e.g. layers.3.mlp',
-                                 description='tensor', layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI)}px', max_width='100%'),
+                                 description='tensor', layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI)}px', max_width='calc(100% - 4px)'),
                                  style={'description_width': '48px'})
-        self.headline, self.table, self.note = W.HTML(), _clickables()[1](layout=W.Layout(display='none')), W.HTML()
+        self.headline, self.table, self.note = W.HTML(), clickables()[1](layout=W.Layout(display='none')), W.HTML()
         self.filter = None                                    # the groups the table is cut to by a click on the figure, e.g. {'layer': 3, 'kind': 'q'}
         self.unfilter = W.Button(tooltip='show every tensor', layout=W.Layout(width='auto', display='none'))
         self.hint = W.HTML()                                  # says the figure can be clicked, until it is
-        self.figure, self.hist, self.changes = _image(W, MAIN_W, 'figure', click=True), _image(W, SIDE_W, 'hist'), _image(W, SIDE_W, 'changes')
+        self.figure, self.hist, self.changes = image(W, MAIN_W, 'figure', click=True), image(W, SIDE_W, 'hist'), image(W, SIDE_W, 'changes')
         self.tabs = W.Tab(children=[self.hist, self.changes], titles=('|Δ| histogram', 'where it changed'), layout=W.Layout(display='none'))
         for w, c in [(self.view, 'view'), (self.sort, 'sort'), (self.tensor, 'tensor'), (self.headline, 'headline'), (self.table, 'table'),
                      (self.note, 'note'), (self.tabs, 'tabs'), (self.unfilter, 'unfilter')]: w.add_class(f'rlsub-{c}')
@@ -144,7 +102,7 @@ class Explorer:
         for w in (self.threshold, self.view, self.sort): w.observe(lambda _: self.refresh(), 'value')
         self.tensor.observe(lambda _: self._show_tensor(), 'value')
         self.tabs.observe(lambda _: self._show_tensor(), 'selected_index')
-        _on_click(self.figure, self._on_figure_click); _on_click(self.table, self._on_row)
+        on_click(self.figure, self._on_figure_click); on_click(self.table, self._on_row)
         self.unfilter.on_click(lambda _: self.focus(None))
         self.refresh()
 
@@ -168,13 +126,16 @@ def matching(names: list[str], text: str) -> list[str]:
     return [n for n in names if pat.search(n.removeprefix('model.'))] if t else []
 
 def _layout(W, ex):
-    "Headline; one row of controls; the view's figure (and table) beside the tensor's search box, note and tabs (they wrap below on a narrow page)."
+    "Headline; one row of controls; the view's figure (and table) beside the tensor's search box, note and tabs, both shrinking with the output before the tensor part wraps below."
     row = lambda *c, **kw: W.Box(list(c), layout=W.Layout(display='flex', flex_flow='row wrap', align_items=kw.get('align', 'center'), **kw.get('lay', {})))
-    main = W.VBox([ex.figure, row(ex.sort, ex.unfilter, ex.hint), ex.table], layout=W.Layout(width=f'{round(MAIN_W * DISPLAY_DPI) + 10}px', max_width='100%'))
-    side = W.VBox([ex.tensor, ex.note, ex.tabs], layout=W.Layout(width=f'{round(SIDE_W * DISPLAY_DPI) + 14}px', max_width='100%'))
-    return W.VBox([ex.headline, row(ex.rule, ex.threshold, ex.readout, ex.view), row(main, side, align='flex-start'), _save_row(W, ex)])
+    main = W.VBox([ex.figure, row(ex.sort, ex.unfilter, ex.hint), ex.table], layout=flex(W, round(MAIN_W * DISPLAY_DPI) + 10))
+    side = W.VBox([ex.tensor, ex.note, ex.tabs], layout=flex(W, round(SIDE_W * DISPLAY_DPI) + 14))
+    main.add_class('rlsub-main'); side.add_class('rlsub-side')
+    box = W.VBox([ex.headline, row(ex.rule, ex.threshold, ex.readout, ex.view), row(main, side, align='flex-start'), _save_row(W, ex)])
+    box.add_class('rlsub-explorer')
+    return box
 
-# %% ../../nbs/viz/23_explorer.ipynb 11
+# %% ../../nbs/viz/23_explorer.ipynb 10
 @patch
 def _on_rule(self: Explorer, change):
     rule = change['new']
@@ -206,6 +167,7 @@ def refresh(self: Explorer):
     if self._busy: return
     rule, thr = self.state
     _show_threshold(self)
+    self.saved.value = ''                                   # what the last save wrote no longer matches what is shown
     self.headline.value = headline_html(headline_numbers(self.report, rule, thr))
     view = self.view.value
     _show_table(self)
@@ -213,32 +175,38 @@ def refresh(self: Explorer):
     if self.chosen is not None: self._show_tensor()
 
 
-# %% ../../nbs/viz/23_explorer.ipynb 13
+# %% ../../nbs/viz/23_explorer.ipynb 12
 @patch
 def _show_tensor(self: Explorer):
     "Draw the chosen tensor's histogram, and its picture when that tab is open (reading the checkpoints, with a note meanwhile)."
     name = self.chosen
     self.table.selected = name or ''
+    if name is not None and not self.hist.value: self.hist.busy = 'drawing…'   # the first histogram: a grey box saying so from the moment the tabs show
     self.tabs.layout.display = 'none' if name is None else None
     if name is None:
         self.note.value = _no_choice(self._names, self.tensor.value)
         return
     rule, thr = self.state
-    df = tensor_hist(self.report, name, 'rel' if rule == 'rel' else 'abs')
-    with figure_style():
-        if self._hist_update is None:
-            fig, ax = figure_axes(SIDE_W, 2.6, dpi=WIDGET_DPI)
-            self._hist_fig, self._hist_update = fig, draw_hist(fig, ax, df, thr)
-        else: self._hist_update(df, thr)
-    self.hist.value, self.note.value = fast_png(self._hist_fig), ''
+    try:                                                          # a redraw takes ~30 ms: no cue but the first one's grey box
+        df = tensor_hist(self.report, name, 'rel' if rule == 'rel' else 'abs')
+        with figure_style():
+            if self._hist_update is None:
+                fig, ax = figure_axes(SIDE_W, 2.6, dpi=WIDGET_DPI)
+                self._hist_fig, self._hist_update = fig, draw_hist(fig, ax, df, thr)
+            else: self._hist_update(df, thr)
+        with self.hist.hold_sync(): self.hist.value, self.hist.busy = fast_png(self._hist_fig), ''
+    finally: self.hist.busy = ''
+    self.note.value = ''
     if self.tabs.selected_index != 1: return                      # the picture reads the weights: only when it is looked at
     if not self.reachable:
         self.changes.value = b''
         self.note.value = (f"<i>where {html.escape(name)} changed needs the checkpoints, which are not reachable from here "
                            f"(base: {html.escape(str(self.report.meta.get('base', '?')))}); pass them: explore(report, base=..., tuned=...)</i>")
         return
-    if (name, rule, thr) not in self._changes: self.note.value = "<i>reading it from both checkpoints…</i>"
-    self.changes.value, self.note.value = self.changes_png(name, rule, thr), ''
+    if (name, rule, thr) not in self._changes: self.note.value, self.changes.busy = "<i>reading it from both checkpoints…</i>", 'reading…'
+    try:
+        with self.changes.hold_sync(): self.changes.value = self.changes_png(name, rule, thr)
+    finally: self.changes.busy = self.note.value = ''
 
 def _no_choice(names, text: str) -> str:
     "One line saying why `text` chooses no tensor: nothing matches it, or several do."
@@ -264,7 +232,7 @@ Explorer._repr_html_ = None
 @patch
 def __repr__(self: Explorer): return f"Explorer over {len(self.report.table)} tensors: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, tensor {self.chosen}"
 
-# %% ../../nbs/viz/23_explorer.ipynb 17
+# %% ../../nbs/viz/23_explorer.ipynb 16
 def _cut(df: pd.DataFrame, groups: dict | None) -> pd.DataFrame:
     "The rows of a tensor table in `groups` (e.g. {'layer': 3, 'kind': 'q'}; layer '—': outside the layers); all of them for None."
     if not groups: return df
@@ -273,6 +241,13 @@ def _cut(df: pd.DataFrame, groups: dict | None) -> pd.DataFrame:
     return df[keep]
 
 def _groups_text(groups: dict) -> str: return ' · '.join(f"{k} {group_label(v)}" for k, v in sorted(groups.items(), key=lambda kv: kv[0] != 'layer'))
+
+def _table_text(self) -> str:
+    "Which rows the dashboard's table holds (what `save` writes to .csv): only the tensors of a clicked group, every tensor, or the view's groups."
+    n = len(_cut(self.report.table, self.filter))
+    if self.filter: return f"the {n:,} tensor{'s' * (n != 1)} of {_groups_text(self.filter)} only, as cut"
+    if self.view.value == 'tensors': return f"all {n:,} tensors"
+    return {'layer': 'sparsity by layer', 'kind': 'sparsity by kind', 'heatmap': 'sparsity by layer × kind'}[self.view.value]
 
 def _show_table(self):
     "The tensor table (in the tensors view, or cut to a clicked group), with the sort menu and the button that lifts the cut."
@@ -288,6 +263,7 @@ def _show_table(self):
 def focus(self: Explorer, groups: dict | None = None):   # e.g. {'layer': 3, 'kind': 'q'}, {'kind': 'q'}; None: every tensor
     "Cut the table to `groups`, as a click on the figure does; a layer × kind cell also chooses its largest tensor."
     self.filter = dict(groups) if groups else None
+    self.saved.value = ''
     _show_table(self)
     if (key := self.view.value) in self._figs:                          # outline the group (nothing else in the figure changed)
         mark_groups(self._figs[key][0], self.filter); self.figure.value = fast_png(self._figs[key][0])
@@ -307,7 +283,7 @@ def _on_figure_click(self: Explorer, x: float, y: float):
 def _on_row(self: Explorer, name: str):
     if name in self._names: self.tensor.value = name.removeprefix('model.')
 
-# %% ../../nbs/viz/23_explorer.ipynb 22
+# %% ../../nbs/viz/23_explorer.ipynb 21
 _SAVED = {'report': '.html', 'figure': '.png', 'table': '.csv'}
 
 def _view_table(self) -> pd.DataFrame:
@@ -329,16 +305,19 @@ def save(self: Explorer, path) -> dict[str, Path]:   # path: where to write, wit
     write_atomic(out['table'], _view_table(self).to_csv().encode())
     return out
 
-# %% ../../nbs/viz/23_explorer.ipynb 25
+# %% ../../nbs/viz/23_explorer.ipynb 24
+_CELL = "style='padding:1px 0 1px 1.2em'"       # a compact table (the widget's own line height is 28 px) whose columns do not run together
+
 def _compare_headline_html(hs: dict[str, dict], ref: str | None = None) -> str:   # ref: the report the others are compared with (a '− ref' row)
-    rows = [('sparsity', lambda h: f"<b>{h['sparsity']:.2%}</b>"), ('density', lambda h: f"{h['density']:.2%}"),
+    rows = [('sparsity', lambda h: f"<b>{fmt_pct(h['sparsity'], 2)}</b>"), ('density', lambda h: fmt_pct(h['density'], 2)),
             ('changed', lambda h: f"{h['changed']:,}"), ('parameters', lambda h: f"{h['params']:,}")]
     if ref is not None and len(hs) > 1:
         rows.append((f"− {html.escape(ref)}", lambda h: '—' if h is hs[ref] else f"{(h['sparsity'] - hs[ref]['sparsity']) * 100:+.2f} points"))
-    head = ''.join(f"<th>{html.escape(k)}</th>" for k in hs)
-    body = ''.join(f"<tr><th style='text-align:left'>{r}</th>" + ''.join(f"<td>{f(h)}</td>" for h in hs.values()) + '</tr>' for r, f in rows)
+    head = ''.join(f"<th {_CELL}>{html.escape(k)}</th>" for k in hs)
+    body = ''.join(f"<tr><th style='text-align:left;padding:1px 0'>{r}</th>" + ''.join(f"<td {_CELL}>{f(h)}</td>" for h in hs.values()) + '</tr>' for r, f in rows)
     lab = html.escape(next(iter(hs.values()))['label'])
-    return f"<table style='text-align:right'><thead><tr><th>{lab}</th>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f"<table style='text-align:right;line-height:1.35;border-collapse:collapse'><thead><tr><th style='text-align:left;padding:1px 0;"
+            f"font-weight:normal;color:#666'>{lab}</th>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 _CMP_VIEWS = (('by layer', 'layer'), ('by kind', 'kind'), ('layer × kind', 'heatmap'), ('difference', 'diff'))
 
@@ -352,23 +331,25 @@ def _report_labels(n: int, labels=None) -> tuple[str, ...]:
 class Comparison:
     "Several `DeltaReport`s under one rule and threshold: headline numbers, sparsity by layer or kind, heatmaps on one colour scale, differences from a reference."
     def __init__(self, *reports: DeltaReport, labels=None):   # labels: short names (default A, B, C, ...)
-        W = _widgets()
+        W = widgets()
         if len(reports) < 2 or not all(isinstance(r, DeltaReport) for r in reports): raise RlsubError("Comparison takes two or more DeltaReports")
         self.reports = dict(zip(_report_labels(len(reports), labels), reports))
         self._groups = {lab: {v: Grouper(r.table, keys) for v, keys in VIEW_KEYS.items()} for lab, r in self.reports.items()}
         self._figs = {}
-        self.rule, (self.threshold, self.readout) = _rule_buttons(W), _threshold_slider(W)
+        self.rule, (self.threshold, self.readout) = rule_buttons(W), threshold_slider(W)
         self.threshold.disabled = True
         self.view = W.ToggleButtons(options=list(_CMP_VIEWS), value='layer', description='view', style={'button_width': 'auto', 'description_width': '34px'}, layout=W.Layout(width='auto'))
         self.view.add_class('widget-inline-hbox')
         labs = list(self.reports)
         self.reference = W.Dropdown(options=labs, value=labs[0], description='minus', layout=W.Layout(width='180px'), style={'description_width': '44px'})
         self.headline = W.HTML()
-        self.images = [_image(W, MAIN_W, 'figure')] + [_image(W, MAIN_W, 'heatmap') for _ in labs]   # the dots; a heatmap per report
+        self.images = [image(W, MAIN_W, 'figure')] + [image(W, MAIN_W, 'heatmap') for _ in labs]   # the dots; a heatmap per report
+        for im in self.images[1:]: im.layout = flex(W, round(MAIN_W * DISPLAY_DPI), 0.58, height='auto')   # two side by side, shrunk, in an 848 px output
         self.figure = self.images[0]
         for w, c in [(self.view, 'view'), (self.headline, 'headline'), (self.reference, 'reference')]: w.add_class(f'rlsub-{c}')
         row = lambda *c: W.Box(list(c), layout=W.Layout(display='flex', flex_flow='row wrap', align_items='center'))
         self.widget = W.VBox([self.headline, row(self.rule, self.threshold, self.readout, self.view, self.reference), row(*self.images)])
+        self.widget.add_class('rlsub-comparison')
         self._busy = False
         self.rule.observe(lambda c: Explorer._on_rule(self, c), 'value')   # the Explorer's rule change, on this dashboard's controls
         for w in (self.threshold, self.view, self.reference): w.observe(lambda _: self.refresh(), 'value')
@@ -378,7 +359,7 @@ class Comparison:
 
     def __repr__(self): return f"Comparison of {', '.join(self.reports)}: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, minus {self.reference.value}"
 
-# %% ../../nbs/viz/23_explorer.ipynb 26
+# %% ../../nbs/viz/23_explorer.ipynb 25
 def _cmp_png(self, key, w: float, h: float, draw, df, floor=None) -> bytes:   # draw(fig, ax, df) draws a figure and returns its update
     "Draw figure `key` the first time, else update it to `df` (and the shared `floor`); its PNG."
     with figure_style():
@@ -417,39 +398,45 @@ def refresh(self: Comparison):
         im.layout.display = 'none' if p is None else None
         if p is not None: im.value = p
 
-# %% ../../nbs/viz/23_explorer.ipynb 31
+# %% ../../nbs/viz/23_explorer.ipynb 30
 class MaskComparison:
     "Two `SubnetMask`s: their densities and their overlap against chance, overall and by layer or kind."
     def __init__(self, a: SubnetMask, b: SubnetMask, labels: tuple[str, str] | None = None):   # labels: short names (default 'A', 'B')
-        W = _widgets()
+        W = widgets()
         self.masks, self.labels = (a, b), tuple(labels or ('A', 'B'))
         self.overall = overlap(a, b)
         self.by = {v: overlap(a, b, by=v) for v in ('layer', 'kind')}          # computed once: the controls only choose
         self._png = {v: fast_png(_at(plot_overlap(df, self.labels), WIDGET_DPI)) for v, df in self.by.items()}
-        self.view = W.ToggleButtons(options=list(_VIEWS[:2]), value='kind', description='view', style={'button_width': '100px', 'description_width': '36px'}, layout=W.Layout(width='auto'))
-        self.headline, self.figure, self.table = W.HTML(overlap_html(self.overall, self.labels, (a.label, b.label))), _image(W, MAIN_W, 'figure'), W.HTML()
+        self.view = W.ToggleButtons(options=list(_VIEWS[:2]), value='kind', description='view', style={'button_width': 'auto', 'description_width': '34px'}, layout=W.Layout(width='auto'))
+        self.view.add_class('widget-inline-hbox')
+        self.headline = W.HTML(f"<div style='line-height:1.5'>{overlap_html(self.overall, self.labels, (a.label, b.label))}</div>")
+        self.figure, self.table = image(W, MAIN_W, 'figure'), W.HTML(layout=W.Layout(max_width='calc(100% - 12px)', margin='0 0 0 12px'))
         for w, c in [(self.view, 'view'), (self.headline, 'headline'), (self.table, 'table')]: w.add_class(f'rlsub-{c}')
-        self.widget = W.VBox([self.headline, self.view, self.figure, self.table])
+        both = W.Box([self.figure, self.table], layout=W.Layout(display='flex', flex_flow='row wrap', align_items='flex-start'))
+        self.widget = W.VBox([self.headline, self.view, both])     # the table beside the figure where there is room, else below it
+        self.widget.add_class('rlsub-masks')
         self.view.observe(lambda _: self.refresh(), 'value')
         self.refresh()
 
     def refresh(self):
         v = self.view.value
         self.figure.value = self._png[v]
-        self.table.value = overlap_table_html(self.by[v], self.labels)
+        self.table.value = f"<div style='{_PANE}'>{overlap_table_html(self.by[v], self.labels).replace('<td>', f'<td {_CELL}>').replace('<th>', f'<th {_CELL}>')}</div>"
 
     def __repr__(self): return f"MaskComparison of {self.labels[0]} ({self.masks[0].label}) and {self.labels[1]} ({self.masks[1].label}): view {self.view.value}"
 
 def _at(fig: Figure, dpi: int) -> Figure: fig.set_dpi(dpi); return fig
 
-# %% ../../nbs/viz/23_explorer.ipynb 34
+_PANE = 'max-height:19em;overflow:auto;line-height:1.35;font-size:0.85em'   # a table that scrolls in its own pane: the dashboard fits a laptop screen
+
+# %% ../../nbs/viz/23_explorer.ipynb 33
 def _snapshot(self) -> tuple:
     "The headline, the figures in view as (PNG, inches wide) and the table of a dashboard, for `snapshot_html`."
     if isinstance(self, Explorer):
         figs = [(self.figure.value, MAIN_W)] + ([(self.hist.value, SIDE_W)] if self.chosen else [])
         return self.headline.value, figs, self.table.value if self.table.layout.display != 'none' else _view_table(self)
     if isinstance(self, Comparison): return self.headline.value, [(im.value, MAIN_W) for im in self.images if im.layout.display != 'none']
-    return self.headline.value, [(self.figure.value, MAIN_W)], self.table.value
+    return self.headline.value, [(self.figure.value, MAIN_W)], overlap_table_html(self.by[self.view.value], self.labels)   # the whole table, not its scrolling pane
 
 def _cell():
     "The number of the cell IPython is running (None outside IPython)."
@@ -464,7 +451,7 @@ def _repr_mimebundle_(self: Explorer | Comparison | MaskComparison, include=None
         return {'text/plain': repr(self)}
     return {**self.widget._repr_mimebundle_(), 'text/plain': repr(self), 'text/html': snapshot_html(*_snapshot(self))}
 
-# %% ../../nbs/viz/23_explorer.ipynb 37
+# %% ../../nbs/viz/23_explorer.ipynb 36
 def explore(*objs,                      # a DeltaReport (or a saved report's path); two or more of them; or two SubnetMasks
             labels=None, show: bool = True,
             base=None, tuned=None):     # the checkpoints, for tensor pictures, when the report's own paths do not reach them

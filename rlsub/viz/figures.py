@@ -114,13 +114,14 @@ def seaborn_cmap(name: str):
 MAIN_W, SIDE_W = 5.4, 4.2      # inches: the dashboard's main figure, and the tensor's histogram and picture beside it (518 + 403 CSS px: side by side in a 960 px output)
 
 class _Pct(PercentFormatter):
-    "Shares as percentages, with the fewest decimals that keep neighbouring ticks apart (never '100%, 100%, 99%, 99%'); one per axis."
+    "Shares as percentages, with the fewest decimals that write every tick exactly and keep neighbours apart ('20%', not '20.0%'; never '100%, 100%, 99%, 99%'); one per axis."
     def __init__(self): super().__init__(1.0)
     def format_ticks(self, values):
-        for d in (None, 1, 2, 3, 4):               # None: as many as the axis's range needs
+        for d in (0, 1, 2, 3, 4):
             self.decimals = d
             labels = super().format_ticks(values)
-            if len(set(labels)) == len(labels): break
+            exact = all(abs(round(v * 100, d) - v * 100) < 1e-9 for v in values)
+            if len(set(labels)) == len(labels) and exact: break
         self.decimals = None
         return labels
 
@@ -348,7 +349,7 @@ def draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float 
     _legend_above(ax, 2)
     line = ax.axvline(1e-5, color=PALETTE[3], lw=1.5)
     title = _title(fig, 0.97)
-    fig.subplots_adjust(left=0.11, right=0.98, top=0.84, bottom=0.16)
+    fig.subplots_adjust(left=0.14, right=0.98, top=0.84, bottom=0.16)   # room for the y label beside ticks like '99.9%'
     _dynamic(fig, line, title)
 
     def update(rule: str | None, threshold: float | None):
@@ -403,7 +404,8 @@ def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figu
             ax.scatter(x + (i - 0.5) * 0.4, df[ch], marker='_', s=120, color='black', zorder=3, label='chance' if i else None)
         names = [group_label(g) for g in df.index]
         ticks = _ticks(names)
-        ax.set_xticks(ticks, [names[i] for i in ticks]); ax.set_xlim(-0.6, len(df) - 0.4)
+        ax.set_xticks(ticks, [names[i] for i in ticks], **(dict(rotation=40, ha='right', rotation_mode='anchor') if df.index.name == 'kind' and len(ticks) > 7 else {}))   # many kinds: slanted, as in the heatmap
+        ax.set_xlim(-0.6, len(df) - 0.4)
         ax.set_xlabel('layer (—: tensors outside the layers)' if df.index.name == 'layer' else (df.index.name or ''))
         ax.set_ylabel('overlap'); ax.set_ylim(0, 1.0); ax.yaxis.set_major_formatter(_Pct())
         short = len(a) + len(b) <= 4           # the legend fits in one row only for names like 'A' and 'B'

@@ -11,7 +11,7 @@ from ..core import RlsubError
 from ..measure.report import DeltaReport
 from ..measure.rules import LADDER
 from ..measure.rules import relabel
-from ..core import fmt_shape
+from ..core import fmt_pct, fmt_shape
 
 # %% auto 0
 __all__ = ['VIEW_KEYS', 'SORTS', 'group_label', 'Grouper', 'headline_numbers', 'tensor_table', 'headline_html',
@@ -62,13 +62,14 @@ def tensor_table(report: DeltaReport, rule: str = 'exact', threshold: float | No
 
 # %% ../../nbs/viz/20_groups.ipynb 12
 def headline_html(h: dict) -> str:
-    return (f"<b style='font-size:1.2em'>sparsity {h['sparsity']:.2%}</b> &nbsp;·&nbsp; density {h['density']:.2%} &nbsp;·&nbsp; "
+    "The overall sparsity, density and parameters changed in one line, percentages as `fmt_pct` writes them everywhere in rlsub."
+    return (f"<b style='font-size:1.2em'>sparsity {fmt_pct(h['sparsity'], 2)}</b> &nbsp;·&nbsp; density {fmt_pct(h['density'], 2)} &nbsp;·&nbsp; "
             f"{h['changed']:,} of {h['params']:,} parameters changed &nbsp;<span style='color:#666'>({html.escape(h['label'])})</span>")
 
 def tensor_table_html(df: pd.DataFrame, max_rows: int = 1000) -> str:
     "A per-tensor table as compact HTML, each row carrying its tensor's name (built directly: pandas' to_html is too slow for every change)."
     rows = [f"<tr data-name='{html.escape(n)}'><td style='text-align:left' title='{html.escape(n)}'>{html.escape(n.removeprefix('model.'))}</td><td>{group_label(l)}</td><td>{k}</td><td>{fmt_shape(s)}</td>"
-            f"<td>{p:,}</td><td>{c:,}</td><td>{'—' if sp != sp else f'{sp:.2%}'}</td></tr>"
+            f"<td>{p:,}</td><td>{c:,}</td><td>{fmt_pct(sp, 2)}</td></tr>"
             for n, l, k, s, p, c, sp in zip(df.name, df.layer, df.kind, df['shape'], df.params, df.changed, df.sparsity, strict=True)][:max_rows]
     head = "<th style='text-align:left'>name</th>" + ''.join(f"<th>{c}</th>" for c in ('layer', 'kind', 'shape', 'params', 'changed', 'sparsity'))
     if not rows: return "<i>no tensor of that kind in that layer</i>"
