@@ -124,7 +124,7 @@ def _check_name(p: Path, what: str):
     folder = next((a for a in p.absolute().parents if a.is_dir()), Path('/'))
     most = _name_max(folder)
     # every part, not only the last: a new folder's parents are made too
-    n, part = max((len(os.fsencode(part)), part) for part in p.parts)
+    n, part = max(((len(os.fsencode(part)), part) for part in p.parts), default=(0, ''))   # '.' has no parts
     if n > most:
         its = 'its name' if part == p.name else f"the folder name {part[:40]}…"
         raise RlsubError(f"cannot write {what}: {its} is {n} bytes, longer than the {most} this file system allows; "

@@ -59,15 +59,7 @@ def debris(nb: dict) -> list[str]:
 # works on it (print paths relative to a scratch folder the notebook chdirs into, as tutorials/01 and measure/18 do; pass
 # progress=False, or show QuietLog's lines, where the live widget bar's text would otherwise stay in the output).
 # Strict: a notebook cleaned and still listed fails, so the list only shrinks.
-KNOWN = {'01_outputs.ipynb': 'temporary-folder paths in messages',
-         '02_checkpoints.ipynb': "temporary-folder paths in reprs; transformers' 'Writing model shards' bars",
-         '90_cli.ipynb': 'temporary-folder paths printed by the commands',
-         'experiments/51_demo.ipynb': "temporary-folder paths in the reports' 'report:' lines",
-         'measure/13_scan.ipynb': "temporary-folder paths in DeltaReport's repr and an error message",
-         'measure/14_masks.ipynb': "temporary-folder paths in SubnetMask's repr",
-         'viz/22_page.ipynb': "temporary-folder paths in a report's meta",
-         'train/38_callbacks.ipynb': "the live progress widget's text ('GRPO:   0%|') in place of its bar",
-         'train/40_dpo.ipynb': "the live progress widget's text ('GRPO:   0%|') in place of its bar"}
+KNOWN = {'experiments/51_demo.ipynb': "temporary-folder paths in the reports' 'report:' lines"}
 
 
 @pytest.mark.parametrize('nb', [pytest.param(p, marks=pytest.mark.xfail(reason=f'known debris: {KNOWN[str(p.relative_to(NBS))]}', strict=True))
