@@ -3,7 +3,7 @@ import math, random
 import pytest, torch
 from rlsub.core import RlsubError
 from rlsub.train.selection import DynamicSampling, Greso, GresoConfig, selector, keep_probability, nudge, skip_probability, zero_variance_kind
-from rlsub.train.grpo import GRPOConfig, train_grpo
+from rlsub.train.grpo import GRPOConfig, train_grpo, TIMINGS
 from rlsub.train.tiny import addition, char_tokenizer, tiny_policy
 
 pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
@@ -156,7 +156,7 @@ def same_params(a, b):
 
 def test_seeded_greso_run_is_reproducible(tok):
     (p1, h1), (p2, h2) = train(tok, Greso(seed=7)), train(tok, Greso(seed=7))
-    assert h1.drop(columns='seconds').equals(h2.drop(columns='seconds')) and same_params(p1, p2)
+    assert h1.drop(columns=list(TIMINGS)).equals(h2.drop(columns=list(TIMINGS))) and same_params(p1, p2)
     assert h1.skipped_hard.sum() + h1.skipped_easy.sum() > 0     # the skips were exercised
     _, h3 = train(tok, selector('greso'), steps=1)               # the name builds the defaults
     assert 'p_easy' in h3 and h3.p_easy.iloc[0] == 0.5
@@ -177,7 +177,7 @@ def test_selection_is_an_object(tok):
 def test_selection_off_is_plain_grpo(tok):
     p0, h0 = train(tok, None)
     p1, h1 = train(tok, PassThrough())
-    assert h0.drop(columns='seconds').equals(h1.drop(columns='seconds')) and same_params(p0, p1)
+    assert h0.drop(columns=list(TIMINGS)).equals(h1.drop(columns=list(TIMINGS))) and same_params(p0, p1)
 
 
 def test_greso_without_skipping_is_dynamic_sampling(tok):

@@ -3,7 +3,7 @@ import math
 import numpy as np, pytest, torch
 from rlsub.core import RlsubError
 from rlsub.train.objectives import AGG_MODES, aggregate, approx_kl, clipped_objective, group_advantages, masked_mean
-from rlsub.train.grpo import GRPOConfig, train_grpo
+from rlsub.train.grpo import GRPOConfig, train_grpo, TIMINGS
 from rlsub.train.selection import DynamicSampling
 from rlsub.train.callbacks import Tracker
 from rlsub.train.sampling import completion_logprobs, rollout
@@ -12,7 +12,7 @@ from rlsub.measure.masks import SubnetMask
 from rlsub.train.tiny import Task, addition, char_tokenizer, tiny_policy
 from toys import EVEN, as_int, planted_mask
 
-COLUMNS = ['step', 'reward', 'accuracy', 'kl', 'clip_frac', 'tokens', 'rollouts', 'prompts', 'loss', 'seconds']
+COLUMNS = ['step', 'reward', 'accuracy', 'kl', 'clip_frac', 'tokens', 'rollouts', 'prompts', 'loss', 'seconds', 'generate_s', 'score_s', 'update_s']
 
 
 @pytest.fixture(scope='module')
@@ -112,7 +112,7 @@ def test_seeded_runs_reproduce_exactly(tok):
     def run(seed):
         pol = tiny_policy(tok, 'tiny', seed=0)
         h = train(pol, tok, EVEN, cfg(steps=3, seed=seed, kl_coef=0.05, weight_decay=0.01))
-        return h.drop(columns='seconds'), pol.state_dict()
+        return h.drop(columns=list(TIMINGS)), pol.state_dict()
     (h1, w1), (h2, w2), (h3, w3) = run(0), run(0), run(1)
     assert h1.equals(h2)
     assert all(torch.equal(w1[n], w2[n]) for n in w1)
@@ -148,7 +148,7 @@ def test_full_and_empty_masks(tok):
     assert full.density == 1
     h1 = train(full_pol, tok, EVEN, cfg(weight_decay=0.1), mask=full)
     h2 = train(plain_pol, tok, EVEN, cfg(weight_decay=0.1))
-    assert h1.drop(columns='seconds').equals(h2.drop(columns='seconds'))
+    assert h1.drop(columns=list(TIMINGS)).equals(h2.drop(columns=list(TIMINGS)))
     assert all(torch.equal(a, b) for a, b in zip(full_pol.state_dict().values(), plain_pol.state_dict().values()))
     pol = tiny_policy(tok, 'tiny', seed=2)
     empty = SubnetMask.from_pair(pol, pol)

@@ -17,7 +17,7 @@ from .sparse_adam import SparseAdamW
 from .loop import check_selection, row_slices
 
 # %% auto 0
-__all__ = ['OPTIMIZERS', 'GRPOConfig', 'train_grpo']
+__all__ = ['OPTIMIZERS', 'TIMINGS', 'GRPOConfig', 'train_grpo']
 
 # %% ../../nbs/train/39_grpo.ipynb 6
 OPTIMIZERS = ('adamw', 'sparse')
@@ -59,23 +59,28 @@ class GRPOConfig:
         if self.train_size is not None and self.train_size < self.prompts_per_step: raise RlsubError(f"train_size={self.train_size} is smaller than prompts_per_step={self.prompts_per_step}; make the pool at least one batch")
 
 # %% ../../nbs/train/39_grpo.ipynb 10
+TIMINGS = ('seconds', 'generate_s', 'score_s', 'update_s')   # the history's clock columns: a step's seconds, and generating, scoring and updating within it
+
 def _collect(policy, tokenizer, pool, sel, cfg, max_new):
-    "Roll out prompts until the batch is full (or rounds run out): kept (prompt, answer) groups with their sequences and rewards, and every sampled reward."
+    "Roll out prompts until the batch is full (or rounds run out): kept (prompt, answer) groups with their sequences and rewards, every sampled reward, and seconds spent generating and scoring."
     P, G, task = cfg.prompts_per_step, cfg.group_size, pool.task
-    kept, sampled = [], []
+    kept, sampled, secs = [], [], dict(generate_s=0.0, score_s=0.0)
     for _ in range(cfg.max_fill_rounds if sel is not None else 1):
         cand = pool.draw(P - len(kept) if sel is not None else P)
         if sel is not None: cand = [c for c in cand if sel.keep(c[0])]     # may leave none: the next round draws again
         for sl in row_slices(len(cand), cfg.micro_batch and max(cfg.micro_batch // G, 1)):
             part = cand[sl]
+            t0 = time.perf_counter()
             ro = rollout(policy, tokenizer, [p for p, _ in part], G, max_new, cfg.temperature, getattr(task, 'add_special_tokens', True))
             seqs = split_rows(ro)
+            t1 = time.perf_counter(); secs['generate_s'] += t1 - t0
             for j, (prompt, answer) in enumerate(part):
                 r = [task.reward(c, answer) for c in ro['texts'][j * G:(j + 1) * G]]
                 sampled += r
                 if sel is None or sel.observe(prompt, r): kept.append((prompt, answer, seqs[j * G:(j + 1) * G], r))
+            secs['score_s'] += time.perf_counter() - t1
         if len(kept) >= P: break
-    return kept[:P], sampled
+    return kept[:P], sampled, secs
 
 def _update(policy, opt, kept, ref, freezer, cfg, pad_id, max_new):
     "`updates_per_batch` optimizer steps on the kept groups; (loss, kl, clip fraction, completion tokens) of the last."
@@ -116,7 +121,7 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
                selection=None,                # None, 'dynamic' (DAPO), 'greso' (rlsub.train.selection) or an object with keep / observe / end_step
                progress: bool | None = None,  # None: a live bar and plot in a notebook, a few quiet lines in a script; False: silent
                ) -> pd.DataFrame:
-    "Train `policy` in place on `task` with GRPO; a DataFrame with a row per step (reward, accuracy, kl, clip_frac, tokens, rollouts, loss, seconds, ...)."
+    "Train `policy` in place on `task` with GRPO; a DataFrame with a row per step (reward, accuracy, kl, clip_frac, tokens, rollouts, loss, seconds and where they went, ...)."
     cfg = config or GRPOConfig()
     sel = check_selection(selection)
     was_checkpointing = checkpointing_on(policy)
@@ -131,12 +136,14 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
     try:
         for step in range(1, cfg.steps + 1):
             t0 = time.perf_counter()
-            kept, sampled = _collect(policy, tokenizer, pool, sel, cfg, max_new)
+            kept, sampled, secs = _collect(policy, tokenizer, pool, sel, cfg, max_new)
             loss = kl = clip_frac = float('nan'); ntok = 0
+            t1 = time.perf_counter()
             if kept: loss, kl, clip_frac, ntok = _update(policy, opt, kept, ref, freezer, cfg, tokenizer.pad_token_id, max_new)
+            secs['update_s'] = time.perf_counter() - t1
             r = torch.tensor(sampled, dtype=torch.float32)
             row = dict(step=step, reward=r.mean().item(), accuracy=(r == 1).float().mean().item(), kl=kl, clip_frac=clip_frac,
-                       tokens=ntok, rollouts=len(sampled), prompts=len(kept), loss=loss, seconds=time.perf_counter() - t0)
+                       tokens=ntok, rollouts=len(sampled), prompts=len(kept), loss=loss, seconds=time.perf_counter() - t0, **secs)
             if sel is not None: row.update(sel.end_step())
             state.step = step; state.rows.append(row)
             call_callbacks(callbacks, 'on_step_end', row, state)
