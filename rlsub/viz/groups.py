@@ -66,14 +66,16 @@ def headline_html(h: dict) -> str:
     return (f"<b style='font-size:1.2em'>sparsity {fmt_pct(h['sparsity'], 2)}</b> &nbsp;·&nbsp; density {fmt_pct(h['density'], 2)} &nbsp;·&nbsp; "
             f"{h['changed']:,} of {h['params']:,} parameters changed &nbsp;<span style='color:#666'>({html.escape(h['label'])})</span>")
 
-def tensor_table_html(df: pd.DataFrame, max_rows: int = 1000) -> str:
+def tensor_table_html(df: pd.DataFrame, max_rows: int = 1000,
+                      scroll: bool = True) -> str:   # in a 360 px box that scrolls (a dashboard); False: at full length (a printed page)
     "A per-tensor table as compact HTML, each row carrying its tensor's name (built directly: pandas' to_html is too slow for every change)."
     rows = [f"<tr data-name='{html.escape(n)}'><td style='text-align:left' title='{html.escape(n)}'>{html.escape(n.removeprefix('model.'))}</td><td>{group_label(l)}</td><td>{k}</td><td>{fmt_shape(s)}</td>"
             f"<td>{p:,}</td><td>{c:,}</td><td>{fmt_pct(sp, 2)}</td></tr>"
             for n, l, k, s, p, c, sp in zip(df.name, df.layer, df.kind, df['shape'], df.params, df.changed, df.sparsity, strict=True)][:max_rows]
     head = "<th style='text-align:left'>name</th>" + ''.join(f"<th>{c}</th>" for c in ('layer', 'kind', 'shape', 'params', 'changed', 'sparsity'))
     if not rows: return "<i>no tensor of that kind in that layer</i>"
-    return (f"<div style='max-height:360px;overflow:auto'><table style='font-size:0.8em;text-align:right;white-space:nowrap'><thead><tr>{head}</tr></thead>"
+    box = "max-height:360px;overflow:auto" if scroll else ''
+    return (f"<div style='{box}'><table style='font-size:0.8em;text-align:right;white-space:nowrap'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 # %% ../../nbs/viz/20_groups.ipynb 15

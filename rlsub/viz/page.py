@@ -97,7 +97,7 @@ def report_html(report: DeltaReport, rule: str = 'exact', threshold: float | Non
              "<h2>Layer × kind</h2>", img_tag(plot_heatmap(report.sparsity(rule, threshold, by=['layer', 'kind'])))]
     att = report.attention()
     if len(att): parts += ["<h2>Tensors with a note</h2>", att.to_html(border=0, index=False)]
-    parts += ["<h2>Every tensor</h2>", tensor_table_html(tensor_table(report, rule, threshold, 'model order'), max_rows=len(report.table)).replace('max-height:360px;overflow-y:auto', '')]
+    parts += ["<h2>Every tensor</h2>", tensor_table_html(tensor_table(report, rule, threshold, 'model order'), max_rows=len(report.table), scroll=False)]
     style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{padding:2px 8px}img{max-width:100%}"
     return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
 
