@@ -49,17 +49,6 @@ def _plans(base: Checkpoint, tuned: Checkpoint, it: PairedTensor, chunk: int):
         r1 = min(r + rows, common[0])
         yield (r1 - r) * (inner_b * bi.dtype.itemsize + inner_t * ti.dtype.itemsize), partial(band, r, r1)
 
-def _aligned_chunks(base: Checkpoint, tuned: Checkpoint, it: PairedTensor, chunk: int, bufs):
-    "Yield (base_chunk, tuned_chunk) covering the compared block of item `it`, read one after the other; equal shapes into the buffer pairs `bufs` yields."
-    for _, plan in _plans(base, tuned, it, chunk): yield plan(next(bufs))
-
-def _ring(n: int, nbytes: int, pin: bool):
-    "Cycle forever through `n` pairs of reusable byte buffers."
-    pairs = [tuple(torch.empty(nbytes, dtype=torch.uint8, pin_memory=pin) for _ in range(2)) for _ in range(n)]
-    i = 0
-    while True:
-        yield pairs[i % n]; i += 1
-
 class Buffers:
     "`n` pairs of reusable byte buffers of `nbytes` each (pinned for CUDA): `take` one (waiting while all are taken), `give` it back."
     def __init__(self, n: int, nbytes: int, pin: bool = False):
