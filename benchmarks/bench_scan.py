@@ -14,7 +14,7 @@ and prints the ratios: rlsub against the raw read, against raw read + start, and
 Peak resident memory comes from the kernel (`ru_maxrss` from `wait4`); this script imports nothing heavy itself unless
 it builds a pair, which it does in a child process, because a child's figure can include what its parent held at fork.
 
-Pairs: bf16, Llama layouts of about 0.1B and 0.85B parameters (25 % of entries changed by a few ulps, written by
+Pairs: bf16, Llama layouts of about 0.1B and 0.85B parameters (and 0.01B, 7M, for a quick check of the script) (25 % of entries changed by a few ulps, written by
 `rlsub.examples.make_pair`), and `7b`: Qwen2.5-7B's layout (7.62B parameters, 2 x 15 GB; 5 % of entries changed),
 generated tensor by tensor on the chosen device (a GPU makes it in well under a minute) and written in 4 GB shards.
 Both methods report the sparsity they found, as a check that they measured the same thing.
@@ -26,12 +26,13 @@ import argparse, json, os, shutil, struct, subprocess, sys, tempfile, time
 from pathlib import Path
 
 CONFIGS = {  # config arguments; parameter counts are read back from the written files
+    '0.01': dict(model_type='llama', hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, vocab_size=8000),
     '0.1': dict(model_type='llama', hidden_size=768, intermediate_size=2048, num_hidden_layers=10, num_attention_heads=12, num_key_value_heads=12, vocab_size=32000),
     '0.85': dict(model_type='llama', hidden_size=2048, intermediate_size=5632, num_hidden_layers=14, num_attention_heads=16, num_key_value_heads=16, vocab_size=32000),
     '7b': dict(model_type='qwen2', hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
                vocab_size=152064, max_position_embeddings=32768),
 }
-DENSITY = {'0.1': 0.25, '0.85': 0.25, '7b': 0.05}
+DENSITY = {'0.01': 0.25, '0.1': 0.25, '0.85': 0.25, '7b': 0.05}
 
 BUILD = r"""
 import sys, json
@@ -150,7 +151,7 @@ def build(work: Path, size: str, device: str) -> Path:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--sizes', default='0.1,0.85', help="comma-separated: 0.1, 0.85, 7b")
+    ap.add_argument('--sizes', default='0.1,0.85', help="comma-separated: 0.01, 0.1, 0.85, 7b")
     ap.add_argument('--device', default='cpu', help='cpu or cuda: where rlsub counts and where the paper approach puts both models')
     ap.add_argument('--threads', type=int, default=None, help="rlsub scan --threads (default: rlsub's own default)")
     ap.add_argument('--work', default=str(Path(__file__).parent / '_work'))

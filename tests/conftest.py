@@ -9,6 +9,7 @@ os.environ.setdefault('RLSUB_CACHE', os.path.join(os.environ.get('TMPDIR', '/tmp
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: minutes of CPU; run with -m slow')
+    config.addinivalue_line('markers', 'cuda: runs on a GPU (skipped without CUDA); benchmarks/bench_gpu.py runs them with -m cuda')
 
 
 @pytest.fixture(scope='module')

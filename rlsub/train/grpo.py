@@ -12,7 +12,7 @@ from ..core import RlsubError
 from .callbacks import progress_callbacks
 from .loop import TrainState, Prompts, call_callbacks, checkpointing_on, loss_mode, optimizer_step, prepare_training, set_checkpointing
 from .objectives import AGG_MODES, aggregate, approx_kl, clipped_objective, group_advantages
-from .sampling import split_rows, collate, completion_logprobs, rollout
+from .sampling import CACHES, policy_device, split_rows, collate, completion_logprobs, rollout
 from .sparse_adam import SparseAdamW
 from .loop import check_selection, row_slices
 
@@ -40,6 +40,9 @@ class GRPOConfig:
     optimizer: str = 'adamw'        # 'adamw': fp32 weights, torch AdamW on every entry, outside a mask restored from a start copy; 'sparse': rlsub.train.sparse_adam, weights in their own dtype, fp32 state for the mask's entries only (memory ∝ mask)
     grad_clip: float | None = 1.0   # clip the global gradient norm (None: no clipping), as TRL does
     micro_batch: int | None = None  # sequences per forward/backward pass (None: the whole batch); bounds memory on real models, same gradient
+    gen_batch: int | None = None    # rollouts per `generate` call, in whole groups (None: every prompt × G of a round in one call); caps generation memory
+    cache: str = 'dynamic'          # the rollouts' KV cache: 'dynamic' (eager decoding) or 'static' (preallocated; on a GPU transformers decodes with a compiled, CUDA-graphed forward)
+    autocast: bool = False          # rollouts and loss passes in bf16 autocast (weights, gradients and optimizer state keep their dtype; the log-softmax stays fp32)
     gradient_checkpointing: bool = False   # recompute each layer's activations in the backward pass instead of storing them: less memory on real models, more compute, same gradient
     train_size: int | None = None   # a fixed pool of this many training prompts visited in shuffled epochs (selection needs prompts to recur); None: fresh prompts every step
     max_fill_rounds: int = 8        # with a `selection`, rollout rounds a step may take to fill the batch before training on what it has
@@ -48,10 +51,11 @@ class GRPOConfig:
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS: raise RlsubError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if self.cache not in CACHES: raise RlsubError(f"unknown cache {self.cache!r}; use one of {', '.join(CACHES)}")
         if self.loss_agg not in AGG_MODES: raise RlsubError(f"unknown loss_agg {self.loss_agg!r}; use one of {', '.join(AGG_MODES)}")
         for k in ('group_size', 'prompts_per_step', 'steps', 'updates_per_batch', 'max_fill_rounds'):
             if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise RlsubError(f"{k} must be a positive integer, got {getattr(self, k)!r}")
-        for k in ('micro_batch', 'train_size'):
+        for k in ('micro_batch', 'train_size', 'gen_batch'):
             v = getattr(self, k)
             if v is not None and not (isinstance(v, int) and v >= 1): raise RlsubError(f"{k} must be a positive integer or None, got {v!r}")
         if self.group_size < 2: raise RlsubError(f"group_size must be at least 2 (advantages are relative to the group), got {self.group_size}")
@@ -61,6 +65,10 @@ class GRPOConfig:
 # %% ../../nbs/train/39_grpo.ipynb 10
 TIMINGS = ('seconds', 'generate_s', 'score_s', 'update_s')   # the history's clock columns: a step's seconds, and generating, scoring and updating within it
 
+def _autocast(policy, on: bool):
+    "bf16 autocast on the policy's device when `on` (a no-op context otherwise)."
+    return torch.autocast(policy_device(policy).type, dtype=torch.bfloat16, enabled=on)
+
 def _collect(policy, tokenizer, pool, sel, cfg, max_new):
     "Roll out prompts until the batch is full (or rounds run out): kept (prompt, answer) groups with their sequences and rewards, every sampled reward, and seconds spent generating and scoring."
     P, G, task = cfg.prompts_per_step, cfg.group_size, pool.task
@@ -68,14 +76,15 @@ def _collect(policy, tokenizer, pool, sel, cfg, max_new):
     for _ in range(cfg.max_fill_rounds if sel is not None else 1):
         cand = pool.draw(P - len(kept) if sel is not None else P)
         if sel is not None: cand = [c for c in cand if sel.keep(c[0])]     # may leave none: the next round draws again
-        for sl in row_slices(len(cand), cfg.micro_batch and max(cfg.micro_batch // G, 1)):
+        for sl in row_slices(len(cand), cfg.gen_batch and max(cfg.gen_batch // G, 1)):   # one generate call a round unless gen_batch caps it
             part = cand[sl]
             t0 = time.perf_counter()
-            ro = rollout(policy, tokenizer, [p for p, _ in part], G, max_new, cfg.temperature, getattr(task, 'add_special_tokens', True))
+            with _autocast(policy, cfg.autocast):
+                ro = rollout(policy, tokenizer, [p for p, _ in part], G, max_new, cfg.temperature, getattr(task, 'add_special_tokens', True), cfg.cache)
             seqs = split_rows(ro)
             t1 = time.perf_counter(); secs['generate_s'] += t1 - t0
             for j, (prompt, answer) in enumerate(part):
-                r = [task.reward(c, answer) for c in ro['texts'][j * G:(j + 1) * G]]
+                r = [float(task.reward(c, answer)) for c in ro['texts'][j * G:(j + 1) * G]]
                 sampled += r
                 if sel is None or sel.observe(prompt, r): kept.append((prompt, answer, seqs[j * G:(j + 1) * G], r))
             secs['score_s'] += time.perf_counter() - t1
@@ -83,36 +92,41 @@ def _collect(policy, tokenizer, pool, sel, cfg, max_new):
     return kept[:P], sampled, secs
 
 def _update(policy, opt, kept, ref, freezer, cfg, pad_id, max_new):
-    "`updates_per_batch` optimizer steps on the kept groups; (loss, kl, clip fraction, completion tokens) of the last."
+    "`updates_per_batch` optimizer steps on the kept groups; (loss, kl, clip fraction, completion tokens) of the last. Its numbers are summed on the device and read to the host once."
     G = cfg.group_size
-    b = collate([s for g in kept for s in g[2]], pad_id)
-    adv = group_advantages(torch.tensor([x for g in kept for x in g[3]]), G, scale=cfg.scale_rewards).to(b['ids'].device)
-    parts, ntok = row_slices(len(adv), cfg.micro_batch), int(b['mask'].sum())
+    seqs = [s for g in kept for s in g[2]]
+    b = collate(seqs, pad_id)
+    dev = b['ids'].device
+    adv = group_advantages(torch.tensor([x for g in kept for x in g[3]]), G, scale=cfg.scale_rewards).to(dev)
+    lens = [len(c) for _, c in seqs]                     # completion tokens per sequence, known on the host
+    parts, ntok = row_slices(len(adv), cfg.micro_batch), sum(lens)
     take = lambda sl: (b['ids'][sl], b['attn'][sl], b['n_prompt'])
     old = ref_lp = None
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(policy, cfg.autocast):
         if cfg.updates_per_batch > 1: old = [completion_logprobs(policy, *take(sl), cfg.temperature) for sl in parts]
         if ref is not None: ref_lp = [completion_logprobs(ref, *take(sl), cfg.temperature) for sl in parts]
+    stats = torch.zeros(3, device=dev)                   # loss, kl, clipped tokens of the last update
     with loss_mode(policy):                # checkpointed layers in training mode for the forward and backward
         for _ in range(cfg.updates_per_batch):
             opt.zero_grad(set_to_none=True)
-            loss = kl = clipped = 0.0
+            stats.zero_()
             for i, sl in enumerate(parts):
                 m = b['mask'][sl]
-                logp = completion_logprobs(policy, *take(sl), cfg.temperature)
-                old_lp = logp.detach() if old is None else old[i]
-                obj = clipped_objective(logp, old_lp, adv[sl], cfg.clip_eps)
-                if ref_lp is not None:
-                    kl_tok = approx_kl(logp, ref_lp[i]); obj = obj - cfg.kl_coef * kl_tok
-                    kl += (kl_tok.detach() * m).sum().item() / max(ntok, 1)
-                # each slice's share of the whole batch's aggregate, so micro-batches add up to the same gradient
-                w = m.sum().item() / max(ntok, 1) if cfg.loss_agg == 'token' else (sl.stop - sl.start) / len(adv)
-                part_loss = -aggregate(obj, m, cfg.loss_agg, max_new) * w
+                with _autocast(policy, cfg.autocast):
+                    logp = completion_logprobs(policy, *take(sl), cfg.temperature)
+                    old_lp = logp.detach() if old is None else old[i]
+                    obj = clipped_objective(logp, old_lp, adv[sl], cfg.clip_eps)
+                    if ref_lp is not None:
+                        kl_tok = approx_kl(logp, ref_lp[i]); obj = obj - cfg.kl_coef * kl_tok
+                        stats[1] += (kl_tok.detach() * m).sum() / max(ntok, 1)
+                    # each slice's share of the whole batch's aggregate, so micro-batches add up to the same gradient
+                    w = sum(lens[sl]) / max(ntok, 1) if cfg.loss_agg == 'token' else (sl.stop - sl.start) / len(adv)
+                    part_loss = -aggregate(obj, m, cfg.loss_agg, max_new) * w
                 part_loss.backward()
-                loss += part_loss.item()
-                ratio = torch.exp(logp.detach() - old_lp)
-                clipped += (((ratio - 1).abs() > cfg.clip_eps) & m).sum().item()
+                stats[0] += part_loss.detach()
+                stats[2] += (((torch.exp(logp.detach() - old_lp) - 1).abs() > cfg.clip_eps) & m).sum()
             optimizer_step(policy, opt, freezer, cfg.grad_clip)
+    loss, kl, clipped = stats.tolist()
     return loss, (kl if ref is not None else float('nan')), clipped / max(ntok, 1), ntok
 
 def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
@@ -141,8 +155,7 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
             t1 = time.perf_counter()
             if kept: loss, kl, clip_frac, ntok = _update(policy, opt, kept, ref, freezer, cfg, tokenizer.pad_token_id, max_new)
             secs['update_s'] = time.perf_counter() - t1
-            r = torch.tensor(sampled, dtype=torch.float32)
-            row = dict(step=step, reward=r.mean().item(), accuracy=(r == 1).float().mean().item(), kl=kl, clip_frac=clip_frac,
+            row = dict(step=step, reward=sum(sampled) / len(sampled), accuracy=sum(x == 1 for x in sampled) / len(sampled), kl=kl, clip_frac=clip_frac,
                        tokens=ntok, rollouts=len(sampled), prompts=len(kept), loss=loss, seconds=time.perf_counter() - t0, **secs)
             if sel is not None: row.update(sel.end_step())
             state.step = step; state.rows.append(row)

@@ -9,7 +9,7 @@ import torch
 from ..core import RlsubError
 
 # %% auto 0
-__all__ = ['policy_device', 'stop_ids', 'generation_config', 'generate_ids', 'completion_mask', 'complete', 'generate',
+__all__ = ['CACHES', 'policy_device', 'stop_ids', 'generation_config', 'generate_ids', 'completion_mask', 'complete', 'generate',
            'outcomes', 'evaluate', 'token_logprobs', 'completion_logprobs', 'rollout', 'split_rows', 'collate']
 
 # %% ../../nbs/train/30_sampling.ipynb 7
@@ -22,26 +22,50 @@ def stop_ids(policy, tokenizer) -> list[int]:
     if not flat: raise RlsubError("neither the tokenizer nor the model's generation config names an eos token; set tokenizer.eos_token first")
     return sorted(set(flat))
 
+CACHES = ('dynamic', 'static')   # how `generate` keeps keys and values: grown each token (eager), or preallocated at full length
+
 def generation_config(policy, tokenizer,
                       max_new_tokens: int = 8,      # longest completion, its stop token included
                       do_sample: bool = False,      # greedy when False
-                      temperature: float = 1.0):    # sampling from softmax(logits / temperature)
+                      temperature: float = 1.0,     # sampling from softmax(logits / temperature)
+                      cache: str = 'dynamic'):      # 'static': a preallocated KV cache, decoded by a compiled, CUDA-graphed forward on a GPU
     "A complete `GenerationConfig`: greedy, or plain sampling from softmax(logits/T) (no top-k/top-p/min-p, no penalties); stops at every `stop_ids`."
     from transformers import GenerationConfig
+    if cache not in CACHES: raise RlsubError(f"unknown cache {cache!r}; use one of {', '.join(CACHES)}")
     warp = dict(temperature=temperature, top_k=0, top_p=1.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0) if do_sample else {}
+    if cache == 'static': warp['cache_implementation'] = 'static'
     return GenerationConfig(do_sample=do_sample, num_beams=1, num_return_sequences=1, max_new_tokens=max_new_tokens, min_length=0,
                             repetition_penalty=1.0, encoder_repetition_penalty=1.0, no_repeat_ngram_size=0, encoder_no_repeat_ngram_size=0,
                             length_penalty=1.0, renormalize_logits=False, remove_invalid_values=False, use_cache=True,
                             eos_token_id=stop_ids(policy, tokenizer), pad_token_id=tokenizer.pad_token_id, **warp)
 
-@torch.no_grad()
-def generate_ids(policy, enc,                       # the tokenized prompts: input_ids and attention_mask
-                 gen_config):                       # from `generation_config`
-    "`policy.generate` in eval mode under `gen_config` alone: the model's own generation_config is set aside for the call."
+def _generate(policy, enc, gen_config):
     was, own = policy.training, policy.generation_config
     policy.eval(); policy.generation_config = gen_config   # transformers fills every field left unset from the model's config
     try: return policy.generate(**enc, generation_config=gen_config)
     finally: policy.generation_config = own; policy.train(was)
+
+@torch.no_grad()
+def generate_ids(policy, enc,                       # the tokenized prompts: input_ids and attention_mask
+                 gen_config):                       # from `generation_config`
+    """`policy.generate` in eval mode under `gen_config` alone: the model's own generation_config is set aside for the call.
+    A static cache that fails (a model without one, a compiler error) warns once and falls back to the dynamic cache, for this policy from then on."""
+    if getattr(gen_config, 'cache_implementation', None) != 'static': return _generate(policy, enc, gen_config)
+    if getattr(policy, '_rlsub_static_failed', False): return _generate(policy, enc, _dynamic(gen_config))
+    try: return _generate(policy, enc, gen_config)
+    except torch.OutOfMemoryError: raise
+    except Exception as e:
+        import warnings
+        line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        warnings.warn(f"the static KV cache failed on {type(policy).__name__} ({type(e).__name__}: {line}); generating with the dynamic cache instead", stacklevel=2)
+        policy._rlsub_static_failed = True
+        return _generate(policy, enc, _dynamic(gen_config))
+
+def _dynamic(gen_config):
+    "A copy of `gen_config` with the default (dynamic) cache."
+    import copy
+    gc = copy.deepcopy(gen_config); gc.cache_implementation = None
+    return gc
 
 # %% ../../nbs/train/30_sampling.ipynb 10
 def completion_mask(comp: torch.Tensor,             # [B, T] completion ids
@@ -55,42 +79,47 @@ def complete(policy, tokenizer, prompts: list[str],
              max_new_tokens: int = 8,               # longest completion, its stop token included
              do_sample: bool = False,               # greedy when False
              temperature: float = 1.0,              # sampling from softmax(logits / temperature)
-             add_special_tokens: bool = True) -> dict:   # False for prompts that are already a rendered chat template
-    "Complete `prompts` (left-padded, one batch): ids, the prompts' attention mask, n_prompt, completion mask, and the texts up to their stop."
+             add_special_tokens: bool = True,       # False for prompts that are already a rendered chat template
+             cache: str = 'dynamic') -> dict:       # the KV cache `generate` uses (`generation_config`)
+    "Complete `prompts` (left-padded, one `generate` call): ids, the prompts' attention mask, n_prompt, completion mask, and the texts up to their stop."
     enc = tokenizer(prompts, return_tensors='pt', padding=True, padding_side='left', add_special_tokens=add_special_tokens).to(policy_device(policy))
     stops = stop_ids(policy, tokenizer)
-    out = generate_ids(policy, enc, generation_config(policy, tokenizer, max_new_tokens, do_sample, temperature))
+    out = generate_ids(policy, enc, generation_config(policy, tokenizer, max_new_tokens, do_sample, temperature, cache))
     n = enc.input_ids.shape[1]
     comp = out[:, n:]
     mask = completion_mask(comp, stops)
     keep = mask & ~torch.isin(comp, torch.tensor(stops, device=comp.device))
-    texts = [tokenizer.decode(c[k], skip_special_tokens=True) for c, k in zip(comp, keep)]
+    rows = comp.masked_fill(~keep, -1).tolist()            # one copy to the host for every text (ids are never negative)
+    texts = [tokenizer.decode([t for t in r if t >= 0], skip_special_tokens=True) for r in rows]
     return dict(ids=out, prompt_attn=enc.attention_mask, n_prompt=n, mask=mask, texts=texts)
 
 def generate(policy, tokenizer, prompts: list[str],
              max_new_tokens: int = 8,               # longest completion, its stop token included
              do_sample: bool = False,               # greedy when False
              temperature: float = 1.0,
-             add_special_tokens: bool = True) -> list[str]:   # False for prompts that are already a rendered chat template
+             add_special_tokens: bool = True,   # False for prompts that are already a rendered chat template
+             cache: str = 'dynamic') -> list[str]:
     "Complete `prompts` (left-padded in one batch); returns the completions up to their stop, special tokens dropped."
-    return complete(policy, tokenizer, prompts, max_new_tokens, do_sample, temperature, add_special_tokens)['texts']
+    return complete(policy, tokenizer, prompts, max_new_tokens, do_sample, temperature, add_special_tokens, cache)['texts']
 
 def outcomes(policy, tokenizer, task,               # a task with eval_set(n) and max_new_tokens (rlsub.train.tiny.Task, rlsub.train.tasks.ChatTask)
              n: int | None = None,          # the first n held-out examples (all when None)
-             batch_size: int = 500,
-             add_special_tokens: bool | None = None) -> np.ndarray:   # None: the task's `add_special_tokens` (True when it has none)
+             batch_size: int = 500,         # questions per `generate` call
+             add_special_tokens: bool | None = None,  # None: the task's `add_special_tokens` (True when it has none)
+             cache: str = 'dynamic') -> np.ndarray:   # the KV cache `generate` uses (`generation_config`)
     "The reward of `policy`'s greedy completion of each of `task`'s first `n` held-out examples, in order (1.0 right, 0.0 wrong): the paired data of `rlsub.measure.stats`."
     if add_special_tokens is None: add_special_tokens = getattr(task, 'add_special_tokens', True)
     data, out = task.eval_set(n), []
     for i in range(0, len(data), batch_size):
         chunk = data[i:i + batch_size]
-        comps = generate(policy, tokenizer, [p for p, _ in chunk], task.max_new_tokens, add_special_tokens=add_special_tokens)
+        comps = generate(policy, tokenizer, [p for p, _ in chunk], task.max_new_tokens, add_special_tokens=add_special_tokens, cache=cache)
         out += [float(task.reward(c, a)) for c, (_, a) in zip(comps, chunk)]
     return np.array(out)
 
-def evaluate(policy, tokenizer, task, n: int | None = None, batch_size: int = 500, add_special_tokens: bool | None = None) -> float:
+def evaluate(policy, tokenizer, task, n: int | None = None, batch_size: int = 500, add_special_tokens: bool | None = None,
+             cache: str = 'dynamic') -> float:
     "Greedy accuracy of `policy` on `task`'s held-out set: the mean of its `outcomes`."
-    return float(outcomes(policy, tokenizer, task, n, batch_size, add_special_tokens).mean())
+    return float(outcomes(policy, tokenizer, task, n, batch_size, add_special_tokens, cache).mean())
 
 # %% ../../nbs/train/30_sampling.ipynb 13
 def token_logprobs(logits: torch.Tensor,   # [B, T, V] logits predicting `tokens`
@@ -115,16 +144,18 @@ def completion_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, n_prompt: 
     return token_logprobs(logits, ids[:, n_prompt:], temperature)
 
 def rollout(policy, tokenizer, prompts: list[str], G: int, max_new_tokens: int, temperature: float = 1.0,
-            add_special_tokens: bool = True) -> dict:   # False for prompts that are already a rendered chat template
-    "Sample `G` completions for each prompt from softmax(logits / `temperature`) alone (`rlsub.train.sampling.complete`); ids, attention mask, prompt length, completion mask (through the first stop id) and the texts."
-    c = complete(policy, tokenizer, [p for p in prompts for _ in range(G)], max_new_tokens, True, temperature, add_special_tokens)
+            add_special_tokens: bool = True,   # False for prompts that are already a rendered chat template
+            cache: str = 'dynamic') -> dict:   # the KV cache `generate` uses (`generation_config`)
+    "Sample `G` completions for each prompt from softmax(logits / `temperature`) alone, in one `generate` call (`rlsub.train.sampling.complete`); ids, attention mask, prompt length, completion mask (through the first stop id) and the texts."
+    c = complete(policy, tokenizer, [p for p in prompts for _ in range(G)], max_new_tokens, True, temperature, add_special_tokens, cache)
     return dict(ids=c['ids'], attn=torch.cat([c['prompt_attn'].bool(), c['mask']], 1).long(), n_prompt=c['n_prompt'], mask=c['mask'], texts=c['texts'])
 
 # %% ../../nbs/train/30_sampling.ipynb 16
 def split_rows(ro: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    "Per sequence of a rollout: (its prompt tokens without padding, its completion tokens up to <eos>)."
+    "Per sequence of a rollout: (its prompt tokens without padding, its completion tokens up to <eos>), views cut at lengths read to the host in one copy (prompts are left-padded, completion masks are prefixes)."
     n = ro['n_prompt']
-    return [(ro['ids'][i, :n][ro['attn'][i, :n].bool()], ro['ids'][i, n:][ro['mask'][i]]) for i in range(ro['ids'].shape[0])]
+    lens = torch.stack([ro['attn'][:, :n].sum(1), ro['mask'].sum(1)], 1).tolist()
+    return [(ro['ids'][i, n - p:n], ro['ids'][i, n:n + c]) for i, (p, c) in enumerate(lens)]
 
 def collate(rows: list[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> dict:
     "ids, attn, n_prompt and completion mask for (prompt tokens, completion tokens) pairs: prompts left-padded, completions right-padded."
