@@ -20,7 +20,7 @@ LOWEST_TRANSFORMERS = re.search(r'transformers>=([\d.]+)', SETTINGS).group(1)
 LOWEST_TORCH = re.search(r'\btorch>=([\d.]+)', SETTINGS).group(1)
 # the suite's tests of what torch and transformers reach (kernels per dtype, the optimizer, generation and GRPO, GGUF conversion,
 # loading a pair, the tiny policy, masks, trajectories): about 3 minutes on 2 cores
-FLOOR_TESTS = ['test_scan.py', 'test_sparse_adam.py', 'test_grpo.py', 'test_zoo.py', 'test_pair.py', 'test_tiny.py', 'test_masks.py', 'test_trajectory.py']
+FLOOR_TESTS = ['test_scan.py', 'test_sparse_adam.py', 'test_grpo.py', 'test_rollouts.py', 'test_zoo.py', 'test_pair.py', 'test_tiny.py', 'test_masks.py', 'test_trajectory.py']
 
 IMPORT_ALL = """
 import importlib, json, pkgutil, rlsub

@@ -101,6 +101,7 @@ def test_closed_pair(saved):
         with pytest.raises(RlsubError, match='closed'): f()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_on_the_gpu(saved):
     with ModelPair.load(saved / 'base', saved / 'tuned') as p:

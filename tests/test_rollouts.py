@@ -69,7 +69,7 @@ def test_host_reads_and_copies_counts_by_hand():
     x = torch.arange(6.)
     with HostReads() as hr:
         x.sum().item(); x.tolist(); bool(x[0] > 1); x[x > 2]; x.to(torch.float64); x.to('cpu')
-    assert hr.reads == {'other': 4} and hr.copies == {'other': 1}
+    assert hr.reads == {'other': 4} and hr.copies == {}            # nothing crosses devices on the CPU
 
 
 def test_generate_calls_restores_the_policy_and_counts_inside_errors(tok):
@@ -174,3 +174,15 @@ def test_cuda_syncs_outside_generation_do_not_grow_with_the_batch():
     (s_small, r_small), (s_big, r_big) = syncs(prompts_per_step=2, group_size=4), syncs(prompts_per_step=16, group_size=8)
     assert r_small == r_big
     assert s_big <= s_small + 4, (s_small, s_big)   # CUDA's own count: generation's per-token checks, not one per sequence
+
+
+def test_a_step_whose_selection_skips_every_prompt_records_nan_not_an_error(tok):
+    class SkipAll:
+        def keep(self, prompt): return False
+        def observe(self, prompt, rewards): return True
+        def end_step(self): return {}
+    pol = tiny_policy(tok, 'tiny', seed=0)
+    with generate_calls(pol) as calls:
+        h = train_grpo(pol, tok, addition(1), cfg(steps=1, max_fill_rounds=2), selection=SkipAll(), progress=False)
+    assert calls == [] and h.rollouts[0] == 0 and h.prompts[0] == 0
+    assert h.reward.isna()[0] and h.accuracy.isna()[0] and h.loss.isna()[0]

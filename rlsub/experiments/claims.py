@@ -20,25 +20,26 @@ def accuracy_text(outcomes) -> str:
     "Held-out accuracy of outcomes [seeds, questions]: ± s.e. from one seed, the t-interval over seeds from several."
     o = outcome_matrix(outcomes)
     if o.shape[0] == 1: return format_accuracy(float(o.mean()), o.shape[1])
-    return across_seeds(o.mean(1)).fmt()
+    return across_seeds(o.mean(1), bounds=(0, 1)).fmt()
 
 # %% ../../nbs/experiments/50a_claims.ipynb 10
 MARGIN = 0.05      # how many points of held-out accuracy "the same" allows
 
 def _seed_claims(m) -> list:
     "Claims on one value per seed (or per pair of seeds): (finding, paper, estimate, rule, text)."
+    share = lambda v: across_seeds(v, bounds=(0, 1))    # every value here is a share: its interval stays within [0, 1]
     lo, hi = np.array(m['kind_range']).T
-    spread, sp = across_seeds(hi - lo), {d: across_seeds(v) for d, v in m['sparsity'].items()}
-    ag = {t: across_seeds(v) for t, v in m['agree'].items()}
-    fl, ov = {t: across_seeds(v) for t, v in m['floor'].items()}, m['overlap']
-    gap = replace(across_seeds([min(o['o1'] - o['chance_o1'], o['o2'] - o['chance_o2']) for o in ov]), over='seed pairs')
+    spread, sp = share(hi - lo), {d: share(v) for d, v in m['sparsity'].items()}
+    ag = {t: share(v) for t, v in m['agree'].items()}
+    fl, ov = {t: share(v) for t, v in m['floor'].items()}, m['overlap']
+    gap = replace(across_seeds([min(o['o1'] - o['chance_o1'], o['o2'] - o['chance_o2']) for o in ov], bounds=(-1, 1)), over='seed pairs')
     mean = lambda k: fmt_pct(float(np.mean([o[k] for o in ov])))
     return [
         ('RL updates a small subnetwork: share of parameters unchanged in bf16 (|Δ| ≤ 1e-5)', '68–96 %', sp['bf16'], Rule('>', 0.68), sp['bf16'].fmt()),
         ('…the same runs stored in fp32 (Zhu et al.: much of the sparsity is bf16 rounding)', 'dense', sp['fp32'], Rule('<', 0.5), sp['fp32'].fmt()),
         ('every matrix type is updated about equally sparsely (bf16, q k v o gate up down; the verdict is on the spread, max − min)', 'similar',
          spread, Rule('<', 0.10), f"{fmt_pct(lo.mean())} – {fmt_pct(hi.mean())}; spread {spread.fmt()}"),
-        ('the update is nearly full rank (mean rank / min(shape), fp32 Δ)', '> 99 %', across_seeds(m['rank']), Rule('>', 0.99), across_seeds(m['rank']).fmt()),
+        ('the update is nearly full rank (mean rank / min(shape), fp32 Δ)', '> 99 %', share(m['rank']), Rule('>', 0.99), share(m['rank']).fmt()),
         ('subnet-only and full models agree within 1e-5 (bf16)', '90–94 %', ag['1e-5'], Rule('>', 0.90), f"{ag['1e-5'].fmt()}; two full runs: {fl['1e-5'].fmt()}"),
         ('…and within 1e-4', '100 %', ag['1e-4'], Rule('>', 0.99), f"{ag['1e-4'].fmt()}; two full runs: {fl['1e-4'].fmt()}"),
         ('subnetworks of two seeds overlap beyond chance: o₁ / o₂ (chance); the verdict is on the smaller excess over chance', 'far above chance',
@@ -61,12 +62,12 @@ def _paired_claims(m, margin) -> list:
     e = diff('subnet', 'random', 'bf16')
     rows.append(("RL subnetwork vs a random mask of the same size (per-tensor density), held-out accuracy stored in bf16; the verdict is on RL − random",
                  'not tested (MTH: a random 1 % matches full RL)', e, above_zero, f"{acc('subnet', 'bf16')} vs {acc('random', 'bf16')}; RL − random {e.fmt(points=True)}"
-                 f"; agree with full within 1e-5 {across_seeds(m['agree_random']['1e-5']).fmt()}"))
+                 f"; agree with full within 1e-5 {across_seeds(m['agree_random']['1e-5'], bounds=(0, 1)).fmt()}"))
     for r in ('full', 'subnet', 'random'):
         e = diff(r, r, 'fp32', 'bf16')
         rows.append((f"storing the {r} run in bf16 costs held-out accuracy (as trained − stored in bf16); of the entries it moved in fp32, the share bf16 rounds back",
                      '— (Zhu et al.: bf16 hides updates)', e, above_zero,
-                     f"{acc(r, 'fp32')} → {acc(r, 'bf16')}: {e.fmt(points=True)}; absorbed {across_seeds(m['absorbed'][r]).fmt()}"))
+                     f"{acc(r, 'fp32')} → {acc(r, 'bf16')}: {e.fmt(points=True)}; absorbed {across_seeds(m['absorbed'][r], bounds=(0, 1)).fmt()}"))
     return rows
 
 # %% ../../nbs/experiments/50a_claims.ipynb 12

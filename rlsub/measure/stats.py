@@ -58,14 +58,17 @@ class Estimate:
     def __repr__(self): return f'Estimate({self.fmt()})'
 
 # %% ../../nbs/measure/19_stats.ipynb 11
-def across_seeds(values, level: float = 0.95) -> Estimate:
-    "Mean of one value per seed, with Student's t-interval at `level` (NaN interval from a single seed)."
+def across_seeds(values, level: float = 0.95,
+                 bounds: tuple[float, float] | None = None) -> Estimate:   # the values' range, e.g. (0, 1) for a share: the interval is cut to it
+    "Mean of one value per seed, with Student's t-interval at `level` (NaN interval from a single seed), cut to `bounds` where given."
     v = np.asarray(list(values), dtype=float)
     if v.size == 0 or np.isnan(v).any(): raise RlsubError(f"across_seeds needs one number per seed, got {v.tolist()}")
     m = float(v.mean())
     if v.size < 2: return Estimate(m, math.nan, math.nan, 1, 'seed', level)
     h = t_critical(level, v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
-    return Estimate(m, m - h, m + h, int(v.size), 'seeds', level)
+    lo, hi = m - h, m + h
+    if bounds is not None: lo, hi = max(lo, bounds[0]), min(hi, bounds[1])   # a share cannot leave [0, 1], however wide t makes the interval
+    return Estimate(m, lo, hi, int(v.size), 'seeds', level)
 
 # %% ../../nbs/measure/19_stats.ipynb 14
 def mcnemar(a, b) -> float:

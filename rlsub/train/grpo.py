@@ -155,7 +155,8 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig | None = None,
             t1 = time.perf_counter()
             if kept: loss, kl, clip_frac, ntok = _update(policy, opt, kept, ref, freezer, cfg, tokenizer.pad_token_id, max_new)
             secs['update_s'] = time.perf_counter() - t1
-            row = dict(step=step, reward=sum(sampled) / len(sampled), accuracy=sum(x == 1 for x in sampled) / len(sampled), kl=kl, clip_frac=clip_frac,
+            n = len(sampled) or float('nan')     # a round where a selection skipped every prompt samples nothing: NaN, not an error
+            row = dict(step=step, reward=sum(sampled) / n, accuracy=sum(x == 1 for x in sampled) / n, kl=kl, clip_frac=clip_frac,
                        tokens=ntok, rollouts=len(sampled), prompts=len(kept), loss=loss, seconds=time.perf_counter() - t0, **secs)
             if sel is not None: row.update(sel.end_step())
             state.step = step; state.rows.append(row)

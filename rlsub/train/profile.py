@@ -38,17 +38,23 @@ _READS = frozenset({'item', 'tolist', 'cpu', 'numpy', '__bool__', '__int__', '__
                     'masked_select', 'unique', 'equal', 'allclose', 'repeat_interleave'})   # calls that return a value to the host
 _COPIES = frozenset({'to', 'cuda', 'tensor', 'as_tensor'})                                   # calls that may copy host memory to a device
 
-def _names_device(args, kw) -> bool:
-    "Whether a `to`/`tensor` call names a device (a dtype-only `to` copies nothing across)."
-    cands = [kw.get('device')] + [a for a in args[1:] if isinstance(a, (str, torch.device))]
-    return any(c is not None for c in cands)
+def _crosses(name, args, kw) -> bool:
+    "Whether a `to`/`cuda`/`tensor`/`as_tensor` call copies across devices: to a device of another type than its tensor's (host data counts as the CPU)."
+    if name == 'cuda': dest = 'cuda'
+    else:
+        cands = [kw.get('device')] + [a for a in args[1:] if isinstance(a, (str, torch.device))] + \
+                [a.device for a in args[1:2] if name == 'to' and isinstance(a, torch.Tensor)]
+        dest = next((c for c in cands if c is not None), None)
+    if dest is None: return False
+    src = args[0].device.type if name in ('to', 'cuda') and args and isinstance(args[0], torch.Tensor) else 'cpu'
+    return torch.device(dest).type != src
 
 def _has_bool_index(idx) -> bool:
     idx = idx if isinstance(idx, tuple) else (idx,)
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in idx)
 
 class HostReads(TorchFunctionMode):
-    "Count, by phase, the calls that read tensor values to the host (`reads`) or copy host memory to a device (`copies`): on a GPU each is a synchronisation."
+    "Count, by phase, the calls that read tensor values to the host (`reads`, wherever the tensor is) and the copies across devices (`copies`, none on a CPU): on a GPU each is a synchronisation."
     def __init__(self, phases: dict = PHASES):
         super().__init__(); self.phases, self.reads, self.copies = phases, {}, {}
     def _phase(self) -> str:
@@ -64,7 +70,7 @@ class HostReads(TorchFunctionMode):
         name = getattr(func, '__name__', '')
         if name in _READS or (name in ('__getitem__', '__setitem__', 'index_put_') and len(args) > 1 and _has_bool_index(args[1])):
             ph = self._phase(); self.reads[ph] = self.reads.get(ph, 0) + 1
-        elif name in _COPIES and (name == 'cuda' or _names_device(args, kwargs)):
+        elif name in _COPIES and _crosses(name, args, kwargs):
             ph = self._phase(); self.copies[ph] = self.copies.get(ph, 0) + 1
         return func(*args, **kwargs)
     def table(self, per: int = 1) -> pd.DataFrame:
