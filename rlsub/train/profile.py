@@ -116,11 +116,12 @@ class StepProfile:
     top: pd.DataFrame | None       # cProfile's costliest functions in the profiled step (None when not profiled)
 
     def summary(self) -> pd.Series:
-        "One row of figures: seconds a step by phase (median of the timed steps), generate calls, module calls, host reads and copies."
+        "One row of figures: seconds a step by phase (median of the timed steps), generate calls, module calls, host reads (all; the optimizer's host-side step counters; the rest outside `generate`) and copies."
         h = self.history
         s = {k: float(h[k].median()) for k in TIMINGS}
         s.update(generate_calls=len(self.generate_rows), rows_per_call=max(self.generate_rows, default=0), module_calls=self.module_calls,
-                 host_reads=int(self.host.reads.sum()), host_reads_outside_generate=int(self.host.reads.drop('generate', errors='ignore').sum()),
+                 host_reads=int(self.host.reads.sum()), optimizer_reads=int(self.host.reads.get('optimizer', 0)),
+                 reads_outside_generate=int(self.host.reads.drop(['generate', 'optimizer'], errors='ignore').sum()),   # the step's own synchronisations on a GPU
                  host_copies=int(self.host.copies.sum()), cuda_syncs=self.cuda_syncs, tokens=float(h.tokens.median()))
         return pd.Series(s, name='per step')
     def __repr__(self): return repr(self.summary())
