@@ -82,6 +82,7 @@ def main(argv=None):
             say(prof.top[['function', 'calls', 'self_s', 'cumulative_s']].to_string(index=False, float_format=lambda x: f'{x:.3f}'))
         del pol
         if dev.startswith('cuda'): torch.cuda.empty_cache()
+        if a.csv: pd.DataFrame(rows).to_csv(a.csv)          # after each variant: a run stopped later keeps what it measured
     tab = pd.DataFrame(rows)
     say('\n== per step, each variant (seconds are medians of the timed steps; counts from one counted step)')
     say(tab.to_string(float_format=lambda x: f'{x:.3f}'))

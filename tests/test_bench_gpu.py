@@ -14,7 +14,7 @@ def test_bench_gpu_dry_runs_every_part_and_writes_one_table(tmp_path):
     table = (out / 'table.md').read_text()
     assert table.splitlines()[0].startswith('bench_gpu on CPU (--dry)') and table in p.stdout
     rows = {l.split('|')[1].strip(): [c.strip() for c in l.split('|')[2:-1]] for l in table.splitlines()[3:]}
-    assert list(rows) == ['tests', 'profile', 'scan', 'demo', 'demo-lm']
+    assert list(rows) == ['profile', 'tests', 'scan', 'demo', 'demo-lm']
     assert rows['tests'][0] == 'ok' and 'skipped' in rows['tests'][2]          # on the CPU every CUDA-marked test skips
     assert rows['profile'][0] == 'ok' and 'eager' in rows['profile'][2] and 'static' in rows['profile'][2] and 's/step' in rows['profile'][2]
     assert rows['scan'][0] == 'ok' and 'x the raw read' in rows['scan'][2]
