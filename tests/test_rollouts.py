@@ -186,3 +186,11 @@ def test_a_step_whose_selection_skips_every_prompt_records_nan_not_an_error(tok)
         h = train_grpo(pol, tok, addition(1), cfg(steps=1, max_fill_rounds=2), selection=SkipAll(), progress=False)
     assert calls == [] and h.rollouts[0] == 0 and h.prompts[0] == 0
     assert h.reward.isna()[0] and h.accuracy.isna()[0] and h.loss.isna()[0]
+
+
+def test_the_demo_takes_the_static_cache_and_refuses_an_unknown_one(tmp_path):
+    from rlsub.experiments.demo import run_demo
+    res = run_demo('test', device='cpu', out=None, log=None, cache='static', workdir=tmp_path / 'work')
+    assert len(res.table) == 13 and (tmp_path / 'work' / 'full-bf16').is_dir()
+    with pytest.raises(RlsubError, match="unknown cache 'paged'; use one of dynamic, static"):
+        run_demo('test', device='cpu', out=None, log=None, cache='paged')

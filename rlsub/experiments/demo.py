@@ -16,7 +16,7 @@ from ..core import resolve_device
 from ..outputs import write_atomic
 from ..measure.masks import SubnetMask, overlap, random_mask
 from ..measure.rank import update_rank, rank_summary
-from ..train.sampling import outcomes
+from ..train.sampling import CACHES, outcomes
 from ..train.zoo import load_policy, default_task
 from ..train.grpo import GRPOConfig, train_grpo
 from ..train.callbacks import Tracker, plot_history
@@ -88,10 +88,10 @@ def load_outcomes(work, name: str) -> dict | None:
     if not p.is_file(): return None
     with np.load(p) as z: return {k: z[k].astype(float) for k in ('fp32', 'bf16')}
 
-def _evaluate(name, work, pol, tok, task, n) -> dict:
+def _evaluate(name, work, pol, tok, task, n, cache: str = 'dynamic') -> dict:
     "Held-out accuracy of `pol` as it is and rounded to bf16 (`pol` is rounded in place), n, and the outcomes saved in `work`."
-    fp32 = outcomes(pol, tok, task, n)
-    bf16 = outcomes(round_weights(pol), tok, task, n)
+    fp32 = outcomes(pol, tok, task, n, cache=cache)
+    bf16 = outcomes(round_weights(pol), tok, task, n, cache=cache)
     save_outcomes(work, name, fp32, bf16)
     return dict(accuracy=float(fp32.mean()), n_eval=len(fp32), accuracy_bf16=float(bf16.mean()))
 
@@ -99,12 +99,13 @@ def _evaluate(name, work, pol, tok, task, n) -> dict:
 def grpo_run(name, work, model, size, dev, seed, mask=None, progress=None, log=print,
          adapter=None,      # policy -> (model to train, function giving back the plain trained policy), e.g. LoRA (rlsub.experiments.controls.LoRA)
          lr=None,           # None: the size's learning rate
-         callbacks=()):     # more train_grpo callbacks (the full run's AttributionTracker)
+         callbacks=(),      # more train_grpo callbacks (the full run's AttributionTracker)
+         cache: str = 'dynamic'):   # the KV cache of rollouts and evaluations (GRPOConfig.cache): 'static' for a compiled, CUDA-graphed decode on a GPU
     "One GRPO run from the base; its summary, history and tracker; final weights saved in bf16 and fp32, held-out outcomes beside them."
     pol, tok, task = _base(model, dev)
     train, finish = adapter(pol) if adapter else (pol, None)
     cfg = GRPOConfig(steps=size.steps, prompts_per_step=size.prompts, group_size=size.group_size, lr=lr or size.lr, seed=seed, device=str(dev),
-                     max_new_tokens=size.max_new_tokens, micro_batch=size.micro_batch)
+                     max_new_tokens=size.max_new_tokens, micro_batch=size.micro_batch, cache=cache)
     tr = Tracker(every=size.track_every or max(size.steps // 5, 1))
     log(f"[{name}] GRPO, {size.steps} steps of {size.prompts}×{size.group_size} rollouts, seed {seed}" + (f", mask {mask.density:.1%} of parameters" if mask else ''))
     t0 = time.perf_counter()
@@ -112,7 +113,7 @@ def grpo_run(name, work, model, size, dev, seed, mask=None, progress=None, log=p
     if finish: pol = finish()
     secs = time.perf_counter() - t0
     for d in ('bf16', 'fp32'): save_policy(pol, tok, work / f'{name}-{d}', d)
-    acc = _evaluate(name, work, pol, tok, task, size.eval_n)
+    acc = _evaluate(name, work, pol, tok, task, size.eval_n, cache)
     log(f"[{name}] held-out accuracy {_acc(acc)} as trained (fp32), {_acc(acc, 'accuracy_bf16')} stored in bf16 ({secs:.0f} s)")
     return dict(run=name, seed=seed, **acc, seconds=secs), hist, tr
 
@@ -284,11 +285,11 @@ def _measure(work, S, masks, names, dev) -> dict:
                 mask_density=masks[0].density, params=r0['bf16'].numel, scans=reps)
 
 # %% ../../nbs/experiments/51_demo.ipynb 24
-def _train_runs(work, model, sz, dev, seed, S, progress, log, at):
+def _train_runs(work, model, sz, dev, seed, S, progress, log, at, cache='dynamic'):
     "Every seed's full, subnet and random runs (and a second full run when `S` is 1): summaries, histories, the first full run's tracker, the full runs' masks."
     sums, hists, masks, tr = [], {}, [], None
     def run(kind, i, **kw):
-        s, h, t = grpo_run(run_name(kind, i), work, model, sz, dev, seed + i, progress=progress, log=log, **kw)
+        s, h, t = grpo_run(run_name(kind, i), work, model, sz, dev, seed + i, progress=progress, log=log, cache=cache, **kw)
         sums.append(s); hists[s['run']] = h
         return t
     for i in range(max(S, 2)):
@@ -312,10 +313,12 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
              log=print,                         # where status lines go (None: silent)
              model: str = 'tiny-addition',      # the policy, by name: 'tiny-addition' or 'smollm2-135m' (rlsub.train.zoo)
              seeds: int = 1,                    # how many seeds each run type is trained with: 3 gives intervals across seeds
+             cache: str = 'dynamic',            # the KV cache of rollouts and evaluations: 'static' decodes with a compiled, CUDA-graphed forward on a GPU (rlsub.train.sampling)
              ) -> DemoResult:
     "Run the demo: full, subnet and random GRPO runs from `model`'s base for each seed, and every measurement; the claims table, and the HTML report at `out`."
     sz = demo_size(model, size)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1: raise RlsubError(f"seeds must be a whole number of at least 1, got {seeds!r}")
+    if cache not in CACHES: raise RlsubError(f"unknown cache {cache!r}; use one of {', '.join(CACHES)}")
     dev, log = resolve_device(device), log or (lambda *a: None)
     out = None if out is None else Path(out).expanduser()
     _check_paths(out, workdir)
@@ -325,11 +328,11 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
     try:
         base, tok, task = _base(model, dev)
         for d in ('bf16', 'fp32'): save_policy(base, tok, work / f'base-{d}', d)
-        base_acc = _evaluate('base', work, base, tok, task, sz.eval_n)
+        base_acc = _evaluate('base', work, base, tok, task, sz.eval_n, cache)
         del base
         log(f"[base] {model}: held-out accuracy {_acc(base_acc)} on {task.name}")
         at = AttributionTracker(predict_at=(), predictors=())     # precision attribution of the first full run (no predictor scores: no extra memory for them)
-        sums, hists, tr, masks = _train_runs(work, model, sz, dev, seed, seeds, progress, log, at)
+        sums, hists, tr, masks = _train_runs(work, model, sz, dev, seed, seeds, progress, log, at, cache)
         log("[measure] sparsity, agreement, overlap, rank, bf16 storage")
         runs = pd.DataFrame([dict(run='base', seed=pd.NA, **base_acc, seconds=0.0), *sums]).set_index('run').astype({'seed': 'Int64'})
         m = _measure(work, seeds, masks, [s['run'] for s in sums], dev)
