@@ -256,34 +256,7 @@ def test_tracker_matches_scan_of_its_checkpoints_in_both_precisions(tok, tmp_pat
                 assert t[(t.step == b) & (t.rule == rule)][col].item() == rep.sparsity(rule, thr)
 
 
-def test_rollout_samples_exactly_softmax_of_logits_over_t_whatever_the_generation_config(tok):
-    from test_tiny import leaky
-    pol, T, N = leaky(tok, seed=3), 0.7, 4000
-    enc = tok(['1+1='], return_tensors='pt')
-    with torch.no_grad(): p = (pol(**enc).logits[0, -1] / T).softmax(-1)
-    torch.manual_seed(0)
-    ro = rollout(pol, tok, ['1+1='], G=N, max_new_tokens=1, temperature=T)
-    freq = torch.bincount(ro['ids'][:, -1], minlength=len(p)).float() / N
-    assert (freq - p).abs().sum().item() / 2 < 0.05      # total variation; with the leak it is about 0.8
-
-
-def test_rollout_logprobs_are_the_sampling_distribution(tok):
-    from rlsub.train.sampling import generation_config, generate_ids
-    from test_tiny import leaky
-    pol, T = leaky(tok, seed=3), 0.7
-    enc = tok(['1+1=', '123+456='] * 4, return_tensors='pt', padding=True)
-    gc = generation_config(pol, tok, 5, do_sample=True, temperature=T)
-    gc.output_scores = gc.return_dict_in_generate = True
-    torch.manual_seed(0)
-    out = generate_ids(pol, enc, gc)
-    n = enc.input_ids.shape[1]
-    scores = torch.stack(out.scores, 1).log_softmax(-1)    # what generate sampled from, after every processor
-    comp = out.sequences[:, n:]
-    want = torch.gather(scores, 2, comp[:, :, None]).squeeze(2)
-    attn = torch.cat([enc.attention_mask, torch.ones_like(comp)], 1)
-    got = completion_logprobs(pol, out.sequences, attn, n, T)
-    m = want > -float('inf')
-    torch.testing.assert_close(got[m], want[m], atol=1e-5, rtol=1e-5)
+# the sampling distribution and its log-probs: tests/test_rollouts.py, with both KV caches and on CUDA where there is one
 
 
 def test_every_stop_id_ends_a_rollout_and_is_in_its_mask(tok):

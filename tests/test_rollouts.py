@@ -88,7 +88,7 @@ def test_static_cache_greedy_completions_equal_the_dynamic_ones(tok, device):
 
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('cache', ['dynamic', 'static'])
-def test_rollout_samples_softmax_of_logits_over_t_with_either_cache(tok, device, cache):
+def test_rollout_samples_softmax_of_logits_over_t_whatever_the_generation_config_with_either_cache(tok, device, cache):
     from test_tiny import leaky
     pol, T, N = leaky(tok, seed=3).to(device), 0.7, 4000
     enc = tok(['1+1='], return_tensors='pt').to(device)
@@ -96,7 +96,7 @@ def test_rollout_samples_softmax_of_logits_over_t_with_either_cache(tok, device,
     torch.manual_seed(0)
     ro = rollout(pol, tok, ['1+1='], G=N, max_new_tokens=1, temperature=T, cache=cache)
     freq = torch.bincount(ro['ids'][:, -1], minlength=len(p)).float() / N
-    assert (freq - p).abs().sum().item() / 2 < 0.05
+    assert (freq - p).abs().sum().item() / 2 < 0.05      # total variation; with the checkpoint's config leaking in it is about 0.8
 
 
 @pytest.mark.parametrize('device', DEVICES)
@@ -110,13 +110,14 @@ def test_rollout_logprobs_are_the_sampling_distribution_with_either_cache(tok, d
     torch.manual_seed(0)
     out = generate_ids(pol, enc, gc)
     n = enc.input_ids.shape[1]
-    scores = torch.stack(out.scores, 1).log_softmax(-1)
+    scores = torch.stack(out.scores, 1).log_softmax(-1)    # what generate sampled from, after every processor
     comp = out.sequences[:, n:]
     want = torch.gather(scores, 2, comp[:, :, None]).squeeze(2)
     attn = torch.cat([enc.attention_mask, torch.ones_like(comp)], 1)
     got = completion_logprobs(pol, out.sequences, attn, n, T)
     m = want > -float('inf')
-    torch.testing.assert_close(got[m], want[m], atol=1e-4, rtol=1e-4)
+    tol = 1e-5 if device == 'cpu' else 1e-4      # a GPU's kernels differ between the cached decode and the full forward
+    torch.testing.assert_close(got[m], want[m], atol=tol, rtol=tol)
 
 
 def test_a_failing_static_cache_warns_once_and_falls_back_to_the_exact_eager_path(tok):
@@ -145,6 +146,8 @@ def test_static_cache_trains_like_the_dynamic_one(tok, device):
     (hd, _), (hs, ps) = run('dynamic'), run('static')
     assert (hs.rollouts == 16).all() and hs.tokens.gt(0).all()
     assert all(torch.isfinite(p).all() for p in ps.parameters())
+    if device == 'cpu':     # same seed, same logits (no compiler on a CPU): the first step samples the same completions
+        assert hs.tokens[0] == hd.tokens[0] and hs.reward[0] == hd.reward[0]
 
 
 @pytest.mark.parametrize('device', DEVICES)
