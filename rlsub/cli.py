@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--workdir', '--keep', dest='workdir', default=None, help='keep the runs\' checkpoints in this new folder (default: a temporary one, removed); run_demo(workdir=)')
     d.add_argument('--seed', type=int, default=0, help='seed of the first run; seed i uses seed + i')
     d.add_argument('--cache', choices=('dynamic', 'static'), default='dynamic', help="the KV cache of rollouts and evaluations: static decodes with a compiled, CUDA-graphed forward on a GPU (not yet measured there)")
-    d.add_argument('--seeds', type=int, default=1, help='train every run type with this many seeds (3 gives intervals across seeds; one seed: four runs, each further seed three more)')
+    d.add_argument('--seeds', type=int, default=1, help='train every run type with this many seeds (3 gives intervals across seeds; one seed: four runs, each further seed three more; one more a seed with --lora)')
+    d.add_argument('--lora', type=int, default=None, metavar='RANK', help='also train a LoRA adapter of this rank each seed (needs peft: pip install rlsub[lora]); its bf16 penalty joins the claims')
     d.add_argument('--figures', default=None, help='also write the figures as PNG files into this existing folder')
     _run_args(d)
     e = sub.add_parser('example', help='write a small base/tuned pair with planted changes, to try rlsub on')
@@ -169,7 +170,7 @@ def _demo(args):
     if args.figures is not None and not Path(args.figures).is_dir(): raise RlsubError(f"--figures {args.figures}: no such folder; create it first")
     out = _outputs((), folders=['--workdir'], **{'-o': args.output, '--workdir': args.workdir})['-o']
     from rlsub.experiments.demo import run_demo, save_figures
-    res = run_demo(args.size, device=args.device, out=out, workdir=args.workdir, seed=args.seed, seeds=args.seeds, progress=False if args.no_progress else None, model=args.model, cache=args.cache)
+    res = run_demo(args.size, device=args.device, out=out, workdir=args.workdir, seed=args.seed, seeds=args.seeds, progress=False if args.no_progress else None, model=args.model, cache=args.cache, lora=args.lora)
     print(f"\n{res}")
     if args.figures is not None: print(f"figures: {', '.join(str(p) for p in save_figures(res, args.figures))}")
 

@@ -8,11 +8,12 @@ import base64, html, io
 from contextlib import contextmanager
 import matplotlib as mpl
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 # %% auto 0
-__all__ = ['PALETTE', 'DISPLAY_DPI', 'PNG_DPI', 'WIDGET_DPI', 'figure_style', 'png', 'RlsubFigure', 'new_figure', 'html_page',
-           'img_tag']
+__all__ = ['PALETTE', 'DISPLAY_DPI', 'PNG_DPI', 'WIDGET_DPI', 'figure_style', 'png', 'RlsubFigure', 'new_figure', 'PctFormatter',
+           'html_page', 'img_tag']
 
 # %% ../nbs/04_style.ipynb 5
 # seaborn's whitegrid style at 0.8 × its notebook context, written out: importing seaborn imports ipywidgets and IPython,
@@ -62,6 +63,19 @@ def new_figure(w: float = 7.0, h: float = 3.2, **kw) -> RlsubFigure:
     return fig
 
 # %% ../nbs/04_style.ipynb 9
+class PctFormatter(PercentFormatter):
+    "Shares as percentages, with the fewest decimals that write every tick exactly and keep neighbours apart ('20%', not '20.0%'; never '100%, 100%, 99%, 99%'); one per axis."
+    def __init__(self): super().__init__(1.0)
+    def format_ticks(self, values):
+        for d in (0, 1, 2, 3, 4):
+            self.decimals = d
+            labels = super().format_ticks(values)
+            exact = all(abs(round(v * 100, d) - v * 100) < 1e-9 for v in values)
+            if len(set(labels)) == len(labels) and exact: break
+        self.decimals = None
+        return labels
+
+# %% ../nbs/04_style.ipynb 12
 _PAGE_CSS = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{padding:2px 8px}img{max-width:100%}"
 
 def html_page(title: str, body: str, css: str = '') -> str:   # css: rules added after the shared ones

@@ -12,7 +12,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from ..core import RlsubError
 from ..checkpoints import parse_name
 from ..measure.masks import SubnetMask, overlap
-from ..style import new_figure
+from ..style import PctFormatter, new_figure
 
 # %% auto 0
 __all__ = ['CLASSES', 'PREDICTORS', 'bf16_spacing', 'bf16_same', 'mask_from_tensors', 'top_fraction', 'AttributionTracker',
@@ -212,6 +212,7 @@ def _stacked(ax, df: pd.DataFrame, title: str):
     for c in CLASSES:
         ax.barh(labels, df[c].to_numpy(), left=left, color=_COLORS[c], label=c); left += df[c].to_numpy()
     ax.set(xlim=(0, 1), title=title, xlabel='share of entries'); ax.invert_yaxis(); ax.title.set_fontsize('medium')
+    ax.xaxis.set_major_formatter(PctFormatter())
 
 def plot_precision(pa: PrecisionAttribution):
     "Stacked class shares by kind and by layer, and PULSE's per-step absorbed share; an `rlsub.style.new_figure` Figure."
@@ -228,7 +229,8 @@ def plot_precision(pa: PrecisionAttribution):
         ax.plot(s.index, s.absorbed_of_moved, marker='o', ms=3, label="step's fp32 moves absorbed by bf16 (PULSE)")
         ax.plot(s.index, s.moved, marker='o', ms=3, label='entries moved by the step (fp32)')
         ax.plot(s.index, s.visible_vs_start, marker='o', ms=3, label='visibly changed vs start (bf16)')
-        ax.set(ylim=(0, 1.02), xlabel='step', title='step to step'); ax.title.set_fontsize('medium')
+        ax.set(ylim=(0, 1.02), xlabel='step', ylabel='share of entries', title='step to step'); ax.title.set_fontsize('medium')
+        ax.yaxis.set_major_formatter(PctFormatter())
         ax.legend(fontsize='x-small', loc='best')
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -63,9 +63,9 @@ def _paired_claims(m, margin) -> list:
     rows.append(("RL subnetwork vs a random mask of the same size (per-tensor density), held-out accuracy stored in bf16; the verdict is on RL − random",
                  'not tested (MTH: a random 1 % matches full RL)', e, above_zero, f"{acc('subnet', 'bf16')} vs {acc('random', 'bf16')}; RL − random {e.fmt(points=True)}"
                  f"; agree with full within 1e-5 {across_seeds(m['agree_random']['1e-5'], bounds=(0, 1)).fmt()}"))
-    for r in ('full', 'subnet', 'random'):
-        e = diff(r, r, 'fp32', 'bf16')
-        rows.append((f"storing the {r} run in bf16 costs held-out accuracy (as trained − stored in bf16); of the entries it moved in fp32, the share bf16 rounds back",
+    for r in [k for k in ('full', 'subnet', 'random', 'lora') if k in o]:
+        e, name = diff(r, r, 'fp32', 'bf16'), f"LoRA (rank {m.get('lora_rank')}, merged)" if r == 'lora' else r
+        rows.append((f"storing the {name} run in bf16 costs held-out accuracy (as trained − stored in bf16); of the entries it moved in fp32, the share bf16 rounds back",
                      '— (Zhu et al.: bf16 hides updates)', e, above_zero,
                      f"{acc(r, 'fp32')} → {acc(r, 'bf16')}: {e.fmt(points=True)}; absorbed {across_seeds(m['absorbed'][r], bounds=(0, 1)).fmt()}"))
     return rows
@@ -78,7 +78,7 @@ def claims_table(m: dict,                # a demo's measurements (see above)
     rows = seed[:4] + paired[:2] + seed[4:6] + paired[2:3] + seed[6:] + paired[3:]     # the paper's order, then the bf16 penalties
     return pd.DataFrame([dict(finding=f, paper=p, **{'this run': t}, verdict=r.judge(e), rule=str(r)) for f, p, e, r, t in rows])
 
-# %% ../../nbs/experiments/50a_claims.ipynb 17
+# %% ../../nbs/experiments/50a_claims.ipynb 19
 def format_claims(table: pd.DataFrame, width: int | None = None) -> str:
     "`table` (from `claims_table`) as one numbered block per claim, wrapped to `width` columns (None: the terminal's)."
     width = width or shutil.get_terminal_size((100, 24)).columns

@@ -16,9 +16,10 @@ from ..measure.masks import SubnetMask, random_mask
 from ..measure.stats import paired_difference
 from .demo import demo_size, binomial_se, grpo_run, agreement, absorbed, load_outcomes
 from ..checkpoints import MATRIX_KINDS
+from ..train.lora import LoRA
 
 # %% auto 0
-__all__ = ['control_masks', 'LoRA', 'update_sparsity', 'controls_table', 'run_controls']
+__all__ = ['control_masks', 'update_sparsity', 'controls_table', 'run_controls']
 
 # %% ../../nbs/experiments/52_controls.ipynb 6
 def control_masks(like: SubnetMask,                     # the RL mask
@@ -28,32 +29,7 @@ def control_masks(like: SubnetMask,                     # the RL mask
     if any(not (isinstance(d, (int, float)) and 0 < d <= 1) for d in densities): raise RlsubError(f"densities must be numbers in (0, 1], got {list(densities)}")
     return {'random': random_mask(like, seed=seed), **{f'random-{100 * d:g}pct': random_mask(like, d, seed=seed) for d in densities}}
 
-# %% ../../nbs/experiments/52_controls.ipynb 11
-def _peft():
-    "The peft module, or an RlsubError saying how to install it."
-    try: import peft
-    except ImportError: raise RlsubError("LoRA runs need peft; install it with `pip install rlsub[lora]` (or `pip install peft`)") from None
-    return peft
-
-@dataclass
-class LoRA:
-    "A PEFT LoRA adapter for `train_grpo`: called on a policy, (the model to train, a function returning the merged plain policy)."
-    rank: int = 1                          # r; LoRA Without Regret: rank 1 matches full RL fine-tuning
-    alpha: float = 32                      # lora_alpha (scale alpha / r); LoRA Without Regret keep 32 at every rank
-    targets: str | list = 'all-linear'     # PEFT target_modules: every Linear but the output head
-    seed: int = 0                          # seeds the adapters' random init (lora_A; lora_B starts at zero)
-    trainable: int = 0                     # set when applied: the adapters' parameter count
-    def __call__(self, policy):
-        peft = _peft()
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            torch.manual_seed(self.seed)
-            warnings.filterwarnings('ignore', '`is_gradient_checkpointing` is deprecated', FutureWarning)   # peft asks transformers 5 by its old name
-            pm = peft.get_peft_model(policy, peft.LoraConfig(r=self.rank, lora_alpha=self.alpha, target_modules=self.targets, lora_dropout=0.0))
-        inner = pm.base_model.model           # the transformers model, adapters injected; everything else frozen
-        self.trainable = sum(p.numel() for p in inner.parameters() if p.requires_grad)
-        return inner, pm.merge_and_unload
-
-# %% ../../nbs/experiments/52_controls.ipynb 15
+# %% ../../nbs/experiments/52_controls.ipynb 12
 def update_sparsity(work, name: str, storage: str = 'bf16') -> dict:
     "Share of entries run `name` leaves unchanged against `base` in `work` (|Δ| ≤ 1e-5, `storage` checkpoints): over all parameters and over the weight matrices."
     r = scan_pair(Path(work) / f'base-{storage}', Path(work) / f'{name}-{storage}', progress=False)
@@ -61,7 +37,7 @@ def update_sparsity(work, name: str, storage: str = 'bf16') -> dict:
     k = k.loc[[x for x in MATRIX_KINDS if x in k.index]]
     return {'unchanged': float(r.sparsity('abs', 1e-5)), 'unchanged (matrices)': 1 - k.changed.sum() / k.params.sum()}
 
-# %% ../../nbs/experiments/52_controls.ipynb 16
+# %% ../../nbs/experiments/52_controls.ipynb 13
 def _bf16_penalty(work, name) -> dict:
     "Run `name`'s held-out accuracy as trained minus stored in bf16, paired on the same questions with its 95 % interval, and its absorbed share."
     o = load_outcomes(work, name)
@@ -81,7 +57,7 @@ def controls_table(work, runs: pd.DataFrame) -> pd.DataFrame:
                          **_bf16_penalty(work, name)))
     return pd.DataFrame(rows).set_index('run')
 
-# %% ../../nbs/experiments/52_controls.ipynb 18
+# %% ../../nbs/experiments/52_controls.ipynb 15
 def _lora_name(rank: int) -> str: return f'lora-r{rank}'
 def _summary(s: dict) -> dict: return {k: v for k, v in s.items() if k != 'run'}
 

@@ -21,6 +21,7 @@ from ..train.zoo import load_policy, default_task
 from ..train.grpo import GRPOConfig, train_grpo
 from ..train.callbacks import Tracker, plot_history
 from ..train.loop import save_policy
+from ..train.lora import LoRA, require_peft
 from .attribution import AttributionTracker, precision_attribution, plot_precision
 from .claims import claims_table, format_claims
 from ..train.tasks import format_accuracy
@@ -32,9 +33,9 @@ from ..measure.rules import rule_text
 from ..checkpoints import MATRIX_KINDS
 
 # %% auto 0
-__all__ = ['SIZES', 'MODELS', 'KINDS', 'DemoSize', 'demo_size', 'round_weights', 'save_outcomes', 'load_outcomes', 'grpo_run',
-           'agreement', 'scans', 'absorbed_share', 'absorbed', 'binomial_se', 'run_name', 'demo_figures',
-           'save_figures', 'runs_html', 'tracker_html', 'demo_html', 'DemoResult', 'run_demo']
+__all__ = ['SIZES', 'MODELS', 'KINDS', 'LORA_LR_SCALE', 'DemoSize', 'demo_size', 'round_weights', 'save_outcomes',
+           'load_outcomes', 'grpo_run', 'agreement', 'scans', 'absorbed_share', 'absorbed', 'binomial_se', 'run_name',
+           'demo_figures', 'save_figures', 'runs_html', 'tracker_html', 'demo_html', 'DemoResult', 'run_demo']
 
 # %% ../../nbs/experiments/51_demo.ipynb 5
 @dataclass
@@ -97,7 +98,7 @@ def _evaluate(name, work, pol, tok, task, n, cache: str = 'dynamic') -> dict:
 
 # %% ../../nbs/experiments/51_demo.ipynb 10
 def grpo_run(name, work, model, size, dev, seed, mask=None, progress=None, log=print,
-         adapter=None,      # policy -> (model to train, function giving back the plain trained policy), e.g. LoRA (rlsub.experiments.controls.LoRA)
+         adapter=None,      # policy -> (model to train, function giving back the plain trained policy), e.g. LoRA (rlsub.train.lora.LoRA)
          lr=None,           # None: the size's learning rate
          callbacks=(),      # more train_grpo callbacks (the full run's AttributionTracker)
          cache: str = 'dynamic'):   # the KV cache of rollouts and evaluations (GRPOConfig.cache): 'static' for a compiled, CUDA-graphed decode on a GPU
@@ -206,7 +207,7 @@ def _precision_section(m: dict, figs: dict) -> list[str]:
 def demo_html(result) -> str:
     "The demo's results as one self-contained HTML page: claims, runs, the runs' updates to explore (`report_page`), training and its figures."
     m, figs, seed = result.measured, demo_figures(result), result.measured['overlap_seeds'][0]
-    reports = {f'{k} ({d})': m['scans'][k][d] for k in KINDS for d in ('bf16', 'fp32')}
+    reports = {f'{k} ({d})': m['scans'][k][d] for k in m.get('kinds', KINDS) for d in ('bf16', 'fp32')}
     before = [f"<p>{html.escape(result.summary_line)}</p>",
               "<h2>The paper's claims, and this run</h2>", result.table.to_html(index=False, border=0),
               "<h2>Runs</h2><p>Held-out accuracy as trained (fp32) and stored in bf16; <i>absorbed</i>: of the entries a run moved in fp32, "
@@ -250,7 +251,8 @@ def _peak_rss_gib() -> float:
     return r / 2**30 if sys.platform == 'darwin' else r / 2**20
 
 # %% ../../nbs/experiments/51_demo.ipynb 23
-KINDS = ('full', 'subnet', 'random')    # the run types each seed trains
+KINDS = ('full', 'subnet', 'random')    # the run types each seed trains (and 'lora' when run_demo is given a LoRA rank)
+LORA_LR_SCALE = 10                      # a LoRA run's lr = this × the recipe's (LoRA Without Regret: about 10×)
 
 def _per_seed(work, i, dev) -> dict:
     "What seed `i`'s runs measure: its full run's sparsity (bf16, fp32) and rank, subnet's and random's agreement with it."
@@ -263,7 +265,7 @@ def _per_seed(work, i, dev) -> dict:
                 rank=rank_summary(rank, by=None).rank_fraction.iloc[0], agree=agreement(work, run_name('subnet', i), full),
                 agree_random=agreement(work, run_name('random', i), full))
 
-def _measure(work, S, masks, names, dev) -> dict:
+def _measure(work, S, masks, names, dev, kinds=KINDS) -> dict:
     "Everything the claims table needs from `S` seeds' runs saved in `work` (`names`; `masks`: each full run's bf16 subnetwork), seed 0's views for the figures, every run's scans."
     per = [_per_seed(work, i, dev) for i in range(S)]
     reps = {run_name('full', i): p['reps'] for i, p in enumerate(per)}            # the full runs are scanned once, for sparsity and absorbed alike
@@ -273,20 +275,20 @@ def _measure(work, S, masks, names, dev) -> dict:
     floor = [agreement(work, run_name('full', j), run_name('full', i)) for i, j in pairs]
     ov = [overlap(masks[i], masks[j]) for i, j in pairs]
     col = lambda key, sub: {t: [p[key][t] for p in per] for t in sub}
-    outs = {r: {d: np.stack([load_outcomes(work, run_name(r, i))[d] for i in range(S)]) for d in ('fp32', 'bf16')} for r in KINDS}
+    outs = {r: {d: np.stack([load_outcomes(work, run_name(r, i))[d] for i in range(S)]) for d in ('fp32', 'bf16')} for r in kinds}
     r0 = per[0]['reps']
     return dict(sparsity=col('sparsity', ('bf16', 'fp32')), kind_range=[p['kind_range'] for p in per], rank=[p['rank'] for p in per],
                 agree=col('agree', ('1e-5', '1e-4')), agree_random=col('agree_random', ('1e-5', '1e-4')),
                 floor={t: [f[t] for f in floor] for t in ('1e-5', '1e-4')}, overlap=[{k: getattr(o, k) for k in ('o1', 'o2', 'chance_o1', 'chance_o2')} for o in ov],
-                outcomes=dict(base=load_outcomes(work, 'base'), **outs), absorbed={r: [absorbed_by_run[run_name(r, i)] for i in range(S)] for r in KINDS}, absorbed_by_run=absorbed_by_run,
+                outcomes=dict(base=load_outcomes(work, 'base'), **outs), absorbed={r: [absorbed_by_run[run_name(r, i)] for i in range(S)] for r in kinds}, absorbed_by_run=absorbed_by_run,
                 kind_bf16=r0['bf16'].sparsity('abs', 1e-5, by='kind'), kind_fp32=r0['fp32'].sparsity('abs', 1e-5, by='kind'),
                 layer_bf16=r0['bf16'].sparsity('abs', 1e-5, by='layer'), layer_fp32=r0['fp32'].sparsity('abs', 1e-5, by='layer'),
                 rank_by_kind=rank_summary(per[0]['rank_table']), overlap_by_kind=overlap(masks[0], masks[1], by='kind'),
-                mask_density=masks[0].density, params=r0['bf16'].numel, scans=reps)
+                mask_density=masks[0].density, params=r0['bf16'].numel, scans=reps, kinds=kinds)
 
 # %% ../../nbs/experiments/51_demo.ipynb 24
-def _train_runs(work, model, sz, dev, seed, S, progress, log, at, cache='dynamic'):
-    "Every seed's full, subnet and random runs (and a second full run when `S` is 1): summaries, histories, the first full run's tracker, the full runs' masks."
+def _train_runs(work, model, sz, dev, seed, S, progress, log, at, cache='dynamic', lora=None):
+    "Every seed's full, subnet, random (and LoRA, given a rank) runs, and a second full run when `S` is 1: summaries, histories, the first full run's tracker, the full runs' masks."
     sums, hists, masks, tr = [], {}, [], None
     def run(kind, i, **kw):
         s, h, t = grpo_run(run_name(kind, i), work, model, sz, dev, seed + i, progress=progress, log=log, cache=cache, **kw)
@@ -301,6 +303,8 @@ def _train_runs(work, model, sz, dev, seed, S, progress, log, at, cache='dynamic
         moved = SubnetMask.from_pair(work / 'base-fp32', work / f"{run_name('subnet', i)}-fp32", 'exact', device=str(dev))
         if (moved - masks[i]).count: raise RlsubError(f"subnet-only training moved {(moved - masks[i]).count} entries outside its mask; please report this as a bug")
         run('random', i, mask=random_mask(masks[i], seed=seed + i))
+        if lora:
+            run('lora', i, adapter=LoRA(rank=lora, seed=seed + i), lr=sz.lr * LORA_LR_SCALE)
     return sums, hists, tr, masks
 
 # %% ../../nbs/experiments/51_demo.ipynb 25
@@ -314,11 +318,15 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
              model: str = 'tiny-addition',      # the policy, by name: 'tiny-addition' or 'smollm2-135m' (rlsub.train.zoo)
              seeds: int = 1,                    # how many seeds each run type is trained with: 3 gives intervals across seeds
              cache: str = 'dynamic',            # the KV cache of rollouts and evaluations: 'static' decodes with a compiled, CUDA-graphed forward on a GPU (rlsub.train.sampling)
+             lora: int | None = None,           # also train a LoRA adapter of this rank each seed (needs peft; lr × LORA_LR_SCALE): its bf16 penalty joins the claims
              ) -> DemoResult:
     "Run the demo: full, subnet and random GRPO runs from `model`'s base for each seed, and every measurement; the claims table, and the HTML report at `out`."
     sz = demo_size(model, size)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1: raise RlsubError(f"seeds must be a whole number of at least 1, got {seeds!r}")
     if cache not in CACHES: raise RlsubError(f"unknown cache {cache!r}; use one of {', '.join(CACHES)}")
+    if lora is not None:
+        if isinstance(lora, bool) or not isinstance(lora, int) or lora < 1: raise RlsubError(f"lora is a LoRA rank, a whole number of at least 1, got {lora!r}")
+        require_peft()     # no peft: say how to install it before any training
     dev, log = resolve_device(device), log or (lambda *a: None)
     out = None if out is None else Path(out).expanduser()
     _check_paths(out, workdir)
@@ -332,10 +340,11 @@ def run_demo(size: str | DemoSize = 'small',   # 'test', 'small' (CPU, default),
         del base
         log(f"[base] {model}: held-out accuracy {_acc(base_acc)} on {task.name}")
         at = AttributionTracker(predict_at=(), predictors=())     # precision attribution of the first full run (no predictor scores: no extra memory for them)
-        sums, hists, tr, masks = _train_runs(work, model, sz, dev, seed, seeds, progress, log, at, cache)
+        sums, hists, tr, masks = _train_runs(work, model, sz, dev, seed, seeds, progress, log, at, cache, lora)
         log("[measure] sparsity, agreement, overlap, rank, bf16 storage")
         runs = pd.DataFrame([dict(run='base', seed=pd.NA, **base_acc, seconds=0.0), *sums]).set_index('run').astype({'seed': 'Int64'})
-        m = _measure(work, seeds, masks, [s['run'] for s in sums], dev)
+        m = _measure(work, seeds, masks, [s['run'] for s in sums], dev, KINDS + ('lora',) * bool(lora))
+        m['lora_rank'] = lora
         runs['absorbed'] = [m['absorbed_by_run'].get(n, math.nan) for n in runs.index]
         m['precision'], m['overlap_seeds'] = precision_attribution(at), (seed, seed + 1)
         seed_txt = f"seed {seed} (and {seed + 1} for a second full run)" if seeds == 1 else f"seeds {seed}–{seed + seeds - 1}"

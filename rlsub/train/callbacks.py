@@ -11,7 +11,7 @@ from ..core import RlsubError
 from .loop import save_policy
 from ..core import storage_dtype
 from ..measure.scan import scan_pair
-from ..style import new_figure
+from ..style import PctFormatter, new_figure
 
 # %% auto 0
 __all__ = ['QuietLog', 'ProgressBar', 'plot_history', 'LivePlot', 'progress_callbacks', 'Tracker']
@@ -56,14 +56,15 @@ def plot_history(hist: pd.DataFrame, window: int = 10,
     same = hist.reward.equals(hist.accuracy)            # a 0/1 reward: the mean reward is the share right, one line says both
     for c in ('reward',) if same else ('reward', 'accuracy'):
         ax.plot(hist.step, hist[c].rolling(window, min_periods=1).mean(), label='reward = share right (0/1 reward)' if same else f'{c} (sampled)')
-    ax.set(xlabel='step', title=f'sampled during training, mean of {window} steps', ylim=(0, 1))
+    ax.set(xlabel='step', title=f'sampled during training, mean of {window} steps', ylim=(0, 1)); ax.yaxis.set_major_formatter(PctFormatter())
     ax.title.set_fontsize('medium'); ax.legend(loc='lower right'); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if sp:
         ax2 = fig.add_subplot(1, 2, 2)
         for c in sp:
             d = hist[['step', c]].dropna(); ax2.plot(d.step, d[c], marker='o', ms=3, label=f"stored in {c.removeprefix('sparsity_')}")
         ax2.set(xlabel='step', ylabel='share unchanged', title=f'sparsity against the start (changed: {rule})')
-        ax2.title.set_fontsize('medium'); ax2.legend(); ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax2.title.set_fontsize('medium'); ax2.legend(); ax2.xaxis.set_major_locator(MaxNLocator(integer=True)); ax2.yaxis.set_major_formatter(PctFormatter())
+        lo, hi = ax2.get_ylim(); ax2.set_ylim(max(lo, 0), min(hi, 1 + 0.02 * (hi - lo)))   # a share stays within 0–100 %
     return fig
 
 class LivePlot:

@@ -11,12 +11,12 @@ import pandas as pd
 import matplotlib as mpl
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import NullLocator, PercentFormatter
+from matplotlib.ticker import NullLocator
 from ..checkpoints import KINDS
 from ..measure.report import DeltaReport
 from ..measure.rules import DEFAULT_THRESHOLD, LADDER, snap
 from ..measure.scan import TensorChanges
-from ..style import PALETTE, figure_style, new_figure
+from ..style import PALETTE, PctFormatter, figure_style, new_figure
 from ..core import fmt_pct, fmt_threshold
 from ..measure.rules import relabel, rule_text
 from ..measure.rules import RULE_OPS
@@ -113,19 +113,7 @@ def seaborn_cmap(name: str):
 
 MAIN_W, SIDE_W = 5.4, 4.2      # inches: the dashboard's main figure, and the tensor's histogram and picture beside it (518 + 403 CSS px: side by side in a 960 px output)
 
-class _Pct(PercentFormatter):
-    "Shares as percentages, with the fewest decimals that write every tick exactly and keep neighbours apart ('20%', not '20.0%'; never '100%, 100%, 99%, 99%'); one per axis."
-    def __init__(self): super().__init__(1.0)
-    def format_ticks(self, values):
-        for d in (0, 1, 2, 3, 4):
-            self.decimals = d
-            labels = super().format_ticks(values)
-            exact = all(abs(round(v * 100, d) - v * 100) < 1e-9 for v in values)
-            if len(set(labels)) == len(labels) and exact: break
-        self.decimals = None
-        return labels
-
-# %% ../../nbs/viz/21_figures.ipynb 11
+# %% ../../nbs/viz/21_figures.ipynb 10
 _MAX_VALUES = 16   # values printed by the dots when there are at most this many
 
 def _union(dfs) -> pd.Index:
@@ -145,7 +133,7 @@ def draw_sparsity(fig, ax, dfs: dict[str, pd.DataFrame]):
     ticks = _ticks(labels)
     ax.set_xticks(ticks, [labels[i] for i in ticks]); ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_xlabel('layer (—: tensors outside the layers)' if groups.name == 'layer' else (groups.name or ''))
-    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(_Pct())
+    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(PctFormatter())
     if n > 1: _legend_above(ax, n)
     title = _title(fig)
     fig.subplots_adjust(left=0.13, right=0.98, top=0.84 if n > 1 else 0.88, bottom=0.17)
@@ -183,7 +171,7 @@ def plot_by_kind(report: DeltaReport, rule: str = 'exact', threshold: float | No
     "Sparsity by kind of tensor, in model order (q, k, v, o, gate, up, down, norm, embed, lm_head, ...)."
     return plot_sparsity(report.sparsity(rule, threshold, by='kind'))
 
-# %% ../../nbs/viz/21_figures.ipynb 16
+# %% ../../nbs/viz/21_figures.ipynb 15
 _MAX_CELLS = 12 * 12   # heatmap values printed in the cells when there are at most this many
 _PP = mpl.ticker.FuncFormatter(lambda v, _: f"{v * 100:+.3g}" if v else '0')   # a difference of shares, in percentage points
 
@@ -212,7 +200,7 @@ def draw_heatmap(fig, ax, df: pd.DataFrame,
     ticks = _ticks(labels)
     ax.set_yticks(ticks, [labels[i] for i in ticks])
     ax.set_xlabel('kind'); ax.set_ylabel('layer (—: outside the layers)')
-    fig.colorbar(im, ax=ax, label='sparsity difference (points)' if diff else 'sparsity (share unchanged)', format=_PP if diff else _Pct(), fraction=0.05, pad=0.02)
+    fig.colorbar(im, ax=ax, label='sparsity difference (points)' if diff else 'sparsity (share unchanged)', format=_PP if diff else PctFormatter(), fraction=0.05, pad=0.02)
     if len(ri) < grid.size or diff: fig.text(0.99, 0.01, 'hatched: no tensor of that kind' + (' in one report or both' if diff else ''), ha='right', va='bottom', fontsize='x-small', color='#555555')
     texts = [ax.text(c, r, '', ha='center', va='center', fontsize='x-small', zorder=2) for r, c in zip(ri, ci)] if grid.size <= _MAX_CELLS else []
     title = _title(fig)
@@ -244,7 +232,7 @@ def plot_heatmap(df: pd.DataFrame) -> Figure:
         draw_heatmap(fig, ax, df)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 19
+# %% ../../nbs/viz/21_figures.ipynb 18
 def sparsity_difference(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     "b − a group by group, from two `report.sparsity(..., by=...)` frames under one rule: 'sparsity' holds the difference (NaN where only one has the group)."
     both = pd.concat({'a': a.sparsity, 'b': b.sparsity}, axis=1, sort=False)      # every group of either, a's order first
@@ -259,7 +247,7 @@ def plot_difference(df: pd.DataFrame, name: str = 'B − A') -> Figure:
         draw_heatmap(fig, ax, df, diff=True, name=name)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 22
+# %% ../../nbs/viz/21_figures.ipynb 21
 def group_at(fig: Figure, x: float, y: float) -> dict | None:   # x, y: fractions of the figure's width and height, from its top left
     "The groups a figure by `plot_sparsity` or `plot_heatmap` shows at point (x, y), e.g. {'kind': 'q', 'layer': 3}; None off its groups."
     ax, *axes = getattr(fig, '_rlsub_pick', (None, None, None))
@@ -298,7 +286,7 @@ def group_point(fig: Figure, **groups) -> tuple[float, float]:
     px, py = ax.transData.transform(pos)
     return px / fig.bbox.width, 1 - py / fig.bbox.height
 
-# %% ../../nbs/viz/21_figures.ipynb 25
+# %% ../../nbs/viz/21_figures.ipynb 24
 _X0 = 10 ** -10.5                                          # where the bins with no log position start
 _EDGES = np.concatenate([[10 ** -11, _X0], LADDER[1:], [10.0]])   # 104 plotting edges for the 103 bins
 _XLABEL = {'abs': '|Δ| (log scale)', 'rel': '|Δ| / max(|w|, |ŵ|) (log scale)'}
@@ -340,12 +328,12 @@ def plot_hist(df: pd.DataFrame, threshold: float | None = None) -> Figure:
         draw_hist(fig, ax, df, threshold)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 28
+# %% ../../nbs/viz/21_figures.ipynb 27
 def draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float | None):
     x = np.array([_xpos(v) for v in curve.index])
     for i, r in enumerate(('abs', 'rel')): ax.step(x, curve[r], where='post', label=f"{r}: {RULE_OPS[r]} > t", color=PALETTE[i])
     ax.set_xscale('log'); _thin(ax, 'x'); ax.set_xlabel('threshold t (log scale; t = 0 drawn at the left edge)')
-    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(_Pct())
+    ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(PctFormatter())
     _legend_above(ax, 2)
     line = ax.axvline(1e-5, color=PALETTE[3], lw=1.5)
     title = _title(fig, 0.97)
@@ -368,7 +356,7 @@ def plot_curve(curve: pd.DataFrame, rule: str | None = None, threshold: float | 
         draw_curve(fig, ax, curve, rule, threshold)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 31
+# %% ../../nbs/viz/21_figures.ipynb 30
 def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:   # w, h: inches
     "The block picture of a `TensorChanges` (rows down, columns across), the share changed per row on the right and per column below."
     with figure_style():
@@ -381,17 +369,17 @@ def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:  
         im.grid(False); im.set_ylabel('row'); im.tick_params(labelbottom=False)
         if tc.changed == 0: im.text(0.5, 0.5, 'no entry changed', transform=im.transAxes, ha='center', va='center', fontsize='small', color='#555555')
         fig.suptitle(f"Where {tc.name} changed\n{rule_text(tc.rule, tc.threshold)}", fontsize='small')   # two lines: a long name and rel's rule fit
-        fig.colorbar(pic, ax=right, label='share changed per block', format=_Pct())
+        fig.colorbar(pic, ax=right, label='share changed per block', format=PctFormatter())
         right.plot(tc.rows, np.arange(tc.rows.size) + 0.5, lw=0.8); right.set_ylim(tc.rows.size, 0)
-        right.tick_params(labelleft=False); right.set_xlabel('per row'); right.xaxis.set_major_formatter(_Pct())
+        right.tick_params(labelleft=False); right.set_xlabel('per row'); right.xaxis.set_major_formatter(PctFormatter())
         right.xaxis.set_major_locator(mpl.ticker.MaxNLocator(2))
         below.plot(np.arange(tc.cols.size) + 0.5, tc.cols, lw=0.8); below.set_xlim(0, tc.cols.size)
-        below.set_xlabel('column'); below.set_ylabel('per column'); below.yaxis.set_major_formatter(_Pct())
+        below.set_xlabel('column'); below.set_ylabel('per column'); below.yaxis.set_major_formatter(PctFormatter())
         below.yaxis.set_major_locator(mpl.ticker.MaxNLocator(2))
         right.set_xlim(0, (float(tc.rows.max()) or 1.0) * 1.05); below.set_ylim(0, (float(tc.cols.max()) or 1.0) * 1.05)   # shares from 0
     return fig
 
-# %% ../../nbs/viz/21_figures.ipynb 33
+# %% ../../nbs/viz/21_figures.ipynb 32
 def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figure:   # labels: short names of the two masks
     "o₁ and o₂ by group (bars from 0) against their chance levels, from `overlap(a, b, by='layer' or 'kind')`."
     if df.index.name == 'kind': df = df.loc[kind_order(df.index)]
@@ -407,7 +395,7 @@ def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figu
         ax.set_xticks(ticks, [names[i] for i in ticks], **(dict(rotation=40, ha='right', rotation_mode='anchor') if df.index.name == 'kind' and len(ticks) > 7 else {}))   # many kinds: slanted, as in the heatmap
         ax.set_xlim(-0.6, len(df) - 0.4)
         ax.set_xlabel('layer (—: tensors outside the layers)' if df.index.name == 'layer' else (df.index.name or ''))
-        ax.set_ylabel('overlap'); ax.set_ylim(0, 1.0); ax.yaxis.set_major_formatter(_Pct())
+        ax.set_ylabel('overlap'); ax.set_ylim(0, 1.0); ax.yaxis.set_major_formatter(PctFormatter())
         short = len(a) + len(b) <= 4           # the legend fits in one row only for names like 'A' and 'B'
         h, l = ax.get_legend_handles_labels()
         order = sorted(l, key=lambda s: s == 'chance')
