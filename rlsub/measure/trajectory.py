@@ -13,15 +13,16 @@ import torch
 from ..checkpoints import KINDS, Checkpoint, open_checkpoint, parse_name
 from ..core import RlsubError
 from ..outputs import write_atomic
-from .rules import DEFAULT_THRESHOLD, rule_label, changed
+from .rules import DEFAULT_THRESHOLD, LADDER, NBINS, rule_label, changed, chunk_stats
 from .pairing import Pairing, PairError, PairedTensor, pair_tensors
 from ..core import fmt_shape
 from ..core import fmt_pct
 from ..core import resolve_device
 from .scan import read_ahead
+from ..style import PALETTE, PctFormatter, new_figure
 
 # %% auto 0
-__all__ = ['TrajectoryError', 'checkpoint_series', 'align_series', 'Trajectory', 'trajectory']
+__all__ = ['TrajectoryError', 'checkpoint_series', 'align_series', 'Trajectory', 'trajectory', 'plot_delta_hist']
 
 # %% ../../nbs/measure/16_trajectory.ipynb 6
 class TrajectoryError(RlsubError):
@@ -77,11 +78,12 @@ def _read_all(cks: list[Checkpoint], items: list[PairedTensor], chunk_size: int)
             for i, ck in enumerate(cks): yield k, i, ck.read(names[i][k], s, s + chunk_size)
 
 def _walk(cks: list[Checkpoint], items: list[PairedTensor], rule: str, threshold, dev: torch.device, chunk_size: int,
-          prefetch: int = 2, progress: bool = False) -> np.ndarray:
-    "Counts (tensors × checkpoints × `_COUNTS`) of the series `cks`, from one streaming pass."
+          prefetch: int = 2, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    "Counts (tensors × checkpoints × `_COUNTS`) and |Δ| histograms against the start (tensors × checkpoints × `NBINS`) of the series `cks`, from one streaming pass."
     from tqdm.auto import tqdm
     n = len(cks)
     acc = torch.zeros(len(items), n, len(_COUNTS), dtype=torch.int64, device=dev)
+    hist = torch.zeros(len(items), n, NBINS, dtype=torch.int64, device=dev)
     names = _series_names(cks, items)
     total = sum(ck[names[i][k]].nbytes for k in range(len(items)) for i, ck in enumerate(cks))
     with tqdm(total=total, unit='B', unit_scale=True, desc='trajectory', disable=not progress, leave=False) as bar:
@@ -93,8 +95,9 @@ def _walk(cks: list[Checkpoint], items: list[PairedTensor], rule: str, threshold
             ever = a if i == 1 else ever | a
             shared = (prev_u & u).sum() if i > 1 else torch.zeros((), dtype=torch.int64, device=dev)
             acc[k, i] += torch.stack([a.sum(), u.sum(), shared, ever.sum()])
+            hist[k, i] += chunk_stats(start, c)['abs_hist']                               # the scan's ladder bins of |Δ| against θ⁰
             prev, prev_u = c, u
-    return acc.cpu().numpy()
+    return acc.cpu().numpy(), hist.cpu().numpy()
 
 # %% ../../nbs/measure/16_trajectory.ipynb 20
 def _step_table(c: np.ndarray, params: int) -> pd.DataFrame:
@@ -120,11 +123,13 @@ _BY = ('kind', 'layer', 'name')
 
 class Trajectory:
     "Sparsities, update overlaps and the never / reverted / final split of a series of checkpoints, from one pass."
-    def __init__(self, tensors: pd.DataFrame, counts: np.ndarray, checkpoints: pd.DataFrame, meta: dict | None = None):
+    def __init__(self, tensors: pd.DataFrame, counts: np.ndarray, checkpoints: pd.DataFrame, meta: dict | None = None,
+                 hists: np.ndarray | None = None):     # tensors × checkpoints × NBINS: |Δ| against the start in the scan's ladder bins
         self.tensors = tensors.reset_index(drop=True)     # name, layer, kind, numel, never, reverted, final: one row per tensor
         self.counts = np.asarray(counts, dtype=np.int64)  # tensors × checkpoints × _COUNTS
         self.checkpoints = checkpoints.reset_index(drop=True)   # step, name, source: one row per checkpoint
         self.meta = dict(meta or {})
+        self.hists = None if hists is None else np.asarray(hists, dtype=np.int64)
 
     @property
     def params(self) -> int: return int(self.tensors.numel.sum())
@@ -228,7 +233,7 @@ def trajectory(checkpoints, rule: str = 'exact', threshold: float | None = None,
         for s in srcs: cks.append(open_checkpoint(s))
         labels = _names(srcs, cks)
         items = align_series(cks, labels)
-        counts = _walk(cks, items, rule, threshold, dev, chunk_size, prefetch, progress)
+        counts, hists = _walk(cks, items, rule, threshold, dev, chunk_size, prefetch, progress)
     finally:
         for s, ck in zip(srcs, cks):
             if ck is not s: ck.close()
@@ -237,4 +242,42 @@ def trajectory(checkpoints, rule: str = 'exact', threshold: float | None = None,
                 seconds=round(time.perf_counter() - start, 3), notes=items.notes)
     ckdf = pd.DataFrame(dict(step=pd.array([_step_of(s) for s in srcs], dtype='Int64'), name=labels,
                              source=[str(s) if isinstance(s, (str, os.PathLike)) else ck.source for s, ck in zip(srcs, cks)]))
-    return Trajectory(_split_table(items, cks, counts), counts, ckdf, meta)
+    return Trajectory(_split_table(items, cks, counts), counts, ckdf, meta, hists)
+
+# %% ../../nbs/measure/16_trajectory.ipynb 40
+@patch
+def delta_hist(self: Trajectory,
+               kind: str | None = None) -> pd.DataFrame:   # one matrix type ('q', 'up', …); None: every tensor
+    "Entries per |Δ| bin against the start, one row per checkpoint, one column per bin (named by its upper edge, |Δ| ≤ edge)."
+    if self.hists is None: raise RlsubError("this trajectory has no |Δ| histograms; follow the checkpoints again with rlsub.measure.trajectory.trajectory")
+    t = self.tensors
+    if kind is not None and kind not in set(t.kind): raise RlsubError(f"no tensors of kind {kind!r} in the trajectory; it has {', '.join(k for k in KINDS if k in set(t.kind))}")
+    sel = np.ones(len(t), dtype=bool) if kind is None else (t.kind == kind).to_numpy()
+    out = pd.DataFrame(self.hists[sel].sum(0), index=pd.Index(self.checkpoints.name, name='checkpoint'),
+                       columns=pd.Index(np.append(LADDER, math.inf), name='|Δ| ≤'))
+    return out.loc[:, out.sum(0) > 0]
+
+# %% ../../nbs/measure/16_trajectory.ipynb 43
+def plot_delta_hist(tr: Trajectory, kind: str | None = None,
+                    threshold: float | None = 1e-5):   # marked on the axis (the paper's rule); None: no mark
+    "One |Δ|-against-the-start histogram per checkpoint after the start (later ones darker), as steps on log axes; a matplotlib Figure."
+    import matplotlib as mpl
+    full = np.append(LADDER, math.inf)
+    h = tr.delta_hist(kind).reindex(columns=full, fill_value=0).iloc[1:, 1:]    # the start moved nowhere; bin 0 (|Δ| = 0) has no log position
+    edges = np.concatenate([[1e-11], LADDER[1:], [10.0]])                       # bin j ≥ 1 spans (LADDER[j-1], LADDER[j]]; above 1 drawn to 10
+    fig = new_figure(7, 3.2, layout='constrained')
+    ax = fig.subplots()
+    cmap, names = mpl.colormaps['viridis_r'], list(h.index)
+    for i, (name, row) in enumerate(h.iterrows()):
+        c = row.to_numpy(dtype=float)
+        ax.stairs(np.where(c > 0, c, 0.5), edges, baseline=None, color=cmap(0.15 + 0.85 * i / max(len(names) - 1, 1)), lw=1.2)
+    nz = np.flatnonzero(h.to_numpy().sum(0))
+    if nz.size: ax.set_xlim(10.0 ** math.floor(math.log10(max(edges[nz[0]], 1e-11))), 10.0 ** math.ceil(math.log10(edges[nz[-1] + 1])))
+    ax.set(xscale='log', yscale='log', ylim=(0.5, None), xlabel='|Δ| against the start (log scale)', ylabel='entries (log scale)',
+           title=f"how far entries moved, checkpoint by checkpoint ({'all tensors' if kind is None else kind})")
+    ax.title.set_fontsize('medium')
+    if threshold is not None: ax.axvline(threshold, color=PALETTE[3], lw=1.5, label=f'|Δ| = {threshold:g}'); ax.legend(loc='upper right')
+    sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0.15, 1.0), cmap=cmap)
+    cb = fig.colorbar(sm, ax=ax, ticks=[0.15, 1.0], pad=0.02, fraction=0.04)
+    cb.ax.set_yticklabels([str(names[0]), str(names[-1])]); cb.set_label('checkpoint')
+    return fig
