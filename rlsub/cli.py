@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser('trajectory', help='sparsity over a series of checkpoints (a folder of checkpoint-N folders)')
     t.add_argument('folder', help='a Trainer output folder holding checkpoint-N folders')
     t.add_argument('-o', '--output', help='write the per-step table here (CSV)')
+    t.add_argument('--hist', default=None, metavar='PNG', help='also draw |Δ| against the start, one histogram per checkpoint, into this PNG file')
     t.add_argument('--final', default=None, help='a final model to follow the checkpoints')
     _run_args(t); _rule_args(t, by=None)
     tb = sub.add_parser('table', help="the paper's Table 1 for many pairs listed in a text file; each pair scanned once, its report kept for reruns")
@@ -160,11 +161,16 @@ def _trajectory(args):
     _check_rule(args)
     from rlsub.measure.trajectory import trajectory, checkpoint_series
     series = checkpoint_series(args.folder, args.final)             # the checkpoint folders: no output may land in one
-    out = _outputs(series, **{'-o': args.output})['-o']
+    out = _outputs(series, **{'-o': args.output, '--hist': args.hist})
     traj = trajectory(series, rule=args.rule, threshold=args.threshold, device=args.device, progress=not args.no_progress)
-    if out is not None: traj.to_csv(out)
+    if out['-o'] is not None: traj.to_csv(out['-o'])
+    if out['--hist'] is not None:
+        from rlsub.measure.trajectory import plot_delta_hist
+        from rlsub.style import png
+        write_atomic(out['--hist'], png(plot_delta_hist(traj)))
     print(traj)
-    if out is not None: print(f"\nper-step table written to {out}")
+    if out['-o'] is not None: print(f"\nper-step table written to {out['-o']}")
+    if out['--hist'] is not None: print(f"|Δ| histograms drawn in {out['--hist']}")
 
 def _demo(args):
     if args.figures is not None and not Path(args.figures).is_dir(): raise RlsubError(f"--figures {args.figures}: no such folder; create it first")

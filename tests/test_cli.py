@@ -115,8 +115,9 @@ def test_mask_overlap_rank_trajectory_run(pair, masks, tmp_path):
     assert r.returncode == 0 and (tmp_path / 'rank.csv').exists(), r.stderr
     run = tmp_path / 'run'
     shutil.copytree(pair / 'base', run / 'checkpoint-0'); shutil.copytree(pair / 'tuned', run / 'checkpoint-1')
-    r = rlsub('trajectory', run, '-o', tmp_path / 'steps.csv', '--rule', 'rel', '--no-progress')
+    r = rlsub('trajectory', run, '-o', tmp_path / 'steps.csv', '--rule', 'rel', '--no-progress', '--hist', tmp_path / 'hist.png')
     assert r.returncode == 0 and (tmp_path / 'steps.csv').exists(), r.stderr
+    assert (tmp_path / 'hist.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and 'histograms drawn in' in r.stdout
 
 
 @pytest.mark.parametrize('argv, says', [

@@ -12,8 +12,8 @@ from ..core import RlsubError
 from ..core import fmt_threshold
 
 # %% auto 0
-__all__ = ['RULES', 'DEFAULT_THRESHOLD', 'LADDER', 'NBINS', 'RULE_OPS', 'snap', 'chunk_stats', 'changed', 'rule_label', 'relabel',
-           'rule_text']
+__all__ = ['RULES', 'DEFAULT_THRESHOLD', 'LADDER', 'NBINS', 'RULE_OPS', 'snap', 'chunk_stats', 'changed', 'delta_histogram',
+           'rule_label', 'relabel', 'rule_text']
 
 # %% ../../nbs/measure/10_rules.ipynb 5
 RULES = ('exact', 'abs', 'rel')
@@ -116,7 +116,18 @@ def changed(b: torch.Tensor, t: torch.Tensor, rule: str = 'exact', threshold: fl
     if rule == 'rel': lim = lim * torch.maximum(bf.abs(), tf.abs())
     return chg & ((d > lim) | ~torch.isfinite(d))
 
-# %% ../../nbs/measure/10_rules.ipynb 19
+# %% ../../nbs/measure/10_rules.ipynb 20
+def delta_histogram(b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    "Counts of |t − b| in the ladder's abs bins (`NBINS`; bin j: LADDER[j−1] < |Δ| ≤ LADDER[j]) for aligned flat chunks; |Δ| = 0 in no bin."
+    bf, tf = b.float(), t.float()
+    d = (tf - bf).abs_()
+    bad = ~torch.isfinite(d)
+    if bool(bad.any()): d = d.masked_fill(bad, math.inf).masked_fill(bad & (bf.isnan() & tf.isnan() | (bf == tf)), 0.0)   # NaN on both sides, or the same inf: no move
+    h = torch.bincount(_bins(d.device)[0](d), minlength=NBINS)
+    h[0] = 0
+    return h
+
+# %% ../../nbs/measure/10_rules.ipynb 22
 RULE_OPS = {'abs': '|Δ|', 'rel': '|Δ|/max(|w|,|ŵ|)'}   # what each threshold rule compares with its threshold
 
 def rule_label(rule, threshold, requested=None) -> str:
