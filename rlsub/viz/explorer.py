@@ -36,7 +36,7 @@ _VIEWS = (('by layer', 'layer'), ('by kind', 'kind'), ('layer × kind', 'heatmap
 
 def _show_threshold(self):
     "The readout beside the slider: the threshold in `fmt_threshold`'s format, '—' under 'exact'."
-    self.readout.value = '<span style="color:#999">—</span>' if self.rule.value == 'exact' else f"<b>{fmt_threshold(self.threshold.value)}</b>"
+    self.readout.value = '<span style="color:var(--jp-ui-font-color3, #999)">—</span>' if self.rule.value == 'exact' else f"<b>{fmt_threshold(self.threshold.value)}</b>"
 
 def _locate(p, where=None) -> Path | None:
     "Checkpoint path `p` as given, else relative to folder `where` (a report's own folder); None when neither exists."
@@ -59,11 +59,11 @@ def _save_row(W, ex):
 
 def _on_save(ex):
     "Save with a cue meanwhile (the report page takes a few seconds), then say what was written, and which rows the table holds."
-    ex.save_button.disabled, ex.save_button.icon, ex.saved.value = True, 'hourglass-half', "<i style='color:#666'>saving…</i>"
+    ex.save_button.disabled, ex.save_button.icon, ex.saved.value = True, 'hourglass-half', "<i style='color:var(--jp-ui-font-color2, #666)'>saving…</i>"
     try: paths = ex.save(ex.save_to.value)
-    except RlsubError as e: ex.saved.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
+    except RlsubError as e: ex.saved.value = f"<span style='color:var(--jp-error-color1, #b00)'>{html.escape(str(e))}</span>"
     else: ex.saved.value = (f"wrote <code>{html.escape(str(paths['report']))}</code>, <code>.png</code> and <code>.csv</code> "
-                            f"<span style='color:#666'>(the table: {html.escape(_table_text(ex))})</span>")
+                            f"<span style='color:var(--jp-ui-font-color2, #666)'>(the table: {html.escape(_table_text(ex))})</span>")
     finally: ex.save_button.disabled, ex.save_button.icon = False, 'download'
 
 # %% ../../nbs/viz/23_explorer.ipynb 8
@@ -256,7 +256,7 @@ def _show_table(self):
     self.unfilter.layout.display = None if self.filter else 'none'
     self.unfilter.description = f"only {_groups_text(self.filter)}  ✕" if self.filter else ''
     what = {'heatmap': 'a cell', 'layer': "a layer's dot", 'kind': "a kind's dot"}.get(self.view.value)
-    self.hint.value = f"<span style='color:#777;font-size:0.85em'>click {what} to list its tensors</span>" if what and not self.filter else ''
+    self.hint.value = f"<span style='color:var(--jp-ui-font-color2, #777);font-size:0.85em'>click {what} to list its tensors</span>" if what and not self.filter else ''
     if shown: self.table.value = tensor_table_html(_cut(tensor_table(self.report, *self.state, self.sort.value), self.filter))
 
 @patch
@@ -317,7 +317,7 @@ def _compare_headline_html(hs: dict[str, dict], ref: str | None = None) -> str: 
     body = ''.join(f"<tr><th style='text-align:left;padding:1px 0'>{r}</th>" + ''.join(f"<td {_CELL}>{f(h)}</td>" for h in hs.values()) + '</tr>' for r, f in rows)
     lab = html.escape(next(iter(hs.values()))['label'])
     return (f"<table style='text-align:right;line-height:1.35;border-collapse:collapse'><thead><tr><th style='text-align:left;padding:1px 0;"
-            f"font-weight:normal;color:#666'>{lab}</th>{head}</tr></thead><tbody>{body}</tbody></table>")
+            f"font-weight:normal;color:var(--jp-ui-font-color2, #666)'>{lab}</th>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 _CMP_VIEWS = (('by layer', 'layer'), ('by kind', 'kind'), ('layer × kind', 'heatmap'), ('difference', 'diff'))
 
