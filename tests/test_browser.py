@@ -357,6 +357,12 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error, folder: Path):
     page.wait_for_function(f'([el, old]) => ({VERSION_JS})(el) !== old', arg=[changes.element_handle(), pic], timeout=UPDATE_S * 1000)
     _loaded(page, changes, f"the picture of {want['cell']['tensor']}")
     fits(page, dash.root, 'explorer', 'a heatmap cell clicked, the table cut to it', folder)
+    cells = dash.fig.locator('.rlsub-img').first                         # the keyboard: Tab stops on the figure, arrows walk its cells
+    cells.focus(); cells.press('ArrowRight')
+    expect(page.locator('.rlsub-unfilter').first).to_contain_text('layer 1 · kind k', timeout=UPDATE_S * 1000)
+    cells.press('ArrowLeft')
+    expect(page.locator('.rlsub-unfilter').first).to_contain_text('layer 1 · kind q', timeout=UPDATE_S * 1000)
+    expect(box).to_have_value(want['cell']['tensor'].removeprefix('model.'), timeout=UPDATE_S * 1000)
     page.locator('.rlsub-save').first.click()                            # saving says what it wrote: the table as cut
     expect(page.locator('.rlsub-saved').first).to_contain_text(re.compile(r'wrote .*the \d+ tensors? of layer 1 · kind q only'), timeout=UPDATE_S * 1000)
 
@@ -368,6 +374,14 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error, folder: Path):
     row.click()
     expect(box).to_have_value(want['row'].removeprefix('model.'))
     expect(row).to_have_class(re.compile(r'\brlsub-sel\b'))
+    names = table.locator('tr[data-name]').evaluate_all('rs => rs.map(r => r.dataset.name)')
+    rows = table.locator('.rlsub-rows').first                            # ↓ in the focused table chooses the next row, ↑ the one before
+    i = names.index(want['row']); down = i + 1 < len(names)
+    nxt = names[i + 1] if down else names[i - 1]
+    rows.focus(); rows.press('ArrowDown' if down else 'ArrowUp')
+    expect(box).to_have_value(nxt.removeprefix('model.'), timeout=UPDATE_S * 1000)
+    rows.press('ArrowUp' if down else 'ArrowDown')
+    expect(box).to_have_value(want['row'].removeprefix('model.'), timeout=UPDATE_S * 1000)
     idle.wait_for(timeout=UPDATE_S * 1000)
     _loaded(page, changes, f"the picture of {want['row']}")
     fits(page, dash.root, 'explorer', 'every tensor listed, a row clicked', folder)

@@ -1,6 +1,7 @@
 function render({ model, el }) {
   const box = document.createElement('div');
   box.className = 'rlsub-rows';
+  box.tabIndex = 0;                                        // a stop for Tab: the arrow keys then walk the rows
   const mark = () => {
     const s = model.get('selected');
     for (const tr of box.querySelectorAll('tr[data-name]')) {
@@ -18,6 +19,16 @@ function render({ model, el }) {
   box.addEventListener('click', (e) => {
     const tr = e.target.closest('tr[data-name]');
     if (tr) model.send({ name: tr.dataset.name });
+  });
+  box.addEventListener('keydown', (e) => {                 // ↑ ↓ the next row, Home and End the first and last; from none chosen, the first
+    const step = { ArrowUp: -1, ArrowDown: 1, Home: -Infinity, End: Infinity }[e.key];
+    if (step === undefined || e.altKey || e.ctrlKey || e.metaKey) return;
+    const rows = [...box.querySelectorAll('tr[data-name]')];
+    if (!rows.length) return;
+    e.preventDefault(); e.stopPropagation();               // JupyterLab's notebook must not take the arrows as cell navigation
+    const i = rows.findIndex((tr) => tr.dataset.name === model.get('selected'));
+    const j = i < 0 ? 0 : Math.min(Math.max(i + (Number.isFinite(step) ? step : step > 0 ? rows.length : -rows.length), 0), rows.length - 1);
+    if (j !== i) model.send({ name: rows[j].dataset.name });
   });
   model.on('change:value', show); model.on('change:selected', mark);
   show(); el.appendChild(box);

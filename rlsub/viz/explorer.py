@@ -17,7 +17,7 @@ from ..measure.rules import DEFAULT_THRESHOLD, LADDER, RULES, rule_label, snap
 from ..measure.scan import tensor_changes
 from ..outputs import write_atomic
 from ..style import DISPLAY_DPI, WIDGET_DPI, figure_style
-from .figures import draw_curve, draw_heatmap, draw_hist, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, plot_changes, plot_overlap, sparsity_difference
+from .figures import draw_curve, draw_heatmap, draw_hist, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, plot_changes, plot_overlap, sparsity_difference
 from .groups import group_label
 from .groups import Grouper, SORTS, VIEW_KEYS, headline_numbers, tensor_hist, tensor_table
 from ..core import fmt_pct, fmt_threshold
@@ -276,8 +276,12 @@ def point(self: Explorer, **groups) -> tuple[float, float]:
     return group_point(self._figs[self.view.value][0], **groups)
 
 @patch
-def _on_figure_click(self: Explorer, x: float, y: float):
-    if self.view.value in self._figs and (g := group_at(self._figs[self.view.value][0], x, y)) is not None: self.focus(g)
+def _on_figure_click(self: Explorer, x: float | None = None, y: float | None = None,
+                     key: str | None = None):   # an arrow key, Home or End pressed on the focused figure (rlsub.viz.figures.STEP_KEYS)
+    if self.view.value not in self._figs: return
+    fig = self._figs[self.view.value][0]
+    g = group_step(fig, self.filter, key) if key else group_at(fig, x, y)
+    if g is not None: self.focus(g)
 
 @patch
 def _on_row(self: Explorer, name: str):

@@ -23,10 +23,10 @@ from ..measure.rules import RULE_OPS
 from .groups import group_label
 
 # %% auto 0
-__all__ = ['MAIN_W', 'SIDE_W', 'figure_axes', 'fast_png', 'kind_order', 'seaborn_cmap', 'draw_sparsity', 'plot_sparsity',
-           'plot_by_layer', 'plot_by_kind', 'difference_span', 'draw_heatmap', 'plot_heatmap', 'sparsity_difference',
-           'plot_difference', 'group_at', 'mark_groups', 'group_point', 'draw_hist', 'plot_hist', 'draw_curve',
-           'plot_curve', 'plot_changes', 'plot_overlap']
+__all__ = ['MAIN_W', 'SIDE_W', 'STEP_KEYS', 'figure_axes', 'fast_png', 'kind_order', 'seaborn_cmap', 'draw_sparsity',
+           'plot_sparsity', 'plot_by_layer', 'plot_by_kind', 'difference_span', 'draw_heatmap', 'plot_heatmap',
+           'sparsity_difference', 'plot_difference', 'group_at', 'mark_groups', 'group_point', 'group_step',
+           'draw_hist', 'plot_hist', 'draw_curve', 'plot_curve', 'plot_changes', 'plot_overlap']
 
 # %% ../../nbs/viz/21_figures.ipynb 7
 def figure_axes(w: float = 7.0, h: float = 3.2, dpi: int = 72, **kw) -> tuple[Figure, object]:
@@ -287,6 +287,30 @@ def group_point(fig: Figure, **groups) -> tuple[float, float]:
     return px / fig.bbox.width, 1 - py / fig.bbox.height
 
 # %% ../../nbs/viz/21_figures.ipynb 24
+STEP_KEYS = ('ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End')
+
+def group_step(fig: Figure, groups: dict | None, key: str) -> dict | None:   # key: one of STEP_KEYS, as the browser names it
+    "The groups key `key` moves to from `groups` in a figure of `_pickable` (None: the first group); None when the key moves nowhere there."
+    ax, *axes = getattr(fig, '_rlsub_pick', (None, None, None))
+    if ax is None or key not in STEP_KEYS: return None
+    out, moved = {}, False
+    for i, g in enumerate(axes):
+        if g is None: continue
+        labels = [group_label(v) for v in g[1]]
+        cur = labels.index(group_label(groups[g[0]])) if groups and g[0] in groups and group_label(groups[g[0]]) in labels else None
+        along = key in (('ArrowLeft', 'ArrowRight') if i == 0 else ('ArrowUp', 'ArrowDown')) or (key in ('Home', 'End') and i == 0)
+        if cur is None: j = 0
+        elif not along: j = cur
+        elif key in ('Home', 'End'): j = 0 if key == 'Home' else len(labels) - 1
+        else:
+            screen = -1 if key in ('ArrowLeft', 'ArrowDown') else 1                      # where the key points, in data terms before inversion
+            inverted = ax.xaxis_inverted() if i == 0 else ax.yaxis_inverted()
+            j = min(max(cur + (-screen if inverted else screen), 0), len(labels) - 1)
+        moved |= cur is None or j != cur
+        out[g[0]] = g[1][j]
+    return out if out and moved else None
+
+# %% ../../nbs/viz/21_figures.ipynb 27
 _X0 = 10 ** -10.5                                          # where the bins with no log position start
 _EDGES = np.concatenate([[10 ** -11, _X0], LADDER[1:], [10.0]])   # 104 plotting edges for the 103 bins
 _XLABEL = {'abs': '|Δ| (log scale)', 'rel': '|Δ| / max(|w|, |ŵ|) (log scale)'}
@@ -328,7 +352,7 @@ def plot_hist(df: pd.DataFrame, threshold: float | None = None) -> Figure:
         draw_hist(fig, ax, df, threshold)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 27
+# %% ../../nbs/viz/21_figures.ipynb 30
 def draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float | None):
     x = np.array([_xpos(v) for v in curve.index])
     for i, r in enumerate(('abs', 'rel')): ax.step(x, curve[r], where='post', label=f"{r}: {RULE_OPS[r]} > t", color=PALETTE[i])
@@ -356,7 +380,7 @@ def plot_curve(curve: pd.DataFrame, rule: str | None = None, threshold: float | 
         draw_curve(fig, ax, curve, rule, threshold)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 30
+# %% ../../nbs/viz/21_figures.ipynb 33
 def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:   # w, h: inches
     "The block picture of a `TensorChanges` (rows down, columns across), the share changed per row on the right and per column below."
     with figure_style():
@@ -379,7 +403,7 @@ def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:  
         right.set_xlim(0, (float(tc.rows.max()) or 1.0) * 1.05); below.set_ylim(0, (float(tc.cols.max()) or 1.0) * 1.05)   # shares from 0
     return fig
 
-# %% ../../nbs/viz/21_figures.ipynb 32
+# %% ../../nbs/viz/21_figures.ipynb 35
 def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figure:   # labels: short names of the two masks
     "o₁ and o₂ by group (bars from 0) against their chance levels, from `overlap(a, b, by='layer' or 'kind')`."
     if df.index.name == 'kind': df = df.loc[kind_order(df.index)]

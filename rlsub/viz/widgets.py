@@ -51,18 +51,18 @@ def clickables():
     "The dashboard's two clickable widgets, anywidget classes built on first use (importing rlsub.viz.explorer loads no widget library)."
     import anywidget, traitlets
     class ClickImage(anywidget.AnyWidget):
-        "A PNG (`value`, bytes, like ipywidgets' Image) that, while `pointer`, sends each click as {'x', 'y'}: fractions of its width and height from its top left."
+        "A PNG (`value`, bytes, like ipywidgets' Image) that, while `pointer`, sends each click as {'x', 'y'}: fractions of its width and height from its top left; focused (Tab), each arrow key, Home or End as {'key'}."
         _esm, _css = _IMAGE_ESM, _IMAGE_CSS
         value = traitlets.Bytes(b'').tag(sync=True)
         pointer = traitlets.Bool(False).tag(sync=True)     # a hand cursor: clicking the picture does something
         busy = traitlets.Unicode('').tag(sync=True)        # what the kernel is doing for it ('drawing…'): shown after 0.2 s, or where no picture is yet
     class ClickTable(anywidget.AnyWidget):
-        "HTML (`value`) whose rows with a `data-name` send a click as {'name'}; the row named `selected` is highlighted."
+        "HTML (`value`) whose rows with a `data-name` send a click as {'name'} (the arrow keys, Home and End move from the highlighted row); the row named `selected` is highlighted."
         _esm, _css = _TABLE_ESM, _TABLE_CSS
         value = traitlets.Unicode('').tag(sync=True)
         selected = traitlets.Unicode('').tag(sync=True)
     return ClickImage, ClickTable
 
 def on_click(w, fn):
-    "Call `fn(**message)` for each click `w` sends from the browser."
+    "Call `fn(**message)` for each click (or key) `w` sends from the browser: {'x', 'y'} or {'key'} from an image, {'name'} from a table."
     w.on_msg(lambda _, content, buffers: fn(**content))
