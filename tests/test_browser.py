@@ -363,6 +363,10 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error, folder: Path):
     cells.press('ArrowLeft')
     expect(page.locator('.rlsub-unfilter').first).to_contain_text('layer 1 · kind q', timeout=UPDATE_S * 1000)
     expect(box).to_have_value(want['cell']['tensor'].removeprefix('model.'), timeout=UPDATE_S * 1000)
+    page.mouse.move(bb['x'] + x * bb['width'], bb['y'] + y * bb['height'])   # hovering a cell: its value beside the pointer
+    expect(dash.fig.locator('.rlsub-tip').first).to_contain_text(re.compile(r'layer 1 · kind q: \d'), timeout=UPDATE_S * 1000)
+    page.mouse.move(bb['x'] - 20, bb['y'] - 20)
+    expect(dash.fig.locator('.rlsub-tip').first).to_be_hidden()
     page.locator('.rlsub-save').first.click()                            # saving says what it wrote: the table as cut
     expect(page.locator('.rlsub-saved').first).to_contain_text(re.compile(r'wrote .*the \d+ tensors? of layer 1 · kind q only'), timeout=UPDATE_S * 1000)
 

@@ -17,7 +17,7 @@ from ..measure.rules import DEFAULT_THRESHOLD, LADDER, RULES, rule_label, snap
 from ..measure.scan import tensor_changes
 from ..outputs import write_atomic
 from ..style import DISPLAY_DPI, WIDGET_DPI, figure_style
-from .figures import draw_curve, draw_heatmap, draw_hist, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, plot_changes, plot_overlap, sparsity_difference
+from .figures import draw_curve, draw_heatmap, draw_hist, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, hover_text, plot_changes, plot_overlap, sparsity_difference
 from .groups import group_label
 from .groups import Grouper, SORTS, VIEW_KEYS, headline_numbers, tensor_hist, tensor_table
 from ..core import fmt_pct, fmt_threshold
@@ -277,9 +277,11 @@ def point(self: Explorer, **groups) -> tuple[float, float]:
 
 @patch
 def _on_figure_click(self: Explorer, x: float | None = None, y: float | None = None,
-                     key: str | None = None):   # an arrow key, Home or End pressed on the focused figure (rlsub.viz.figures.STEP_KEYS)
-    if self.view.value not in self._figs: return
+                     key: str | None = None,     # an arrow key, Home or End pressed on the focused figure (rlsub.viz.figures.STEP_KEYS)
+                     hover: list | None = None): # the pointer over the figure at [x, y]; [] when it left
+    if self.view.value not in self._figs: self.figure.tip = ''; return
     fig = self._figs[self.view.value][0]
+    if hover is not None: self.figure.tip = hover_text(fig, *hover) if len(hover) == 2 else ''; return
     g = group_step(fig, self.filter, key) if key else group_at(fig, x, y)
     if g is not None: self.focus(g)
 
@@ -287,7 +289,7 @@ def _on_figure_click(self: Explorer, x: float | None = None, y: float | None = N
 def _on_row(self: Explorer, name: str):
     if name in self._names: self.tensor.value = name.removeprefix('model.')
 
-# %% ../../nbs/viz/23_explorer.ipynb 21
+# %% ../../nbs/viz/23_explorer.ipynb 23
 _SAVED = {'report': '.html', 'figure': '.png', 'table': '.csv'}
 
 def _view_table(self) -> pd.DataFrame:
@@ -309,7 +311,7 @@ def save(self: Explorer, path) -> dict[str, Path]:   # path: where to write, wit
     write_atomic(out['table'], _view_table(self).to_csv().encode())
     return out
 
-# %% ../../nbs/viz/23_explorer.ipynb 24
+# %% ../../nbs/viz/23_explorer.ipynb 26
 _CELL = "style='padding:1px 0 1px 1.2em'"       # a compact table (the widget's own line height is 28 px) whose columns do not run together
 
 def _compare_headline_html(hs: dict[str, dict], ref: str | None = None) -> str:   # ref: the report the others are compared with (a '− ref' row)
@@ -363,7 +365,7 @@ class Comparison:
 
     def __repr__(self): return f"Comparison of {', '.join(self.reports)}: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, minus {self.reference.value}"
 
-# %% ../../nbs/viz/23_explorer.ipynb 25
+# %% ../../nbs/viz/23_explorer.ipynb 27
 def _cmp_png(self, key, w: float, h: float, draw, df, floor=None) -> bytes:   # draw(fig, ax, df) draws a figure and returns its update
     "Draw figure `key` the first time, else update it to `df` (and the shared `floor`); its PNG."
     with figure_style():
@@ -402,7 +404,7 @@ def refresh(self: Comparison):
         im.layout.display = 'none' if p is None else None
         if p is not None: im.value = p
 
-# %% ../../nbs/viz/23_explorer.ipynb 30
+# %% ../../nbs/viz/23_explorer.ipynb 32
 class MaskComparison:
     "Two `SubnetMask`s: their densities and their overlap against chance, overall and by layer or kind."
     def __init__(self, a: SubnetMask, b: SubnetMask, labels: tuple[str, str] | None = None):   # labels: short names (default 'A', 'B')
@@ -433,7 +435,7 @@ def _at(fig: Figure, dpi: int) -> Figure: fig.set_dpi(dpi); return fig
 
 _PANE = 'max-height:19em;overflow:auto;line-height:1.35;font-size:0.85em'   # a table that scrolls in its own pane: the dashboard fits a laptop screen
 
-# %% ../../nbs/viz/23_explorer.ipynb 33
+# %% ../../nbs/viz/23_explorer.ipynb 35
 def _snapshot(self) -> tuple:
     "The headline, the figures in view as (PNG, inches wide) and the table of a dashboard, for `snapshot_html`."
     if isinstance(self, Explorer):
@@ -455,7 +457,7 @@ def _repr_mimebundle_(self: Explorer | Comparison | MaskComparison, include=None
         return {'text/plain': repr(self)}
     return {**self.widget._repr_mimebundle_(), 'text/plain': repr(self), 'text/html': snapshot_html(*_snapshot(self))}
 
-# %% ../../nbs/viz/23_explorer.ipynb 36
+# %% ../../nbs/viz/23_explorer.ipynb 38
 def explore(*objs,                      # a DeltaReport (or a saved report's path); two or more of them; or two SubnetMasks
             labels=None, show: bool = True,
             base=None, tuned=None):     # the checkpoints, for tensor pictures, when the report's own paths do not reach them

@@ -51,11 +51,12 @@ def clickables():
     "The dashboard's two clickable widgets, anywidget classes built on first use (importing rlsub.viz.explorer loads no widget library)."
     import anywidget, traitlets
     class ClickImage(anywidget.AnyWidget):
-        "A PNG (`value`, bytes, like ipywidgets' Image) that, while `pointer`, sends each click as {'x', 'y'}: fractions of its width and height from its top left; focused (Tab), each arrow key, Home or End as {'key'}."
+        "A PNG (`value`, bytes, like ipywidgets' Image) that, while `pointer`, sends each click as {'x', 'y'}: fractions of its width and height from its top left; focused (Tab), each arrow key, Home or End as {'key'}; the pointer's position as {'hover'} (at most every 60 ms), answered in `tip`."
         _esm, _css = _IMAGE_ESM, _IMAGE_CSS
         value = traitlets.Bytes(b'').tag(sync=True)
         pointer = traitlets.Bool(False).tag(sync=True)     # a hand cursor: clicking the picture does something
         busy = traitlets.Unicode('').tag(sync=True)        # what the kernel is doing for it ('drawing…'): shown after 0.2 s, or where no picture is yet
+        tip = traitlets.Unicode('').tag(sync=True)         # the value under the pointer, shown beside it ('' hides it); the pointer's moves arrive as {'hover': [x, y]}, leaving as {'hover': []}
     class ClickTable(anywidget.AnyWidget):
         "HTML (`value`) whose rows with a `data-name` send a click as {'name'} (the arrow keys, Home and End move from the highlighted row); the row named `selected` is highlighted."
         _esm, _css = _TABLE_ESM, _TABLE_CSS
