@@ -256,7 +256,7 @@ def delta_hist(self: Trajectory,
     sel = np.ones(len(t), dtype=bool) if kind is None else (t.kind == kind).to_numpy()
     out = pd.DataFrame(self.hists[sel].sum(0), index=pd.Index(self.checkpoints.name, name='checkpoint'),
                        columns=pd.Index(np.append(LADDER, math.inf), name='|Δ| ≤'))
-    return out.loc[:, out.sum(0) > 0]
+    return out.loc[:, out.sum(axis=0) > 0]
 
 # %% ../../nbs/measure/16_trajectory.ipynb 43
 def plot_delta_hist(tr: Trajectory, kind: str | None = None,
