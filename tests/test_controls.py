@@ -70,12 +70,17 @@ def test_lora_is_seeded(tok):
     assert all(torch.equal(p, b[n]) for n, p in a.items())
 
 
-def test_lora_without_peft_says_how_to_install(tok, monkeypatch):
+@pytest.fixture
+def no_peft(monkeypatch):
+    "Imports of peft fail, as on a machine without it."
     real = builtins.__import__
-    def no_peft(name, *a, **k):
+    def imp(name, *a, **k):
         if name == 'peft' or name.startswith('peft.'): raise ImportError(name)
         return real(name, *a, **k)
-    monkeypatch.setattr(builtins, '__import__', no_peft)
+    monkeypatch.setattr(builtins, '__import__', imp)
+
+
+def test_lora_without_peft_says_how_to_install(tok, no_peft):
     with pytest.raises(RlsubError, match=r'rlsub\[lora\]'): LoRA()(tiny_policy(tok, 'tiny', seed=0))
 
 
@@ -84,12 +89,7 @@ def test_run_controls_needs_a_demo_folder(tmp_path):
     with pytest.raises(RlsubError, match='holds no demo run'): run_controls(tmp_path, pd.DataFrame())
 
 
-def test_demo_lora_without_peft_refuses_before_any_work(tmp_path, monkeypatch):
+def test_demo_lora_without_peft_refuses_before_any_work(tmp_path, no_peft):
     from rlsub.experiments.demo import run_demo
-    real = builtins.__import__
-    def no_peft(name, *a, **k):
-        if name == 'peft' or name.startswith('peft.'): raise ImportError(name)
-        return real(name, *a, **k)
-    monkeypatch.setattr(builtins, '__import__', no_peft)
     with pytest.raises(RlsubError, match=r'rlsub\[lora\]'): run_demo('test', out=None, workdir=tmp_path / 'w', lora=1, log=None)
     assert not (tmp_path / 'w').exists()

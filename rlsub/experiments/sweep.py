@@ -76,9 +76,9 @@ def sweep_seed(model: str, size: DemoSize, steps, lr: float, seed: int, dev, pro
     rows, outs = [], {}
     for s in steps:
         w = keep.weights.pop(s)
-        reps = {d: scan_pair({n: x.to(dt) for n, x in base.items()}, {n: x.to(dt) for n, x in w.items()}, device='cpu', progress=False)
-                for d, dt in (('bf16', torch.bfloat16), ('fp32', torch.float32))}
-        mask = SubnetMask.from_pair(base16, {n: x.to(torch.bfloat16) for n, x in w.items()}, 'abs', 1e-5, device='cpu')
+        w16 = {n: x.to(torch.bfloat16) for n, x in w.items()}           # as a bf16 checkpoint would store it: scanned and masked once
+        reps = {d: scan_pair(b, t, device='cpu', progress=False) for d, b, t in (('bf16', base16, w16), ('fp32', base, w))}
+        mask = SubnetMask.from_pair(base16, w16, 'abs', 1e-5, device='cpu')
         o = _outcomes_both(_load(pol, w), tok, task, size.eval_n)
         outs |= {(s, 'full', d): v for d, v in o.items()}
         rows.append(dict(lr=lr, steps=s, seed=seed, run='full', accuracy=o['fp32'].mean(), accuracy_bf16=o['bf16'].mean(),
