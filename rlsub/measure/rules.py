@@ -32,13 +32,18 @@ def snap(threshold: float) -> tuple[int, float]:
 class _Bins:
     "Bins non-negative fp32 values exactly against sorted `steps` (at least 25 % apart): the number of steps t with t < x."
     def __init__(self, steps: torch.Tensor, device):
-        lo = (torch.arange(0x8000, dtype=torch.int32) << 16).view(torch.float32)   # where each 16-bit range starts
-        self.below = torch.searchsorted(steps, lo).to(torch.int32).to(device)      # steps below each range
-        self.steps = torch.cat([steps, torch.tensor([math.inf])]).to(device)       # +inf past the top
+        hi = torch.arange(0x8000, dtype=torch.int64)
+        below = torch.searchsorted(steps, (hi.int() << 16).view(torch.float32))     # steps below each 16-bit range
+        self.steps = torch.cat([steps, torch.tensor([math.inf])])                   # +inf past the top
+        nxt = self.steps[below].view(torch.int32).long()                            # the first step at or above the range
+        low = torch.where(nxt >> 16 == hi, nxt & 0xFFFF, 0xFFFF)                   # its low bits if it lies inside; else none can exceed
+        self.table = ((below << 16) + 0xFFFF - low).to(torch.int32).to(device)
+        self.steps = self.steps.to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        i = self.below.index_select(0, x.view(torch.int32) >> 16)
-        return i.add_(x > self.steps.index_select(0, i))    # the first step at or above the range may still be below x
+        bits = x.view(torch.int32)
+        i = self.table.index_select(0, bits >> 16)
+        return i.add_(bits & 0xFFFF).__irshift__(16)       # carries into the count iff x's low bits pass the step's
 
 _BINS = {}
 def _bins(device) -> tuple[_Bins, _Bins]:
@@ -89,9 +94,9 @@ def chunk_stats(b: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
     i_rel = rel_bins(r)                                      # steps nudged up: never too high, at most one too low
     i_rel.add_(d > abs_bins.steps.index_select(0, i_rel) * m)   # the product form |Δ| > η·m decides that last step
     if nbad: i_rel.masked_fill_(bad, len(LADDER))
+    joint = torch.bincount(abs_bins(d).mul_(NBINS).add_(i_rel), minlength=NBINS * NBINS).view(NBINS, NBINS)   # one pass counts both
     bf = b.float()
-    return dict(changed=torch.tensor(d.numel()), nonfinite=torch.tensor(nbad),
-                abs_hist=torch.bincount(abs_bins(d), minlength=NBINS), rel_hist=torch.bincount(i_rel, minlength=NBINS),
+    return dict(changed=torch.tensor(d.numel()), nonfinite=torch.tensor(nbad), abs_hist=joint.sum(1), rel_hist=joint.sum(0),
                 delta_sq=torch.dot(d_fin, d_fin).double(), base_sq=torch.dot(bf, bf).double(), max_abs_delta=dmax.to(torch.float32))
 
 # %% ../../nbs/measure/10_rules.ipynb 17
