@@ -12,8 +12,8 @@ from ..core import RlsubError
 from ..core import fmt_threshold
 
 # %% auto 0
-__all__ = ['RULES', 'DEFAULT_THRESHOLD', 'LADDER', 'NBINS', 'RULE_OPS', 'snap', 'chunk_stats', 'changed', 'delta_histogram',
-           'rule_label', 'relabel', 'rule_text']
+__all__ = ['RULES', 'DEFAULT_THRESHOLD', 'LADDER', 'NEAR', 'NBINS', 'RULE_OPS', 'snap', 'chunk_stats', 'changed',
+           'delta_histogram', 'rule_label', 'relabel', 'rule_text']
 
 # %% ../../nbs/measure/10_rules.ipynb 5
 RULES = ('exact', 'abs', 'rel')
@@ -29,15 +29,19 @@ def snap(threshold: float) -> tuple[int, float]:
     return j, float(LADDER[j])
 
 # %% ../../nbs/measure/10_rules.ipynb 8
+NEAR = 1 << 14   # added to the bin of a value in a range marked `near`
+
 class _Bins:
-    "Bins non-negative fp32 values exactly against sorted `steps` (at least 25 % apart): the number of steps t with t < x."
-    def __init__(self, steps: torch.Tensor, device):
+    "Bins non-negative fp32 values exactly against sorted `steps` (at least 25 % apart): the number of steps t with t < x, plus `NEAR` in ranges `near` marks."
+    def __init__(self, steps: torch.Tensor, device, near=()):   # near: (lo, hi) fp32 intervals whose 16-bit ranges get NEAR
         hi = torch.arange(0x8000, dtype=torch.int64)
         below = torch.searchsorted(steps, (hi.int() << 16).view(torch.float32))     # steps below each 16-bit range
         self.steps = torch.cat([steps, torch.tensor([math.inf])])                   # +inf past the top
         nxt = self.steps[below].view(torch.int32).long()                            # the first step at or above the range
         low = torch.where(nxt >> 16 == hi, nxt & 0xFFFF, 0xFFFF)                   # its low bits if it lies inside; else none can exceed
-        self.table = ((below << 16) + 0xFFFF - low).to(torch.int32).to(device)
+        table = (below << 16) + 0xFFFF - low
+        for lo, hi in near: table[_hi16(lo):_hi16(hi) + 1] += NEAR << 16
+        self.table = table.to(torch.int32).to(device)
         self.steps = self.steps.to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,13 +49,16 @@ class _Bins:
         i = self.table.index_select(0, bits >> 16)
         return i.add_(bits & 0xFFFF).__irshift__(16)       # carries into the count iff x's low bits pass the step's
 
+def _hi16(x: float) -> int: return int(torch.tensor(x, dtype=torch.float32).view(torch.int32)) >> 16
+
 _BINS = {}
 def _bins(device) -> tuple[_Bins, _Bins]:
     "Lookup tables for `abs` (the ladder) and `rel` (the ladder nudged up by 2⁻²¹, see below), per device."
     key = str(device)
     if key not in _BINS:
         lad = torch.tensor(LADDER, dtype=torch.float64)
-        _BINS[key] = _Bins(lad.float(), device), _Bins((lad * (1 + 2**-21)).float(), device)
+        near = [(0.0, 0.0)] + [(float(v) * (1 - 2**-19), float(v) * (1 + 2**-19)) for v in lad[1:]]   # where rel's ratio may sit one step low
+        _BINS[key] = _Bins(lad.float(), device), _Bins((lad * (1 + 2**-21)).float(), device, near)
     return _BINS[key]
 
 # %% ../../nbs/measure/10_rules.ipynb 11
@@ -72,6 +79,17 @@ def _changed_pairs(b: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torc
 # %% ../../nbs/measure/10_rules.ipynb 13
 NBINS = len(LADDER) + 1
 
+def _rel_fix(i: torch.Tensor, d: torch.Tensor, m: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    "Rel bins from the nudged ratio bins `i`: the product form |Δ| > η·m decides the last step, where `NEAR` marks it might."
+    if i.is_cuda:                                            # no compaction on the GPU: every entry, no synchronisation
+        i = i.bitwise_and_(NEAR - 1)
+        return i.add_(d > steps.index_select(0, i) * m)
+    idx = torch.from_numpy(np.flatnonzero(i.numpy() >= NEAR))
+    if idx.numel():
+        j = i.index_select(0, idx).bitwise_and_(NEAR - 1)
+        i.index_copy_(0, idx, j.add_(d.index_select(0, idx) > steps.index_select(0, j) * m.index_select(0, idx)))
+    return i
+
 def chunk_stats(b: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
     "Counts and norm pieces for one aligned chunk of a pair (flat tensors of equal length, on the compute device)."
     abs_bins, rel_bins = _bins(b.device)
@@ -91,8 +109,7 @@ def chunk_stats(b: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
     m = torch.maximum(bc.abs_(), tc.abs_())
     r = d / m
     if nbad: r.masked_fill_(bad, math.inf)
-    i_rel = rel_bins(r)                                      # steps nudged up: never too high, at most one too low
-    i_rel.add_(d > abs_bins.steps.index_select(0, i_rel) * m)   # the product form |Δ| > η·m decides that last step
+    i_rel = _rel_fix(rel_bins(r), d, m, abs_bins.steps)       # steps nudged up: never too high, at most one too low
     if nbad: i_rel.masked_fill_(bad, len(LADDER))
     joint = torch.bincount(abs_bins(d).mul_(NBINS).add_(i_rel), minlength=NBINS * NBINS).view(NBINS, NBINS)   # one pass counts both
     bf = b.float()
@@ -121,7 +138,7 @@ def changed(b: torch.Tensor, t: torch.Tensor, rule: str = 'exact', threshold: fl
     if rule == 'rel': lim = lim * torch.maximum(bf.abs(), tf.abs())
     return chg & ((d > lim) | ~torch.isfinite(d))
 
-# %% ../../nbs/measure/10_rules.ipynb 20
+# %% ../../nbs/measure/10_rules.ipynb 21
 def delta_histogram(b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     "Counts of |t − b| in the ladder's abs bins (`NBINS`; bin j: LADDER[j−1] < |Δ| ≤ LADDER[j]) for aligned flat chunks; |Δ| = 0 in no bin."
     bf, tf = b.float(), t.float()
@@ -132,7 +149,7 @@ def delta_histogram(b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     h[0] = 0
     return h
 
-# %% ../../nbs/measure/10_rules.ipynb 22
+# %% ../../nbs/measure/10_rules.ipynb 23
 RULE_OPS = {'abs': '|Δ|', 'rel': '|Δ|/max(|w|,|ŵ|)'}   # what each threshold rule compares with its threshold
 
 def rule_label(rule, threshold, requested=None) -> str:
