@@ -17,7 +17,7 @@ from ..measure.rules import DEFAULT_THRESHOLD, LADDER, RULES, rule_label, snap
 from ..measure.scan import tensor_changes
 from ..outputs import write_atomic
 from ..style import DISPLAY_DPI, WIDGET_DPI, figure_style
-from .figures import draw_curve, draw_heatmap, draw_hist, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, hover_text, plot_changes, plot_overlap, sparsity_difference
+from .figures import draw_curve, draw_heatmap, draw_hist, hist_span, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, hover_text, plot_changes, plot_overlap, sparsity_difference
 from .groups import group_label
 from .groups import Grouper, SORTS, VIEW_KEYS, headline_numbers, tensor_hist, tensor_table
 from ..core import fmt_pct, fmt_threshold
@@ -75,7 +75,7 @@ class Explorer:
         W = widgets()
         self.report, self.size = report, size
         self._groups = {v: Grouper(report.table, keys) for v, keys in VIEW_KEYS.items()}
-        self._curve, self._figs, self._changes, self._hist_update = report.curve(), {}, {}, None
+        self._curve, self._figs, self._changes, self._hists = report.curve(), {}, {}, {}   # _hists: 'abs'/'rel' -> (figure, update)
         m = report.meta
         self.base, self.tuned = _locate(base or m.get('base'), where), _locate(tuned or m.get('tuned'), where)
         self.reachable = self.base is not None and self.tuned is not None
@@ -188,13 +188,15 @@ def _show_tensor(self: Explorer):
         return
     rule, thr = self.state
     try:                                                          # a redraw takes ~30 ms: no cue but the first one's grey box
-        df = tensor_hist(self.report, name, 'rel' if rule == 'rel' else 'abs')
-        with figure_style():
-            if self._hist_update is None:
+        kind = 'rel' if rule == 'rel' else 'abs'
+        df = tensor_hist(self.report, name, kind)
+        with figure_style():                                      # one figure per histogram kind, on the report's axes, not the tensor's:
+            if kind not in self._hists:                           # they stay put, so a redraw only draws the bars and the title
                 fig, ax = figure_axes(SIDE_W, 2.6, dpi=WIDGET_DPI)
-                self._hist_fig, self._hist_update = fig, draw_hist(fig, ax, df, thr)
-            else: self._hist_update(df, thr)
-        with self.hist.hold_sync(): self.hist.value, self.hist.busy = fast_png(self._hist_fig), ''
+                span = hist_span(self.report.abs_hist if kind == 'abs' else self.report.rel_hist, kind)
+                self._hists[kind] = fig, functools.partial(draw_hist(fig, ax, df, thr, span), span=span)
+            else: self._hists[kind][1](df, thr)
+        with self.hist.hold_sync(): self.hist.value, self.hist.busy = fast_png(self._hists[kind][0]), ''
     finally: self.hist.busy = ''
     self.note.value = ''
     if self.tabs.selected_index != 1: return                      # the picture reads the weights: only when it is looked at

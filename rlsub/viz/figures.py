@@ -26,7 +26,8 @@ from .groups import group_label
 __all__ = ['MAIN_W', 'SIDE_W', 'STEP_KEYS', 'figure_axes', 'fast_png', 'kind_order', 'seaborn_cmap', 'draw_sparsity',
            'plot_sparsity', 'plot_by_layer', 'plot_by_kind', 'difference_span', 'draw_heatmap', 'plot_heatmap',
            'sparsity_difference', 'plot_difference', 'group_at', 'mark_groups', 'group_point', 'group_step',
-           'hover_text', 'draw_hist', 'plot_hist', 'draw_curve', 'plot_curve', 'plot_changes', 'plot_overlap']
+           'hover_text', 'hist_span', 'draw_hist', 'plot_hist', 'draw_curve', 'plot_curve', 'plot_changes',
+           'plot_overlap']
 
 # %% ../../nbs/viz/21_figures.ipynb 7
 def figure_axes(w: float = 7.0, h: float = 3.2, dpi: int = 72, **kw) -> tuple[Figure, object]:
@@ -334,7 +335,15 @@ def _xpos(threshold: float) -> float: return threshold if threshold > 0 else _X0
 
 def _decades(lo: float, hi: float) -> tuple[float, float]: return 10.0 ** math.floor(math.log10(lo)), 10.0 ** math.ceil(math.log10(hi))
 
-def draw_hist(fig, ax, df: pd.DataFrame, threshold: float | None):
+def hist_span(counts: np.ndarray, rule: str = 'abs') -> tuple[float, float, float]:   # counts: one ladder histogram, or one per tensor (rows)
+    "Axis limits (x low, x high, y high) for histograms `counts`: whole decades around their changes and `rule`'s usual threshold."
+    c = np.asarray(counts, dtype=float).reshape(-1, len(_EDGES) - 1)
+    nz = np.flatnonzero(c.any(0))
+    xs = ([_EDGES[nz[0]], _EDGES[nz[-1] + 1]] if nz.size else [1e-6, 1e-2]) + [DEFAULT_THRESHOLD[rule]]
+    lo, hi = _decades(min(xs) / 2, max(xs) * 2)
+    return max(lo, 10 ** -11), min(hi, 10.0), 10.0 ** math.ceil(math.log10(max(c.max(initial=1), 1) * 2))
+
+def draw_hist(fig, ax, df: pd.DataFrame, threshold: float | None, span: tuple | None = None):   # span: fixed limits from `hist_span` (None: this tensor's)
     st = ax.stairs(np.ones(len(_EDGES) - 1), _EDGES, fill=True, baseline=0.5, color=PALETTE[0], alpha=0.8)
     ax.set_xscale('log'); ax.set_yscale('log'); _thin(ax)
     ax.set_ylabel('entries (log scale)')
@@ -343,21 +352,18 @@ def draw_hist(fig, ax, df: pd.DataFrame, threshold: float | None):
     fig.subplots_adjust(left=0.14, right=0.95, top=0.8, bottom=0.2)
     _dynamic(fig, st, line, title)
 
-    def update(df: pd.DataFrame, threshold: float | None):
+    def update(df: pd.DataFrame, threshold: float | None, span: tuple | None = None):
         c, rule = df['count'].to_numpy(dtype=float), df.attrs.get('rule', 'abs')
         st.set_data(np.where(c > 0, c, 0.5), _EDGES)
-        nz = np.flatnonzero(c)
-        xs = ([_EDGES[nz[0]], _EDGES[nz[-1] + 1]] if nz.size else [1e-6, 1e-2]) + [DEFAULT_THRESHOLD[rule]]
-        lo, hi = _decades(min(xs) / 2, max(xs) * 2)                  # whole decades around the tensor's changes and the rule's usual threshold
-        ylim = (0.5, 10.0 ** math.ceil(math.log10(max(c.max(initial=1), 1) * 2)))
-        if ax.get_ylim() != ylim or ax.get_xlim() != (lo, hi) or ax.get_xlabel() != _XLABEL[rule]:
-            ax.set_ylim(*ylim); ax.set_xlim(max(lo, 10 ** -11), min(hi, 10.0)); ax.set_xlabel(_XLABEL[rule]); _restyle(fig)
+        lo, hi, top = span or hist_span(c, rule)
+        if ax.get_ylim() != (0.5, top) or ax.get_xlim() != (lo, hi) or ax.get_xlabel() != _XLABEL[rule]:   # new axes: the cached background is stale
+            ax.set_ylim(0.5, top); ax.set_xlim(lo, hi); ax.set_xlabel(_XLABEL[rule]); _restyle(fig)
         line.set_visible(threshold is not None and lo <= _xpos(threshold) <= hi)   # off the axis: the title says how many are above
         if threshold is not None: line.set_xdata([_xpos(threshold)] * 2)
         name = df.columns.name.rsplit(' (', 1)[0] if df.columns.name else ''
         title.set_text(f"{name}\n{rule}: {int(c.sum()):,} changed" +
                        ('' if threshold is None else f", {int(c[df.lo.to_numpy() >= threshold].sum()):,} above {fmt_threshold(threshold)}"))
-    update(df, threshold)
+    update(df, threshold, span)
     return update
 
 def plot_hist(df: pd.DataFrame, threshold: float | None = None) -> Figure:
