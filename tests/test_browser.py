@@ -367,6 +367,18 @@ def steer_by_hand(page, dash: Dashboard, want: dict, error, folder: Path):
     expect(dash.fig.locator('.rlsub-tip').first).to_contain_text(re.compile(r'layer 1 · kind q: \d'), timeout=UPDATE_S * 1000)
     page.mouse.move(bb['x'] - 20, bb['y'] - 20)
     expect(dash.fig.locator('.rlsub-tip').first).to_be_hidden()
+    old = _src(dash.fig)                                                 # dragging a box zooms onto it; Escape shows the whole figure again
+    page.mouse.move(bb['x'] + x * bb['width'], bb['y'] + y * bb['height'])
+    page.mouse.down()
+    page.mouse.move(bb['x'] + (x + 0.2) * bb['width'], bb['y'] + (y + 0.1) * bb['height'], steps=6)
+    page.mouse.up()
+    reset = dash.fig.locator('.rlsub-reset').first
+    expect(reset).to_be_visible(timeout=UPDATE_S * 1000)
+    page.wait_for_function(f'([el, old]) => ({VERSION_JS})(el) !== old', arg=[dash.fig.element_handle(), old], timeout=UPDATE_S * 1000)
+    expect(page.locator('.rlsub-unfilter').first).to_contain_text('layer 1 · kind q')   # a drag is not a click: the cut stays
+    fits(page, dash.root, 'explorer', 'the heatmap zoomed', folder)
+    cells.press('Escape')
+    expect(reset).to_be_hidden(timeout=UPDATE_S * 1000)
     page.locator('.rlsub-save').first.click()                            # saving says what it wrote: the table as cut
     expect(page.locator('.rlsub-saved').first).to_contain_text(re.compile(r'wrote .*the \d+ tensors? of layer 1 · kind q only'), timeout=UPDATE_S * 1000)
 

@@ -17,7 +17,7 @@ from ..measure.rules import DEFAULT_THRESHOLD, LADDER, RULES, rule_label, snap
 from ..measure.scan import tensor_changes
 from ..outputs import write_atomic
 from ..style import DISPLAY_DPI, WIDGET_DPI, figure_style
-from .figures import draw_curve, draw_heatmap, draw_hist, hist_span, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, hover_text, plot_changes, plot_overlap, sparsity_difference
+from .figures import draw_curve, draw_heatmap, draw_hist, hist_span, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, hover_text, pan_limits, zoom_limits, zoom_to, zoomed, plot_changes, plot_overlap, sparsity_difference
 from .groups import group_label
 from .groups import Grouper, SORTS, VIEW_KEYS, headline_numbers, tensor_hist, tensor_table
 from ..core import fmt_pct, fmt_threshold
@@ -92,7 +92,7 @@ class Explorer:
         self.filter = None                                    # the groups the table is cut to by a click on the figure, e.g. {'layer': 3, 'kind': 'q'}
         self.unfilter = W.Button(tooltip='show every tensor', layout=W.Layout(width='auto', display='none'))
         self.hint = W.HTML()                                  # says the figure can be clicked, until it is
-        self.figure, self.hist, self.changes = image(W, MAIN_W, 'figure', click=True), image(W, SIDE_W, 'hist'), image(W, SIDE_W, 'changes')
+        self.figure, self.hist, self.changes = image(W, MAIN_W, 'figure', click=True, zoom=True), image(W, SIDE_W, 'hist', zoom=True), image(W, SIDE_W, 'changes')
         self.tabs = W.Tab(children=[self.hist, self.changes], titles=('|Δ| histogram', 'where it changed'), layout=W.Layout(display='none'))
         for w, c in [(self.view, 'view'), (self.sort, 'sort'), (self.tensor, 'tensor'), (self.headline, 'headline'), (self.table, 'table'),
                      (self.note, 'note'), (self.tabs, 'tabs'), (self.unfilter, 'unfilter')]: w.add_class(f'rlsub-{c}')
@@ -102,7 +102,7 @@ class Explorer:
         for w in (self.threshold, self.view, self.sort): w.observe(lambda _: self.refresh(), 'value')
         self.tensor.observe(lambda _: self._show_tensor(), 'value')
         self.tabs.observe(lambda _: self._show_tensor(), 'selected_index')
-        on_click(self.figure, self._on_figure_click); on_click(self.table, self._on_row)
+        on_click(self.figure, self._on_figure_click); on_click(self.table, self._on_row); on_click(self.hist, self._on_hist_zoom)
         self.unfilter.on_click(lambda _: self.focus(None))
         self.refresh()
 
@@ -172,8 +172,8 @@ def refresh(self: Explorer):
     view = self.view.value
     _show_table(self)
     self.figure.value, self.figure.pointer = _main_figure(self, view, rule, thr), view != 'tensors'   # groups to click in every view but tensors
+    self.figure.zoomed = zoomed(self._figs['curve' if view == 'tensors' else view][0])               # each view's figure keeps its own zoom
     if self.chosen is not None: self._show_tensor()
-
 
 # %% ../../nbs/viz/23_explorer.ipynb 12
 @patch
@@ -196,7 +196,7 @@ def _show_tensor(self: Explorer):
                 span = hist_span(self.report.abs_hist if kind == 'abs' else self.report.rel_hist, kind)
                 self._hists[kind] = fig, functools.partial(draw_hist(fig, ax, df, thr, span), span=span)
             else: self._hists[kind][1](df, thr)
-        with self.hist.hold_sync(): self.hist.value, self.hist.busy = fast_png(self._hists[kind][0]), ''
+        with self.hist.hold_sync(): self.hist.value, self.hist.busy, self.hist.zoomed = fast_png(self._hists[kind][0]), '', zoomed(self._hists[kind][0])
     finally: self.hist.busy = ''
     self.note.value = ''
     if self.tabs.selected_index != 1: return                      # the picture reads the weights: only when it is looked at
@@ -280,9 +280,19 @@ def point(self: Explorer, **groups) -> tuple[float, float]:
 @patch
 def _on_figure_click(self: Explorer, x: float | None = None, y: float | None = None,
                      key: str | None = None,     # an arrow key, Home or End pressed on the focused figure (rlsub.viz.figures.STEP_KEYS)
-                     hover: list | None = None): # the pointer over the figure at [x, y]; [] when it left
+                     hover: list | None = None,  # the pointer over the figure at [x, y]; [] when it left
+                     zoom: list | None = None,   # a box dragged over the figure, [x0, y0, x1, y1]; [] for the whole figure again
+                     pan: list | None = None):   # a Shift-drag over a zoomed figure, from [x0, y0] to [x1, y1]
+    key_ = 'curve' if self.view.value == 'tensors' else self.view.value
+    if key_ not in self._figs: self.figure.tip = ''; return
+    fig = self._figs[key_][0]
+    if zoom is not None or pan is not None:
+        lims = zoom_limits(fig, zoom) if zoom else pan_limits(fig, pan) if pan else None
+        if lims is None and (zoom or pan): return                    # a box over nothing, or a pan with nothing to move
+        zoom_to(fig, lims); self.figure.tip = ''
+        with self.figure.hold_sync(): self.figure.value, self.figure.zoomed = fast_png(fig), zoomed(fig)
+        return
     if self.view.value not in self._figs: self.figure.tip = ''; return
-    fig = self._figs[self.view.value][0]
     if hover is not None: self.figure.tip = hover_text(fig, *hover) if len(hover) == 2 else ''; return
     g = group_step(fig, self.filter, key) if key else group_at(fig, x, y)
     if g is not None: self.focus(g)
@@ -291,7 +301,18 @@ def _on_figure_click(self: Explorer, x: float | None = None, y: float | None = N
 def _on_row(self: Explorer, name: str):
     if name in self._names: self.tensor.value = name.removeprefix('model.')
 
-# %% ../../nbs/viz/23_explorer.ipynb 23
+@patch
+def _on_hist_zoom(self: Explorer, zoom: list | None = None, pan: list | None = None, **_):   # a box dragged over the histogram (see _on_figure_click)
+    "Zoom or move the histogram; the zoom stays while other tensors are chosen (the axes are the report's), until 'whole figure' or Escape."
+    kind = 'rel' if self.rule.value == 'rel' else 'abs'
+    if kind not in self._hists or (zoom is None and pan is None): return
+    fig = self._hists[kind][0]
+    lims = zoom_limits(fig, zoom) if zoom else pan_limits(fig, pan) if pan else None
+    if lims is None and (zoom or pan): return
+    zoom_to(fig, lims)
+    with self.hist.hold_sync(): self.hist.value, self.hist.zoomed = fast_png(fig), zoomed(fig)
+
+# %% ../../nbs/viz/23_explorer.ipynb 25
 _SAVED = {'report': '.html', 'figure': '.png', 'table': '.csv'}
 
 def _view_table(self) -> pd.DataFrame:
@@ -313,7 +334,7 @@ def save(self: Explorer, path) -> dict[str, Path]:   # path: where to write, wit
     write_atomic(out['table'], _view_table(self).to_csv().encode())
     return out
 
-# %% ../../nbs/viz/23_explorer.ipynb 26
+# %% ../../nbs/viz/23_explorer.ipynb 28
 _CELL = "style='padding:1px 0 1px 1.2em'"       # a compact table (the widget's own line height is 28 px) whose columns do not run together
 
 def _compare_headline_html(hs: dict[str, dict], ref: str | None = None) -> str:   # ref: the report the others are compared with (a '− ref' row)
@@ -351,9 +372,10 @@ class Comparison:
         labs = list(self.reports)
         self.reference = W.Dropdown(options=labs, value=labs[0], description='minus', layout=W.Layout(width='180px'), style={'description_width': '44px'})
         self.headline = W.HTML()
-        self.images = [image(W, MAIN_W, 'figure')] + [image(W, MAIN_W, 'heatmap') for _ in labs]   # the dots; a heatmap per report
+        self.images = [image(W, MAIN_W, 'figure', zoom=True)] + [image(W, MAIN_W, 'heatmap', zoom=True) for _ in labs]   # the dots; a heatmap per report
         for im in self.images[1:]: im.layout = flex(W, round(MAIN_W * DISPLAY_DPI), 0.58, height='auto')   # two side by side, shrunk, in an 848 px output
-        self.figure = self.images[0]
+        self.figure, self._shown = self.images[0], []          # _shown: the figure key each image shows (None: hidden)
+        for k, im in enumerate(self.images): on_click(im, functools.partial(_cmp_zoom, self, k))
         for w, c in [(self.view, 'view'), (self.headline, 'headline'), (self.reference, 'reference')]: w.add_class(f'rlsub-{c}')
         row = lambda *c: W.Box(list(c), layout=W.Layout(display='flex', flex_flow='row wrap', align_items='center'))
         self.widget = W.VBox([self.headline, row(self.rule, self.threshold, self.readout, self.view, self.reference), row(*self.images)])
@@ -367,7 +389,7 @@ class Comparison:
 
     def __repr__(self): return f"Comparison of {', '.join(self.reports)}: rule {self.state[0]}, threshold {self.state[1]}, view {self.view.value}, minus {self.reference.value}"
 
-# %% ../../nbs/viz/23_explorer.ipynb 27
+# %% ../../nbs/viz/23_explorer.ipynb 29
 def _cmp_png(self, key, w: float, h: float, draw, df, floor=None) -> bytes:   # draw(fig, ax, df) draws a figure and returns its update
     "Draw figure `key` the first time, else update it to `df` (and the shared `floor`); its PNG."
     with figure_style():
@@ -392,21 +414,35 @@ def refresh(self: Comparison):
     self.headline.value = _compare_headline_html({lab: headline_numbers(r, rule, thr) for lab, r in self.reports.items()}, ref)
     label = rule_label(rule, None if thr is None else snap(thr)[1])
     dfs = {lab: self._groups[lab]['heatmap' if v == 'diff' else v](r.changed(rule, thr).to_numpy(), label) for lab, r in self.reports.items()}
-    if v in ('layer', 'kind'): pngs = [_cmp_png(self, v, MAIN_W, 3.0, draw_sparsity, dfs)]
+    if v in ('layer', 'kind'): pngs, self._shown = [_cmp_png(self, v, MAIN_W, 3.0, draw_sparsity, dfs)], [v]
     elif v == 'heatmap':
         lo = _lowest_of(dfs.values())
         pngs = [None] + [_cmp_png(self, (v, lab), MAIN_W, 4.0, functools.partial(draw_heatmap, name=lab), df, lo) for lab, df in dfs.items()]
+        self._shown = [None] + [(v, lab) for lab in dfs]
     else:
         ds = {lab: sparsity_difference(dfs[ref], df) for lab, df in dfs.items() if lab != ref}
         far = [np.abs(d.sparsity.to_numpy(dtype=float)) for d in ds.values()]
         span = difference_span(max((float(np.nanmax(x)) for x in far if np.isfinite(x).any()), default=0.0))      # one scale for every difference
         pngs = [None] + [_cmp_png(self, (v, lab, ref), MAIN_W, 4.0, functools.partial(draw_heatmap, diff=True, name=f"{lab} − {ref}"), d, span) for lab, d in ds.items()]
+        self._shown = [None] + [(v, lab, ref) for lab in ds]
     for i, im in enumerate(self.images):
         p = pngs[i] if i < len(pngs) else None
         im.layout.display = 'none' if p is None else None
-        if p is not None: im.value = p
+        if p is not None: im.value, im.zoomed = p, zoomed(self._figs[self._shown[i]][0])
 
-# %% ../../nbs/viz/23_explorer.ipynb 32
+def _cmp_zoom(self: Comparison, k: int, zoom: list | None = None, pan: list | None = None, **_):   # image k sent a zoom or pan (clicks and keys: nothing here)
+    "Zoom (or move) every figure shown to what was dragged over image k: the reports' heatmaps stay aligned."
+    if zoom is None and pan is None or k >= len(self._shown) or self._shown[k] is None: return
+    fig = self._figs[self._shown[k]][0]
+    lims = zoom_limits(fig, zoom) if zoom else pan_limits(fig, pan) if pan else None
+    if lims is None and (zoom or pan): return
+    for key, im in zip(self._shown, self.images):
+        if key is None: continue
+        f = self._figs[key][0]
+        zoom_to(f, lims)
+        with im.hold_sync(): im.value, im.zoomed = fast_png(f), zoomed(f)
+
+# %% ../../nbs/viz/23_explorer.ipynb 34
 class MaskComparison:
     "Two `SubnetMask`s: their densities and their overlap against chance, overall and by layer or kind."
     def __init__(self, a: SubnetMask, b: SubnetMask, labels: tuple[str, str] | None = None):   # labels: short names (default 'A', 'B')
@@ -437,7 +473,7 @@ def _at(fig: Figure, dpi: int) -> Figure: fig.set_dpi(dpi); return fig
 
 _PANE = 'max-height:19em;overflow:auto;line-height:1.35;font-size:0.85em'   # a table that scrolls in its own pane: the dashboard fits a laptop screen
 
-# %% ../../nbs/viz/23_explorer.ipynb 35
+# %% ../../nbs/viz/23_explorer.ipynb 37
 def _snapshot(self) -> tuple:
     "The headline, the figures in view as (PNG, inches wide) and the table of a dashboard, for `snapshot_html`."
     if isinstance(self, Explorer):
@@ -459,7 +495,7 @@ def _repr_mimebundle_(self: Explorer | Comparison | MaskComparison, include=None
         return {'text/plain': repr(self)}
     return {**self.widget._repr_mimebundle_(), 'text/plain': repr(self), 'text/html': snapshot_html(*_snapshot(self))}
 
-# %% ../../nbs/viz/23_explorer.ipynb 38
+# %% ../../nbs/viz/23_explorer.ipynb 40
 def explore(*objs,                      # a DeltaReport (or a saved report's path); two or more of them; or two SubnetMasks
             labels=None, show: bool = True,
             base=None, tuned=None):     # the checkpoints, for tensor pictures, when the report's own paths do not reach them

@@ -18,9 +18,9 @@ def widgets():
     import ipywidgets as W
     return W
 
-def image(W, w: float, cls: str, click: bool = False):   # click: clicks on it reach the kernel (a hand cursor says so)
+def image(W, w: float, cls: str, click: bool = False, zoom: bool = False):   # click: clicks on it reach the kernel (a hand cursor says so); zoom: so do dragged boxes
     "A `ClickImage` shown `w` inches wide at 96 CSS px per inch (its PNG has more pixels: sharp, not stretched), shrinking with the page."
-    im = clickables()[0](layout=W.Layout(width=f'{round(w * DISPLAY_DPI)}px', max_width='100%', height='auto'), pointer=click)
+    im = clickables()[0](layout=W.Layout(width=f'{round(w * DISPLAY_DPI)}px', max_width='100%', height='auto'), pointer=click, zoomable=zoom)
     im.add_class(f'rlsub-{cls}')
     return im
 
@@ -57,6 +57,8 @@ def clickables():
         pointer = traitlets.Bool(False).tag(sync=True)     # a hand cursor: clicking the picture does something
         busy = traitlets.Unicode('').tag(sync=True)        # what the kernel is doing for it ('drawing…'): shown after 0.2 s, or where no picture is yet
         tip = traitlets.Unicode('').tag(sync=True)         # the value under the pointer, shown beside it ('' hides it); the pointer's moves arrive as {'hover': [x, y]}, leaving as {'hover': []}
+        zoomable = traitlets.Bool(False).tag(sync=True)    # a dragged box arrives as {'zoom': [x0, y0, x1, y1]} (with Shift, while zoomed: {'pan': [...]}); 'whole figure' or Escape as {'zoom': []}
+        zoomed = traitlets.Bool(False).tag(sync=True)      # the kernel shows part of the figure: the 'whole figure' button shows
     class ClickTable(anywidget.AnyWidget):
         "HTML (`value`) whose rows with a `data-name` send a click as {'name'} (the arrow keys, Home and End move from the highlighted row); the row named `selected` is highlighted."
         _esm, _css = _TABLE_ESM, _TABLE_CSS
