@@ -5,7 +5,7 @@ tables, every heatmap cell, tensor rows and one tensor's histogram with `DeltaRe
 `tensor_hist`; the same for a page of three reports (report picker, the differences column); the number formats on ties.
 Then what a reader does beyond the controls: the keyboard (arrows through heatmap cells and table rows, Enter chooses),
 a copied link that reopens the same view, the dark theme (the reader's preference, or JupyterLab's around an iframe),
-hover values on the charts; and `rlsub demo`'s page (from a synthetic DemoResult: no training) with its controls, each
+hover values on the charts, zoom by a dragged box; and `rlsub demo`'s page (from a synthetic DemoResult: no training) with its controls, each
 click redrawn within 150 ms, and its tables' numbers written one way.
 Skipped without Chromium or playwright (the reason names the install commands), failed instead under RLSUB_REQUIRE_BROWSER=1 (CI)."""
 import math, random, re, time
@@ -464,3 +464,39 @@ def test_demo_page_is_explorable(browser, tmp_path):
     assert refused == [] and errors == [], (refused, errors)
     print(f"\n{path.name}: {path.stat().st_size / 1024:.0f} KiB, first render {first * 1000:.0f} ms; click to redraw (ms): "
           + ', '.join(f'{k} {v:.0f}' for k, v in ms.items()))
+
+
+def _drag(page, a: str, b: str):
+    "Press on the element `a`, move to `b`, let go: a dragged box."
+    pa, pb = page.locator(a).bounding_box(), page.locator(b).bounding_box()
+    page.mouse.move(pa['x'] + pa['width'] / 2, pa['y'] + pa['height'] / 2); page.mouse.down()
+    page.mouse.move(pb['x'] + pb['width'] / 2, pb['y'] + pb['height'] / 2, steps=5); page.mouse.up()
+
+
+def test_zoom_by_dragging(browser, reports, tmp_path):
+    "A box dragged over the heatmap or the dots shows only what it covers (the link keeps it); 'whole figure' or Escape shows all again; clicks still choose."
+    rep = reports['scanned']
+    path = save_report(rep, tmp_path / 'zoom.html', printable=False)
+    page, refused, errors, _ = _open(browser, path)
+    page.click('#rl-views button[data-view="heatmap"]')
+    every = page.locator('rect.rl-cell').count()
+    _drag(page, 'rect.rl-cell[data-layer="0"][data-kind="q"]', 'rect.rl-cell[data-layer="1"][data-kind="k"]')
+    cells = page.locator('rect.rl-cell').evaluate_all('cs => cs.map(c => c.dataset.layer + c.dataset.kind)')
+    assert sorted(cells) == ['0k', '0q', '1k', '1q'] and every > 4, (every, cells)
+    assert parse_qs(urlsplit(page.url).fragment)['zoom'] == ['0-1,0-1']
+    again, *_ = _open(browser, page.url)                                  # the link keeps the zoom
+    assert again.locator('rect.rl-cell').count() == 4
+    page.locator('rect.rl-cell').first.focus(); page.keyboard.press('Escape')
+    assert page.locator('rect.rl-cell').count() == every and page.locator('#rl-unzoom').count() == 0 and 'zoom' not in parse_qs(urlsplit(page.url).fragment)
+    page.click('#rl-views button[data-view="kind"]')                     # the dots: the groups under the box, the table still every group
+    kinds = kind_order(rep.sparsity(by='kind').index)
+    _drag(page, f'#rl-chart rect.rl-col[data-group="{kinds[1]}"]', f'#rl-chart rect.rl-col[data-group="{kinds[3]}"]')
+    shown = page.locator('#rl-chart rect.rl-col').evaluate_all('cs => cs.map(c => c.dataset.group)')
+    assert shown == list(kinds[1:4]) and page.locator('#rl-groups tbody tr').count() == len(kinds), shown
+    page.locator(f'#rl-chart rect.rl-col[data-group="{kinds[2]}"]').click()      # a click is still a click: that kind's tensors
+    assert parse_qs(urlsplit(page.url).fragment)['kind'] == [kinds[2]]
+    page.click('#rl-views button[data-view="kind"]')
+    _drag(page, f'#rl-chart rect.rl-col[data-group="{kinds[0]}"]', f'#rl-chart rect.rl-col[data-group="{kinds[1]}"]')
+    page.click('#rl-unzoom')
+    assert page.locator('#rl-chart rect.rl-col').count() == len(kinds)
+    assert refused == [] and errors == [], (refused, errors)

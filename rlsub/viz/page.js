@@ -65,7 +65,7 @@ const headText = h => `sparsity ${pct(h.sparsity)} · density ${pct(h.density)} 
 
 const RULES = ['exact', 'abs', 'rel'], VIEWS = ['layer', 'kind', 'heatmap', 'tensors'];
 const S = {};                                 // what the reader chose: report, rule, ladder step, view, tensor, search, group cut, difference
-function reset() { Object.assign(S, {report: 0, rule: D.state.rule, j: D.state.j, view: D.state.view, tensor: '', query: '', cut: null, diff: false}); }
+function reset() { Object.assign(S, {report: 0, rule: D.state.rule, j: D.state.j, view: D.state.view, tensor: '', query: '', cut: null, diff: false, zoom: null}); }
 reset();
 const rep = () => D.reports[S.report];
 const rj = () => S.rule === 'exact' ? 0 : S.j;
@@ -94,6 +94,7 @@ function stateText() {
     if (S.query) p.set('search', S.query);
   }
   if (S.view === 'heatmap' && S.diff) p.set('diff', '1');
+  if (S.zoom && S.view !== 'tensors') p.set('zoom', zoomText(S.zoom));
   return '#' + p.toString();
 }
 function readState(hash) {                    // the state a link names; what it leaves out (or names wrongly) opens as the file was written
@@ -113,6 +114,43 @@ function readState(hash) {                    // the state a link names; what it
     S.query = p.get('search') || '';
   }
   S.diff = S.view === 'heatmap' && p.get('diff') === '1';
+  S.zoom = S.view === 'tensors' ? null : readZoom(p.get('zoom') || '', S.view === 'heatmap');
+}
+// zoom: the groups of a chart (a-b) or the rows and columns of the heatmap (r0-r1,c0-c1) a dragged box covered, by position
+const zoomText = z => z.rows ? `${z.rows[0]}-${z.rows[1]},${z.cols[0]}-${z.cols[1]}` : `${z.span[0]}-${z.span[1]}`;
+function readZoom(t, heat) {
+  const pair = u => { const m = /^(\d+)-(\d+)$/.exec(u || ''); return m && +m[1] <= +m[2] ? [+m[1], +m[2]] : null; };
+  if (heat) { const [r, c] = t.split(','), rows = pair(r), cols = pair(c); return rows && cols ? {rows, cols} : null; }
+  const span = pair(t); return span ? {span} : null;
+}
+const clip = (v, n) => v ? [Math.min(v[0], n - 1), Math.min(v[1], n - 1)] : [0, n - 1];
+function toSvg(svg, ev) { const pt = svg.createSVGPoint(); pt.x = ev.clientX; pt.y = ev.clientY; return pt.matrixTransform(svg.getScreenCTM().inverse()); }
+function zoomable(svg, boxToZoom) {           // dragging a box over `svg` zooms onto what it covers (a click stays a click); Escape zooms out
+  let from = null, band = null, dragged = false;
+  const move = ev => {
+    const p = toSvg(svg, ev);
+    if (!dragged && Math.hypot(p.x - from.x, p.y - from.y) < 5) return;
+    dragged = true;
+    if (!band) { band = el('svg:rect', {class: 'rl-band', 'pointer-events': 'none'}); svg.append(band); }
+    band.setAttribute('x', Math.min(p.x, from.x)); band.setAttribute('y', Math.min(p.y, from.y));
+    band.setAttribute('width', Math.abs(p.x - from.x)); band.setAttribute('height', Math.abs(p.y - from.y));
+  };
+  const up = ev => {
+    window.removeEventListener('mousemove', move); window.removeEventListener('mouseup', up);
+    if (band) band.remove(); band = null;
+    if (dragged) { const z = boxToZoom(from, toSvg(svg, ev)); if (z) { S.zoom = z; draw(); } }
+    from = null;
+  };
+  svg.addEventListener('mousedown', ev => {
+    if (ev.button !== 0) return;
+    ev.preventDefault(); from = toSvg(svg, ev); dragged = false;
+    window.addEventListener('mousemove', move); window.addEventListener('mouseup', up);
+  });
+  svg.addEventListener('click', ev => { if (dragged) { ev.stopPropagation(); dragged = false; } }, true);   // the end of a drag is no click
+  svg.addEventListener('keydown', ev => { if (ev.key === 'Escape' && S.zoom) { ev.preventDefault(); S.zoom = null; draw(); } });
+}
+function unzoomButton() {
+  return S.zoom ? [el('button', {type: 'button', id: 'rl-unzoom', title: 'show every group again (Escape)', text: 'whole figure', onclick: () => { S.zoom = null; draw(); }})] : [];
 }
 let written = null;
 function writeState() {
@@ -136,7 +174,7 @@ function diverging(t) {                      // -1 (red: denser) .. 0 (white) ..
 }
 const groupText = (view, lab) => view === 'heatmap' ? `layer ${lab[0]} · ${lab[1]}` : `${view} ${lab}`;
 const cutText = c => [c.layer !== undefined ? `layer ${c.layer}` : null, c.kind !== undefined ? c.kind : null].filter(s => s).join(' · ');
-function showGroup(cut) { S.query = ''; S.view = 'tensors'; S.cut = cut; draw(); }   // a group's tensors: the tensor table cut to it
+function showGroup(cut) { S.query = ''; S.view = 'tensors'; S.cut = cut; S.zoom = null; draw(); }   // a group's tensors: the tensor table cut to it
 
 // keyboard: each table and the heatmap is one tab stop; arrows move between its rows (cells), Home/End/PageUp/PageDown jump, Enter chooses
 function focusOn(to, from) { if (from) from.tabIndex = -1; to.tabIndex = 0; to.focus(); }
@@ -205,7 +243,8 @@ function columnText(per, g) {                 // one group's numbers in every re
 }
 
 const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
-function drawDots(per, order) {               // sparsity by group: one line of dots per report; hovering a column shows its numbers
+function drawDots(per, all) {                 // sparsity by group: one line of dots per report; hovering a column shows its numbers
+  const z = clip(S.zoom && S.zoom.span, all.length), order = all.slice(z[0], z[1] + 1);   // zoomed: only the groups dragged over
   const W = 720, H = 260, l = 60, r = 24, t = 10, b = 40, n = order.length;   // r: room for the last label
   let lo = 1;
   per.forEach(m => m.forEach(g => { if (!Number.isNaN(g.sparsity)) lo = Math.min(lo, g.sparsity); }));
@@ -232,6 +271,8 @@ function drawDots(per, order) {               // sparsity by group: one line of 
       onmouseenter: () => { $('rl-hover').textContent = tip; guide.setAttribute('x1', x(k)); guide.setAttribute('x2', x(k)); guide.setAttribute('visibility', 'visible'); },
       onmouseleave: () => guide.setAttribute('visibility', 'hidden'), onclick: () => showGroup(cutOf(g.lab))}, el('svg:title', {text: tip})));
   });
+  const at = p => Math.max(0, Math.min(n - 1, Math.round(n === 1 ? 0 : (p.x - l) / ((W - l - r) / (n - 1)))));
+  zoomable(svg, (p, q) => { const a = at(p.x < q.x ? p : q), c = at(p.x < q.x ? q : p); return {span: [z[0] + a, z[0] + c]}; });
   return svg;
 }
 
@@ -256,8 +297,11 @@ function drawHeatmap() {                      // layer × kind of the chosen rep
   const ref = new Map(all[0].map(g => [g.key, g])), A = D.reports[0].label, B = D.reports[S.report].label;
   const delta = g => (g.sparsity - ref.get(g.key).sparsity) * 100;   // percentage points, as Python's (b - a) * 100
   let span = 0; if (diff) gs.forEach(g => { if (ref.has(g.key)) span = Math.max(span, Math.abs(delta(g))); });
-  for (const g of gs) { if (!layers.includes(g.lab[0])) layers.push(g.lab[0]); if (!kinds.includes(g.lab[1])) kinds.push(g.lab[1]); }
-  kinds.sort(byKind);
+  let allLayers = [], allKinds = [];
+  for (const g of gs) { if (!allLayers.includes(g.lab[0])) allLayers.push(g.lab[0]); if (!allKinds.includes(g.lab[1])) allKinds.push(g.lab[1]); }
+  allKinds.sort(byKind);
+  const zr = clip(S.zoom && S.zoom.rows, allLayers.length), zc = clip(S.zoom && S.zoom.cols, allKinds.length);   // zoomed: the rows and columns dragged over
+  layers.push(...allLayers.slice(zr[0], zr[1] + 1)); kinds.push(...allKinds.slice(zc[0], zc[1] + 1));
   const cw = Math.max(46, Math.min(60, 640 / kinds.length)), ch = Math.max(10, Math.min(22, 520 / layers.length)), l = 40, t = 20;
   const right = l + cw * kinds.length, svg = el('svg:svg', {width: right + 90, height: t + ch * layers.length + 10, id: 'rl-heatmap',
     'data-rows': layers.length, 'data-cols': kinds.length, onkeydown: cellKeys});
@@ -265,7 +309,7 @@ function drawHeatmap() {                      // layer × kind of the chosen rep
   layers.forEach((v, i) => svg.append(el('svg:text', {x: l - 6, y: t + (i + 0.5) * ch + 4, 'text-anchor': 'end', class: 'ax', text: v})));
   const cells = [];
   for (const g of gs) {
-    if (diff && !ref.has(g.key)) continue;
+    if (diff && !ref.has(g.key) || !layers.includes(g.lab[0]) || !kinds.includes(g.lab[1])) continue;
     const tip = diff ? `layer ${g.lab[0]} · ${g.lab[1]}: ${pp(delta(g))} pp (${pct(g.sparsity)} in ${B} against ${pct(ref.get(g.key).sparsity)} in ${A})`
                      : `layer ${g.lab[0]} · ${g.lab[1]}: sparsity ${pct(g.sparsity)} (${int(g.changed)} of ${int(g.params)} changed)`;
     const row = layers.indexOf(g.lab[0]), col = kinds.indexOf(g.lab[1]), show = () => { $('rl-hover').textContent = tip; };
@@ -280,11 +324,14 @@ function drawHeatmap() {                      // layer × kind of the chosen rep
   }
   tabStop(cells.sort((a, b) => a.dataset.row - b.dataset.row || a.dataset.col - b.dataset.col));   // the tab stop: the top left cell
   svg.append(...colourBar(right + 14, t, ch * layers.length, diff, lo, span));
+  const cell = (p, n, w, o) => Math.max(0, Math.min(n - 1, Math.floor((p - o) / w)));
+  zoomable(svg, (p, q) => ({rows: [zr[0] + cell(Math.min(p.y, q.y), layers.length, ch, t), zr[0] + cell(Math.max(p.y, q.y), layers.length, ch, t)],
+                             cols: [zc[0] + cell(Math.min(p.x, q.x), kinds.length, cw, l), zc[0] + cell(Math.max(p.x, q.x), kinds.length, cw, l)]}));
   const legend = el('div', {class: 'legend'}, el('span', {text: diff ? `colour: sparsity in ${B} minus in ${A}, blue sparser, red denser, up to ±${fixed2(span)} pp`
                                                                        : `colour: sparsity from ${pct(lo)} (dark) to ${pct(1)} (light), shared by every report`}));
   const box = D.reports.length < 2 ? [] : [el('div', {}, el('label', {class: 'legend'}, el('input', {type: 'checkbox', id: 'rl-diff', checked: S.diff ? '' : null,
     onchange: e => { S.diff = e.target.checked; draw(); }}), ` difference from ${A} (choose another report above)`))];
-  return [...box, svg, el('div', {id: 'rl-hover', class: 'hover', text: 'hover a cell (or Tab to it, arrows to move) for its numbers; click it or press Enter for its tensors'}), legend];
+  return [...box, ...unzoomButton(), svg, el('div', {id: 'rl-hover', class: 'hover', text: 'hover a cell (or Tab to it, arrows to move) for its numbers; click it or press Enter for its tensors'}), legend];
 }
 
 function colourBar(x, y, h, diff, lo, span) {  // the scale beside the heatmap: a strip of its colours, labelled at both ends and the middle
@@ -368,7 +415,7 @@ function draw() {
   if (S.view === 'layer' || S.view === 'kind') {
     const {per, order} = chartGroups();
     const key = D.reports.length < 2 ? [] : [el('div', {class: 'legend'}, ...D.reports.map((R, i) => el('span', {style: `color:${PALETTE[i % 8]};margin-right:1.5em`, text: '● ' + R.label})))];
-    main.replaceChildren(drawDots(per, order), ...key, el('div', {id: 'rl-hover', class: 'hover', text: `hover the chart for each ${S.view}'s numbers; click a ${S.view} (or Enter on its row) for its tensors`}),
+    main.replaceChildren(...unzoomButton(), drawDots(per, order), ...key, el('div', {id: 'rl-hover', class: 'hover', text: `hover the chart for each ${S.view}'s numbers; click a ${S.view} (or Enter on its row) for its tensors`}),
                          drawGroupTable(per, order));
   }
   else if (S.view === 'heatmap') main.replaceChildren(...drawHeatmap());
@@ -385,7 +432,7 @@ function draw() {
 // wiring
 $('rl-rules').append(...RULES.map(r => el('button', {'data-rule': r, text: r, onclick: () => { S.rule = r; if (r !== 'exact') S.j = D.defaults[r]; draw(); }})));
 $('rl-views').append(...[['layer', 'by layer'], ['kind', 'by kind'], ['heatmap', 'layer × kind'], ['tensors', 'tensors']].map(
-  ([v, t]) => el('button', {'data-view': v, text: t, onclick: () => { S.view = v; S.cut = null; draw(); }})));
+  ([v, t]) => el('button', {'data-view': v, text: t, onclick: () => { if (S.view !== v) S.zoom = null; S.view = v; S.cut = null; draw(); }})));
 $('rl-threshold').max = L - 1;
 $('rl-threshold').addEventListener('input', e => { S.j = +e.target.value; draw(); });
 const pick = $('rl-report');
