@@ -50,6 +50,11 @@ class DemoSize:
     micro_batch: int | None = None      # sequences per forward/backward pass: bounds memory on a real model, same gradient
     track_every: int | None = None      # steps between sparsity snapshots of the full run (None: a fifth of the run)
 
+    def config(self, seed: int, device, lr: float | None = None, steps: int | None = None, **kw) -> GRPOConfig:   # kw: other GRPOConfig fields (cache=...)
+        "The GRPO settings of one run at this size: its steps (or `steps`), prompts, group size, lr (or `lr`), completion cap and micro-batch."
+        return GRPOConfig(steps=steps or self.steps, prompts_per_step=self.prompts, group_size=self.group_size, lr=lr or self.lr, seed=seed,
+                          device=str(device), max_new_tokens=self.max_new_tokens, micro_batch=self.micro_batch, **kw)
+
 SIZES = {'tiny-addition': {'test': DemoSize(steps=3, prompts=4, group_size=4, lr=3e-6, eval_n=50),
                            'small': DemoSize(steps=100, prompts=32, group_size=8, lr=3e-6, eval_n=None),
                            'large': DemoSize(steps=400, prompts=64, group_size=16, lr=3e-6, eval_n=None)},
@@ -105,8 +110,7 @@ def grpo_run(name, work, model, size, dev, seed, mask=None, progress=None, log=p
     "One GRPO run from the base; its summary, history and tracker; final weights saved in bf16 and fp32, held-out outcomes beside them."
     pol, tok, task = _base(model, dev)
     train, finish = adapter(pol) if adapter else (pol, None)
-    cfg = GRPOConfig(steps=size.steps, prompts_per_step=size.prompts, group_size=size.group_size, lr=lr or size.lr, seed=seed, device=str(dev),
-                     max_new_tokens=size.max_new_tokens, micro_batch=size.micro_batch, cache=cache)
+    cfg = size.config(seed, dev, lr=lr, cache=cache)
     tr = Tracker(every=size.track_every or max(size.steps // 5, 1))
     log(f"[{name}] GRPO, {size.steps} steps of {size.prompts}×{size.group_size} rollouts, seed {seed}" + (f", mask {mask.density:.1%} of parameters" if mask else ''))
     t0 = time.perf_counter()

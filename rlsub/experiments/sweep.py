@@ -58,10 +58,6 @@ def _load(pol, weights):
         for n, p in pol.named_parameters(): p.copy_(weights[n])
     return pol
 
-def _cfg(size, steps, lr, seed, dev) -> GRPOConfig:
-    return GRPOConfig(steps=steps, prompts_per_step=size.prompts, group_size=size.group_size, lr=lr, seed=seed, device=str(dev),
-                      max_new_tokens=size.max_new_tokens, micro_batch=size.micro_batch)
-
 # %% ../../nbs/experiments/54_sweep.ipynb 15
 def sweep_seed(model: str, size: DemoSize, steps, lr: float, seed: int, dev, progress=False, log=print) -> dict:
     "One learning rate and seed of the sweep: rows (one per run and step count), outcomes {(steps, run, storage): array}, the full run's tracker table."
@@ -71,7 +67,7 @@ def sweep_seed(model: str, size: DemoSize, steps, lr: float, seed: int, dev, pro
     base16 = {n: w.to(torch.bfloat16) for n, w in base.items()}
     keep, tr = KeepAt(steps), Tracker(every=size.track_every or max(max(steps) // 10, 1), rules=(('abs', 1e-5),))
     t0 = time.perf_counter()
-    train_grpo(pol, tok, task, _cfg(size, max(steps), lr, seed, dev), callbacks=[tr, keep], progress=progress)
+    train_grpo(pol, tok, task, size.config(seed, dev, lr=lr, steps=max(steps)), callbacks=[tr, keep], progress=progress)
     log(f"[lr {lr:g}, seed {seed}] full run, {max(steps)} steps ({time.perf_counter() - t0:.0f} s)")
     rows, outs = [], {}
     for s in steps:
@@ -84,7 +80,7 @@ def sweep_seed(model: str, size: DemoSize, steps, lr: float, seed: int, dev, pro
         rows.append(dict(lr=lr, steps=s, seed=seed, run='full', accuracy=o['fp32'].mean(), accuracy_bf16=o['bf16'].mean(),
                          sparsity_bf16=reps['bf16'].sparsity('abs', 1e-5), sparsity_fp32=reps['fp32'].sparsity('abs', 1e-5), density=1.0))
         t0 = time.perf_counter()
-        train_grpo(_load(pol, base), tok, task, _cfg(size, s, lr, seed, dev), mask=mask, progress=progress)
+        train_grpo(_load(pol, base), tok, task, size.config(seed, dev, lr=lr, steps=s), mask=mask, progress=progress)
         o = _outcomes_both(pol, tok, task, size.eval_n)
         outs |= {(s, 'subnet', d): v for d, v in o.items()}
         rows.append(dict(lr=lr, steps=s, seed=seed, run='subnet', accuracy=o['fp32'].mean(), accuracy_bf16=o['bf16'].mean(), density=mask.density))

@@ -319,7 +319,7 @@ def hover_text(fig: Figure, x: float, y: float) -> str:   # x, y: fractions of t
     "What a figure of `_pickable` shows at (x, y), e.g. 'layer 3 · kind q: 94.5% unchanged'; '' off its groups."
     g = group_at(fig, x, y)
     if g is None or not hasattr(fig, '_rlsub_values'): return ''
-    ax, *axes = fig._rlsub_pick
+    _, *axes = fig._rlsub_pick
     pos = {a[0]: [group_label(v) for v in a[1]].index(group_label(g[a[0]])) for a in axes if a is not None}
     vals = [f"{lab + ' ' if lab else ''}{'no tensor' if v != v else f'{100 * v:+.1f} points' if diff else fmt_pct(v) + ' unchanged'}"
             for lab, v, diff in fig._rlsub_values(pos)]
