@@ -500,3 +500,25 @@ def test_zoom_by_dragging(browser, reports, tmp_path):
     page.click('#rl-unzoom')
     assert page.locator('#rl-chart rect.rl-col').count() == len(kinds)
     assert refused == [] and errors == [], (refused, errors)
+
+
+def test_sort_and_axis_titles(browser, reports, tmp_path):
+    "The tensor table sorts as the notebook's does (tensor_table's SORTS; kept in the link); the charts carry axis titles."
+    rep = reports['synthetic 1']
+    path = save_report(rep, tmp_path / 'sort.html', printable=False)
+    page, refused, errors, _ = _open(browser, path)
+    page.click('#rl-rules button[data-rule="abs"]')
+    titles = page.locator('#rl-chart .rl-ytitle, #rl-chart .rl-xtitle').all_text_contents()
+    assert titles == ['layer (—: tensors outside the layers)', 'sparsity (share unchanged)'], titles
+    page.click('#rl-views button[data-view="heatmap"]')
+    assert page.locator('#rl-heatmap .rl-ytitle').text_content().startswith('layer') and page.locator('#rl-heatmap .rl-xtitle').text_content().startswith('kind')
+    page.click('#rl-views button[data-view="tensors"]')
+    for sort in ('sparsity', 'size', 'model order'):
+        page.select_option('#rl-sort', sort)
+        shown = page.locator('#rl-tensors tbody tr').evaluate_all('rs => rs.map(r => r.dataset.name)')
+        assert shown == list(tensor_table(rep, 'abs', 1e-5, sort).name), sort
+        assert (parse_qs(urlsplit(page.url).fragment).get('sort') or ['model order']) == [sort]
+    page.select_option('#rl-sort', 'size')
+    again, *_ = _open(browser, page.url)                                  # the link keeps the order
+    assert again.locator('#rl-tensors tbody tr').evaluate_all('rs => rs.map(r => r.dataset.name)') == list(tensor_table(rep, 'abs', 1e-5, 'size').name)
+    assert refused == [] and errors == [], (refused, errors)

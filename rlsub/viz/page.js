@@ -63,9 +63,9 @@ function head(R, rule, j) {
 }
 const headText = h => `sparsity ${pct(h.sparsity)} · density ${pct(h.density)} · ${int(h.changed)} of ${int(h.params)} parameters changed (${h.label})`;
 
-const RULES = ['exact', 'abs', 'rel'], VIEWS = ['layer', 'kind', 'heatmap', 'tensors'];
+const RULES = ['exact', 'abs', 'rel'], VIEWS = ['layer', 'kind', 'heatmap', 'tensors'], SORTS = ['model order', 'sparsity', 'size'];   // SORTS: rlsub.viz.groups.SORTS
 const S = {};                                 // what the reader chose: report, rule, ladder step, view, tensor, search, group cut, difference
-function reset() { Object.assign(S, {report: 0, rule: D.state.rule, j: D.state.j, view: D.state.view, tensor: '', query: '', cut: null, diff: false, zoom: null}); }
+function reset() { Object.assign(S, {report: 0, rule: D.state.rule, j: D.state.j, view: D.state.view, tensor: '', query: '', cut: null, diff: false, zoom: null, sort: 'model order'}); }
 reset();
 const rep = () => D.reports[S.report];
 const rj = () => S.rule === 'exact' ? 0 : S.j;
@@ -92,6 +92,7 @@ function stateText() {
   if (S.view === 'tensors') {
     if (S.cut) for (const k of ['layer', 'kind']) if (S.cut[k] !== undefined) p.set(k, S.cut[k]);
     if (S.query) p.set('search', S.query);
+    if (S.sort !== 'model order') p.set('sort', S.sort);
   }
   if (S.view === 'heatmap' && S.diff) p.set('diff', '1');
   if (S.zoom && S.view !== 'tensors') p.set('zoom', zoomText(S.zoom));
@@ -112,6 +113,7 @@ function readState(hash) {                    // the state a link names; what it
     for (const k of ['layer', 'kind']) if (p.has(k)) cut[k] = p.get(k);
     S.cut = Object.keys(cut).length ? cut : null;
     S.query = p.get('search') || '';
+    if (SORTS.includes(p.get('sort'))) S.sort = p.get('sort');
   }
   S.diff = S.view === 'heatmap' && p.get('diff') === '1';
   S.zoom = S.view === 'tensors' ? null : readZoom(p.get('zoom') || '', S.view === 'heatmap');
@@ -245,7 +247,7 @@ function columnText(per, g) {                 // one group's numbers in every re
 const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
 function drawDots(per, all) {                 // sparsity by group: one line of dots per report; hovering a column shows its numbers
   const z = clip(S.zoom && S.zoom.span, all.length), order = all.slice(z[0], z[1] + 1);   // zoomed: only the groups dragged over
-  const W = 720, H = 260, l = 60, r = 24, t = 10, b = 40, n = order.length;   // r: room for the last label
+  const W = 720, H = 260, l = 72, r = 24, t = 10, b = 40, n = order.length;   // r: room for the last label
   let lo = 1;
   per.forEach(m => m.forEach(g => { if (!Number.isNaN(g.sparsity)) lo = Math.min(lo, g.sparsity); }));
   lo = Math.max(0, Math.floor((lo - 0.02) * 20) / 20);
@@ -255,7 +257,8 @@ function drawDots(per, all) {                 // sparsity by group: one line of 
     svg.append(el('svg:line', {x1: l, x2: W - r, y1: y(s), y2: y(s), class: 'grid'}), el('svg:text', {x: l - 6, y: y(s) + 4, 'text-anchor': 'end', class: 'ax', text: pct(s)})); }
   const every = Math.ceil(n / 24);
   order.forEach((g, k) => { if (k % every === 0) svg.append(el('svg:text', {x: x(k), y: H - b + 16, 'text-anchor': 'middle', class: 'ax', text: String(g.lab)})); });
-  svg.append(el('svg:text', {x: (l + W - r) / 2, y: H - 4, 'text-anchor': 'middle', class: 'ax', text: S.view}));
+  svg.append(el('svg:text', {x: (l + W - r) / 2, y: H - 4, 'text-anchor': 'middle', class: 'ax rl-xtitle', text: S.view === 'layer' ? 'layer (—: tensors outside the layers)' : 'kind'}),
+             el('svg:text', {x: 11, y: (t + H - b) / 2, 'text-anchor': 'middle', class: 'ax rl-ytitle', transform: `rotate(-90 11 ${(t + H - b) / 2})`, text: 'sparsity (share unchanged)'}));
   const guide = el('svg:line', {x1: 0, x2: 0, y1: t, y2: H - b, class: 'guide', visibility: 'hidden'});
   svg.append(guide);
   per.forEach((m, i) => {
@@ -302,11 +305,14 @@ function drawHeatmap() {                      // layer × kind of the chosen rep
   allKinds.sort(byKind);
   const zr = clip(S.zoom && S.zoom.rows, allLayers.length), zc = clip(S.zoom && S.zoom.cols, allKinds.length);   // zoomed: the rows and columns dragged over
   layers.push(...allLayers.slice(zr[0], zr[1] + 1)); kinds.push(...allKinds.slice(zc[0], zc[1] + 1));
-  const cw = Math.max(46, Math.min(60, 640 / kinds.length)), ch = Math.max(10, Math.min(22, 520 / layers.length)), l = 40, t = 20;
+  const cw = Math.max(46, Math.min(60, 640 / kinds.length)), ch = Math.max(10, Math.min(22, 520 / layers.length)), l = 58, t = 20;
   const right = l + cw * kinds.length, svg = el('svg:svg', {width: right + 90, height: t + ch * layers.length + 10, id: 'rl-heatmap',
     'data-rows': layers.length, 'data-cols': kinds.length, onkeydown: cellKeys});
   kinds.forEach((k, i) => svg.append(el('svg:text', {x: l + (i + 0.5) * cw, y: t - 6, 'text-anchor': 'middle', class: 'ax', text: k})));
   layers.forEach((v, i) => svg.append(el('svg:text', {x: l - 6, y: t + (i + 0.5) * ch + 4, 'text-anchor': 'end', class: 'ax', text: v})));
+  const mid = t + ch * layers.length / 2;
+  svg.append(el('svg:text', {x: l - 6, y: t - 6, 'text-anchor': 'end', class: 'ax rl-xtitle', text: 'kind →'}),
+             el('svg:text', {x: 11, y: mid, 'text-anchor': 'middle', class: 'ax rl-ytitle', transform: `rotate(-90 11 ${mid})`, text: ch * layers.length >= 190 ? 'layer (—: outside the layers)' : 'layer'}));
   const cells = [];
   for (const g of gs) {
     if (diff && !ref.has(g.key) || !layers.includes(g.lab[0]) || !kinds.includes(g.lab[1])) continue;
@@ -353,9 +359,18 @@ function drawTensorTable() {
   const box = el('input', {id: 'rl-search', type: 'search', placeholder: 'search names (part of a name or a regex), e.g. layers.3.mlp', value: S.query,
     oninput: e => { S.query = e.target.value; S.cut = null; fill(); writeState(); }});
   const tbody = el('tbody'), count = el('span', {id: 'rl-count'});
+  const sorter = el('select', {id: 'rl-sort', title: 'sort the tensors', onchange: e => { S.sort = e.target.value; fill(); writeState(); }},
+    ...SORTS.map(v => el('option', {value: v, text: v, selected: v === S.sort ? '' : null})));
+  const spars = i => R.numel[i] ? 1 - c[i] / R.numel[i] : NaN;
+  function order() {                           // as tensor_table sorts: most changed first, or largest first (stable; no numbers last)
+    const idx = R.names.map((_, i) => i);
+    if (S.sort === 'sparsity') idx.sort((a, b) => (Number.isNaN(spars(a)) - Number.isNaN(spars(b))) || (spars(a) - spars(b)) || a - b);
+    else if (S.sort === 'size') idx.sort((a, b) => R.numel[b] - R.numel[a] || a - b);
+    return idx;
+  }
   function fill() {
     const ok = matcher(S.query), rows = [];
-    R.names.forEach((n, i) => {
+    order().forEach(i => { const n = R.names[i];
       if (S.query && !ok(n)) return;
       if (S.cut && ((S.cut.layer !== undefined && layerText(R, i) !== String(S.cut.layer)) || (S.cut.kind !== undefined && R.kind[i] !== S.cut.kind))) return;
       const d = c[i] / R.numel[i];
@@ -369,7 +384,7 @@ function drawTensorTable() {
   }
   fill();
   const head = el('thead', {}, el('tr', {}, ...['name', 'layer', 'kind', 'shape', 'params', 'changed', 'sparsity'].map(t => el('th', {text: t}))));
-  return [el('div', {class: 'row'}, box, count), el('div', {class: 'scroll'}, el('table', {class: 'rl-table rl-pick', id: 'rl-tensors', onkeydown: rowKeys}, head, tbody))];
+  return [el('div', {class: 'row'}, box, el('label', {class: 'legend'}, 'sort by ', sorter), count), el('div', {class: 'scroll'}, el('table', {class: 'rl-table rl-pick', id: 'rl-tensors', onkeydown: rowKeys}, head, tbody))];
 }
 
 function binText(k) {                         // bin k holds lo < value ≤ hi
