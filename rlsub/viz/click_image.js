@@ -61,13 +61,13 @@ function render({ model, el }) {
   });
   let last = 0, pending = null, at = null;                // the pointer's position goes to the kernel at most every 60 ms
   const hover = () => { pending = null; last = performance.now(); model.send({ hover: at ? [at.x, at.y] : [] }); };
-  img.addEventListener('mousemove', (e) => {
-    if (!model.get('pointer') || drag) return;
+  img.addEventListener('mousemove', (e) => {                // a figure that clicks or zooms answers hovering too
+    if (!(model.get('pointer') || model.get('zoomable')) || drag) return;
     const r = img.getBoundingClientRect();
     at = { x: (e.clientX - r.left) / r.width, y: (e.clientY - r.top) / r.height, px: e.clientX - r.left, py: e.clientY - r.top };
     if (!pending) pending = setTimeout(hover, Math.max(0, 60 - (performance.now() - last)));
   });
-  img.addEventListener('mouseleave', () => { at = null; if (pending) clearTimeout(pending); hover(); });
+  img.addEventListener('mouseleave', () => { if (!at) return; at = null; if (pending) clearTimeout(pending); hover(); });
   const showTip = () => {                                  // the kernel's answer for the last position, beside the pointer
     const t = model.get('tip');
     tip.textContent = t; tip.style.display = t && at ? 'block' : 'none';

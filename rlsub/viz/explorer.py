@@ -292,8 +292,8 @@ def _on_figure_click(self: Explorer, x: float | None = None, y: float | None = N
         zoom_to(fig, lims); self.figure.tip = ''
         with self.figure.hold_sync(): self.figure.value, self.figure.zoomed = fast_png(fig), zoomed(fig)
         return
-    if self.view.value not in self._figs: self.figure.tip = ''; return
     if hover is not None: self.figure.tip = hover_text(fig, *hover) if len(hover) == 2 else ''; return
+    if self.view.value not in self._figs: return                  # the curve: nothing to click
     g = group_step(fig, self.filter, key) if key else group_at(fig, x, y)
     if g is not None: self.focus(g)
 
@@ -302,11 +302,13 @@ def _on_row(self: Explorer, name: str):
     if name in self._names: self.tensor.value = name.removeprefix('model.')
 
 @patch
-def _on_hist_zoom(self: Explorer, zoom: list | None = None, pan: list | None = None, **_):   # a box dragged over the histogram (see _on_figure_click)
-    "Zoom or move the histogram; the zoom stays while other tensors are chosen (the axes are the report's), until 'whole figure' or Escape."
+def _on_hist_zoom(self: Explorer, zoom: list | None = None, pan: list | None = None, hover: list | None = None, **_):   # as in _on_figure_click
+    "Zoom or move the histogram (the zoom stays while other tensors are chosen: the axes are the report's, until 'whole figure' or Escape); hovering reads a bar."
     kind = 'rel' if self.rule.value == 'rel' else 'abs'
-    if kind not in self._hists or (zoom is None and pan is None): return
+    if kind not in self._hists: return
     fig = self._hists[kind][0]
+    if hover is not None: self.hist.tip = hover_text(fig, *hover) if len(hover) == 2 else ''; return
+    if zoom is None and pan is None: return
     lims = zoom_limits(fig, zoom) if zoom else pan_limits(fig, pan) if pan else None
     if lims is None and (zoom or pan): return
     zoom_to(fig, lims)
@@ -430,10 +432,12 @@ def refresh(self: Comparison):
         im.layout.display = 'none' if p is None else None
         if p is not None: im.value, im.zoomed = p, zoomed(self._figs[self._shown[i]][0])
 
-def _cmp_zoom(self: Comparison, k: int, zoom: list | None = None, pan: list | None = None, **_):   # image k sent a zoom or pan (clicks and keys: nothing here)
-    "Zoom (or move) every figure shown to what was dragged over image k: the reports' heatmaps stay aligned."
-    if zoom is None and pan is None or k >= len(self._shown) or self._shown[k] is None: return
+def _cmp_zoom(self: Comparison, k: int, zoom: list | None = None, pan: list | None = None, hover: list | None = None, **_):   # from image k (clicks, keys: nothing)
+    "Zoom (or move) every figure shown to what was dragged over image k, so the reports' heatmaps stay aligned; hovering image k reads its value."
+    if k >= len(self._shown) or self._shown[k] is None: return
     fig = self._figs[self._shown[k]][0]
+    if hover is not None: self.images[k].tip = hover_text(fig, *hover) if len(hover) == 2 else ''; return
+    if zoom is None and pan is None: return
     lims = zoom_limits(fig, zoom) if zoom else pan_limits(fig, pan) if pan else None
     if lims is None and (zoom or pan): return
     for key, im in zip(self._shown, self.images):

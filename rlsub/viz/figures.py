@@ -316,7 +316,11 @@ def group_step(fig: Figure, groups: dict | None, key: str) -> dict | None:   # k
 
 # %% ../../nbs/viz/21_figures.ipynb 27
 def hover_text(fig: Figure, x: float, y: float) -> str:   # x, y: fractions of the figure, from its top left
-    "What a figure of `_pickable` shows at (x, y), e.g. 'layer 3 · kind q: 94.5% unchanged'; '' off its groups."
+    "What a dashboard figure shows at (x, y): the group and its value on dots or a heatmap ('layer 3 · kind q: 94.5% unchanged'), the bin or the threshold on a histogram or curve; '' off its axes."
+    if not hasattr(fig, '_rlsub_pick'):                       # a histogram or a curve: what it says at that x
+        ax, at = fig.axes[0] if fig.axes else None, getattr(fig, '_rlsub_point', None)
+        if at is None or not ax.bbox.contains(x * fig.bbox.width, (1 - y) * fig.bbox.height): return ''
+        return at(*ax.transData.inverted().transform((x * fig.bbox.width, (1 - y) * fig.bbox.height)))
     g = group_at(fig, x, y)
     if g is None or not hasattr(fig, '_rlsub_values'): return ''
     _, *axes = fig._rlsub_pick
@@ -416,6 +420,13 @@ def _xpos(threshold: float) -> float: return threshold if threshold > 0 else _X0
 
 def _decades(lo: float, hi: float) -> tuple[float, float]: return 10.0 ** math.floor(math.log10(lo)), 10.0 ** math.ceil(math.log10(hi))
 
+def _bin_text(c: np.ndarray, rule: str, x: float) -> str:
+    "The bin of a ladder histogram drawn at `x` and its count, e.g. '|Δ| in (1e-5, 1.25e-5]: 1,204 entries'."
+    k = int(np.clip(np.searchsorted(_EDGES, x) - 1, 0, len(c) - 1))
+    what = '|Δ|' if rule == 'abs' else '|Δ| / max(|w|, |ŵ|)'
+    where = '= 0' if k == 0 else f"> {fmt_threshold(LADDER[-1])}" if k == len(LADDER) else f"in ({fmt_threshold(LADDER[k - 1])}, {fmt_threshold(LADDER[k])}]"
+    return f"{what} {where}: {int(c[k]):,} entries"
+
 def hist_span(counts: np.ndarray, rule: str = 'abs') -> tuple[float, float, float]:   # counts: one ladder histogram, or one per tensor (rows)
     "Axis limits (x low, x high, y high) for histograms `counts`: whole decades around their changes and `rule`'s usual threshold."
     c = np.asarray(counts, dtype=float).reshape(-1, len(_EDGES) - 1)
@@ -432,9 +443,12 @@ def draw_hist(fig, ax, df: pd.DataFrame, threshold: float | None, span: tuple | 
     title = _title(fig); title.set_fontsize('small')
     fig.subplots_adjust(left=0.14, right=0.95, top=0.8, bottom=0.2)
     _dynamic(fig, st, line, title)
+    shown = {}                                                # the counts drawn: what hovering a bar reads
+    fig._rlsub_point = lambda x, y: _bin_text(shown['c'], shown['rule'], x)
 
     def update(df: pd.DataFrame, threshold: float | None, span: tuple | None = None):
         c, rule = df['count'].to_numpy(dtype=float), df.attrs.get('rule', 'abs')
+        shown.update(c=c, rule=rule)
         st.set_data(np.where(c > 0, c, 0.5), _EDGES)
         lo, hi, top = span or hist_span(c, rule)
         if getattr(fig, '_rlsub_home', None) is None and (ax.get_ylim() != (0.5, top) or ax.get_xlim() != (lo, hi) or ax.get_xlabel() != _XLABEL[rule]):   # new axes (not while zoomed): the cached background is stale
@@ -465,6 +479,10 @@ def draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float 
     title = _title(fig, 0.97)
     fig.subplots_adjust(left=0.14, right=0.98, top=0.84, bottom=0.16)   # room for the y label beside ticks like '99.9%'
     _dynamic(fig, line, title)
+    def at(x, y):                                             # hovering: the ladder step at or left of the pointer, both rules' sparsity there
+        j = int(np.clip(np.searchsorted([_xpos(v) for v in curve.index], x, side='right') - 1, 0, len(curve) - 1))
+        return f"t = {fmt_threshold(curve.index[j])}: " + ', '.join(f"{r} {fmt_pct(curve[r].iloc[j], 2)}" for r in ('abs', 'rel')) + ' unchanged'
+    fig._rlsub_point = at
 
     def update(rule: str | None, threshold: float | None):
         line.set_visible(threshold is not None and rule in ('abs', 'rel'))
