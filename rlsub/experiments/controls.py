@@ -11,15 +11,18 @@ import pandas as pd
 import torch
 from ..core import RlsubError
 from ..measure.scan import scan_pair
-from ..core import resolve_device
+from ..core import fmt_pct, resolve_device
 from ..measure.masks import SubnetMask, random_mask
-from ..measure.stats import paired_difference
-from .demo import demo_size, binomial_se, grpo_run, agreement, absorbed, load_outcomes
+from ..measure.stats import Rule, across_seeds, paired_difference
+from .demo import demo_size, binomial_se, grpo_run, agreement, absorbed, load_outcomes, DemoSize, _base, _evaluate
+from .attribution import AttributionTracker
+import math, shutil, tempfile, time
+import numpy as np
 from ..checkpoints import MATRIX_KINDS
 from ..train.lora import LoRA
 
 # %% auto 0
-__all__ = ['control_masks', 'update_sparsity', 'controls_table', 'run_controls']
+__all__ = ['control_masks', 'update_sparsity', 'controls_table', 'run_controls', 'EarlyMaskTrial', 'early_mask_trial']
 
 # %% ../../nbs/experiments/52_controls.ipynb 6
 def control_masks(like: SubnetMask,                     # the RL mask
@@ -87,3 +90,69 @@ def run_controls(work,                          # a demo's work folder: run_demo
         s, _, _ = grpo_run(_lora_name(r), work, model, sz, dev, seed, adapter=ad, lr=sz.lr * lora_lr_scale, progress=progress, log=log)
         runs.loc[_lora_name(r)] = pd.Series(dict(_summary(s), lr=sz.lr * lora_lr_scale, trained=f'LoRA r={r}, alpha {ad.alpha:g} ({ad.trainable:,} = {ad.trainable / rl.numel:.3%})'))
     return controls_table(work, runs)
+
+# %% ../../nbs/experiments/52_controls.ipynb 19
+@dataclass
+class EarlyMaskTrial:
+    "Subnet-only GRPO on the full run's bf16 mask after `k` steps, against the full run, over seeds: outcomes, the masks' precision and recall, and the claims with verdicts (`table`)."
+    model: str
+    size: DemoSize
+    k: int                  # the step whose bf16 mask the early runs train on
+    outcomes: dict          # {'base', 'full', 'early'} -> {'fp32', 'bf16'} -> [seeds, questions] held-out outcomes
+    masks: pd.DataFrame     # one row per seed: density of the early and final masks, precision and recall of the early one
+    seconds: float
+    margin: float = 0.05    # 'matches': early − full above −margin (as `claims_table`'s `margin`)
+
+    @property
+    def seeds(self) -> int: return len(self.masks)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        "One claim a row: what was measured (with its interval and n), the rule, the verdict."
+        o, same = self.outcomes, Rule('>', -self.margin, points=True)
+        moved = Rule('>', 0, self.margin, points=True)
+        rows = []
+        for d, how in (('fp32', 'as trained'), ('bf16', 'stored in bf16')):
+            e = paired_difference(o['early'][d], o['full'][d])
+            rows.append((f"training only the bf16 mask after {self.k} of {self.size.steps} steps matches the full run, {how} (early − full)", e, same, e.fmt(points=True)))
+        e = paired_difference(o['early']['bf16'], o['base']['bf16'])
+        rows.append(("…and moves the model off its base at all (early − base, stored in bf16)", e, moved, e.fmt(points=True)))
+        for c, what in (('precision', 'share of the early mask inside the final bf16 mask'), ('recall', 'share of the final bf16 mask the early mask holds')):
+            e = across_seeds(self.masks[c], bounds=(0, 1))
+            rows.append((f"{what} (a reading; chance: {'the final mask' if c == 'precision' else 'the early mask'}'s density, {fmt_pct(self.masks['final density' if c == 'precision' else 'early density'].mean())})", e, None, e.fmt()))
+        return pd.DataFrame([dict(claim=c, measured=f, verdict=r.judge(e) if r else '—', rule=str(r) if r else 'a reading, no verdict') for c, e, r, f in rows])
+
+    def __repr__(self): return f"EarlyMaskTrial({self.model}, {self.seeds} seeds, mask after {self.k} of {self.size.steps} steps, {self.seconds:.0f} s)\n" + self.table.to_string(index=False)
+
+def early_mask_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small',
+                     seeds: int = 3,                 # seeds 0, 1, …: each a full run and an early-mask run
+                     k: int | None = None,           # the step whose bf16 mask is trained on (None: a fifth of the run, at least 1)
+                     device='cpu', workdir=None,     # workdir: where outcomes are kept (None: a temporary folder)
+                     progress=False, log=print) -> EarlyMaskTrial:
+    "Over `seeds` seeds: the full GRPO run, tracked, and subnet-only GRPO on its bf16 mask after `k` steps; paired verdicts by the demo's rule."
+    sz, dev = demo_size(model, size), resolve_device(device)
+    if not (isinstance(seeds, int) and seeds >= 1): raise RlsubError(f"seeds must be a whole number ≥ 1, got {seeds!r}")
+    k = max(1, sz.steps // 5) if k is None else k
+    if not (isinstance(k, int) and 1 <= k <= sz.steps): raise RlsubError(f"k must be a step of the run, 1 to {sz.steps}, got {k!r}")
+    log = log or (lambda *a, **kw: None)
+    work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix='rlsub-early-'))
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pol, tok, task = _base(model, dev)
+    _evaluate('base', work, pol, tok, task, sz.eval_n)
+    del pol
+    rows = []
+    for i in range(seeds):
+        tr = AttributionTracker(predict_at=(), predictors=(), mask_steps=(k,), step_to_step=False)   # only the masks: no predictor copies
+        grpo_run(f'full-{i}', work, model, sz, dev, seed=i, callbacks=[tr], progress=progress, log=log)
+        early, final = tr.mask(k, 'bf16'), tr.mask(None, 'bf16')
+        grpo_run(f'early-{i}', work, model, sz, dev, seed=i, mask=early, progress=progress, log=log)
+        both = (early & final).count
+        rows.append({'seed': i, 'early density': early.density, 'final density': final.density,
+                     'precision': both / early.count if early.count else math.nan, 'recall': both / final.count if final.count else math.nan})
+        for name in (f'full-{i}', f'early-{i}'):
+            for d in ('bf16', 'fp32'): shutil.rmtree(work / f'{name}-{d}', ignore_errors=True)   # the weights: 0.8 GB a run on SmolLM2; the outcomes stay
+    outs = {r: {d: np.stack([load_outcomes(work, f'{r}-{i}')[d] for i in range(seeds)]) for d in ('fp32', 'bf16')} for r in ('full', 'early')}
+    base = load_outcomes(work, 'base')
+    outs['base'] = {d: np.stack([base[d]] * seeds) for d in ('fp32', 'bf16')}   # greedy: the base answers the same for every seed
+    return EarlyMaskTrial(model, sz, k, outs, pd.DataFrame(rows).set_index('seed'), time.perf_counter() - t0)
