@@ -14,7 +14,9 @@ from ..measure.scan import scan_pair
 from ..core import fmt_pct, resolve_device
 from ..measure.masks import SubnetMask, random_mask
 from ..measure.stats import Rule, across_seeds, paired_difference
-from .demo import demo_size, binomial_se, grpo_run, agreement, absorbed, load_outcomes, DemoSize, _base, _evaluate
+from .demo import demo_size, binomial_se, grpo_run, agreement, absorbed, load_outcomes, save_outcomes, round_weights, DemoSize
+from ..train.zoo import load_policy, default_task
+from ..train.sampling import outcomes as held_out
 from .attribution import AttributionTracker
 import math, shutil, tempfile, time
 import numpy as np
@@ -138,8 +140,10 @@ def early_mask_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small'
     work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix='rlsub-early-'))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pol, tok, task = _base(model, dev)
-    _evaluate('base', work, pol, tok, task, sz.eval_n)
+    pol, tok = load_policy(model, device=dev, dtype=torch.float32)                # the base: held-out outcomes as stored and (the same) in bf16
+    task = default_task(model, tok)
+    fp32 = held_out(pol, tok, task, sz.eval_n)
+    save_outcomes(work, 'base', fp32, held_out(round_weights(pol), tok, task, sz.eval_n))
     del pol
     rows = []
     for i in range(seeds):

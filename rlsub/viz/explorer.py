@@ -17,8 +17,9 @@ from ..measure.rules import DEFAULT_THRESHOLD, LADDER, RULES, rule_label, snap
 from ..measure.scan import tensor_changes
 from ..outputs import write_atomic
 from ..style import DISPLAY_DPI, WIDGET_DPI, figure_style
-from .figures import draw_curve, draw_heatmap, draw_hist, hist_span, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, hover_text, pan_limits, zoom_limits, zoom_to, zoomed, plot_changes, plot_overlap, sparsity_difference
-from .groups import group_label
+from .figures import draw_curve, draw_heatmap, draw_hist, hist_span, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, hover_text, plot_changes, plot_overlap, sparsity_difference
+from .groups import group_label, compare_headline_html, report_labels, CELL_STYLE
+from .zoom import pan_limits, zoom_image, zoom_limits, zoom_to, zoomed
 from .groups import Grouper, SORTS, VIEW_KEYS, headline_numbers, tensor_hist, tensor_table
 from ..core import fmt_pct, fmt_threshold
 from ..measure.rules import rule_text
@@ -286,12 +287,7 @@ def _on_figure_click(self: Explorer, x: float | None = None, y: float | None = N
     key_ = 'curve' if self.view.value == 'tensors' else self.view.value
     if key_ not in self._figs: self.figure.tip = ''; return
     fig = self._figs[key_][0]
-    if zoom is not None or pan is not None:
-        lims = zoom_limits(fig, zoom) if zoom else pan_limits(fig, pan) if pan else None
-        if lims is None and (zoom or pan): return                    # a box over nothing, or a pan with nothing to move
-        zoom_to(fig, lims); self.figure.tip = ''
-        with self.figure.hold_sync(): self.figure.value, self.figure.zoomed = fast_png(fig), zoomed(fig)
-        return
+    if zoom is not None or pan is not None: zoom_image(self.figure, fig, zoom, pan); return
     if hover is not None: self.figure.tip = hover_text(fig, *hover) if len(hover) == 2 else ''; return
     if self.view.value not in self._figs: return                  # the curve: nothing to click
     g = group_step(fig, self.filter, key) if key else group_at(fig, x, y)
@@ -308,11 +304,7 @@ def _on_hist_zoom(self: Explorer, zoom: list | None = None, pan: list | None = N
     if kind not in self._hists: return
     fig = self._hists[kind][0]
     if hover is not None: self.hist.tip = hover_text(fig, *hover) if len(hover) == 2 else ''; return
-    if zoom is None and pan is None: return
-    lims = zoom_limits(fig, zoom) if zoom else pan_limits(fig, pan) if pan else None
-    if lims is None and (zoom or pan): return
-    zoom_to(fig, lims)
-    with self.hist.hold_sync(): self.hist.value, self.hist.zoomed = fast_png(fig), zoomed(fig)
+    zoom_image(self.hist, fig, zoom, pan)
 
 # %% ../../nbs/viz/23_explorer.ipynb 25
 _SAVED = {'report': '.html', 'figure': '.png', 'table': '.csv'}
@@ -337,34 +329,14 @@ def save(self: Explorer, path) -> dict[str, Path]:   # path: where to write, wit
     return out
 
 # %% ../../nbs/viz/23_explorer.ipynb 28
-_CELL = "style='padding:1px 0 1px 1.2em'"       # a compact table (the widget's own line height is 28 px) whose columns do not run together
-
-def _compare_headline_html(hs: dict[str, dict], ref: str | None = None) -> str:   # ref: the report the others are compared with (a '− ref' row)
-    rows = [('sparsity', lambda h: f"<b>{fmt_pct(h['sparsity'], 2)}</b>"), ('density', lambda h: fmt_pct(h['density'], 2)),
-            ('changed', lambda h: f"{h['changed']:,}"), ('parameters', lambda h: f"{h['params']:,}")]
-    if ref is not None and len(hs) > 1:
-        rows.append((f"− {html.escape(ref)}", lambda h: '—' if h is hs[ref] else f"{(h['sparsity'] - hs[ref]['sparsity']) * 100:+.2f} points"))
-    head = ''.join(f"<th {_CELL}>{html.escape(k)}</th>" for k in hs)
-    body = ''.join(f"<tr><th style='text-align:left;padding:1px 0'>{r}</th>" + ''.join(f"<td {_CELL}>{f(h)}</td>" for h in hs.values()) + '</tr>' for r, f in rows)
-    lab = html.escape(next(iter(hs.values()))['label'])
-    return (f"<table style='text-align:right;line-height:1.35;border-collapse:collapse'><thead><tr><th style='text-align:left;padding:1px 0;"
-            f"font-weight:normal;color:var(--jp-ui-font-color2, #666)'>{lab}</th>{head}</tr></thead><tbody>{body}</tbody></table>")
-
 _CMP_VIEWS = (('by layer', 'layer'), ('by kind', 'kind'), ('layer × kind', 'heatmap'), ('difference', 'diff'))
-
-def _report_labels(n: int, labels=None) -> tuple[str, ...]:
-    "One short distinct label per report: the given ones, else A, B, C, ..."
-    labels = tuple(labels) if labels is not None else tuple(chr(65 + i) if i < 26 else f"#{i + 1}" for i in range(n))
-    if len(labels) != n: raise RlsubError(f"{len(labels)} label{'s' * (len(labels) != 1)} for {n} reports; give one label per report")
-    if len(set(labels)) != n: raise RlsubError(f"labels must differ, got {', '.join(map(str, labels))}")
-    return labels
 
 class Comparison:
     "Several `DeltaReport`s under one rule and threshold: headline numbers, sparsity by layer or kind, heatmaps on one colour scale, differences from a reference."
     def __init__(self, *reports: DeltaReport, labels=None):   # labels: short names (default A, B, C, ...)
         W = widgets()
         if len(reports) < 2 or not all(isinstance(r, DeltaReport) for r in reports): raise RlsubError("Comparison takes two or more DeltaReports")
-        self.reports = dict(zip(_report_labels(len(reports), labels), reports))
+        self.reports = dict(zip(report_labels(len(reports), labels), reports))
         self._groups = {lab: {v: Grouper(r.table, keys) for v, keys in VIEW_KEYS.items()} for lab, r in self.reports.items()}
         self._figs = {}
         self.rule, (self.threshold, self.readout) = rule_buttons(W), threshold_slider(W)
@@ -413,7 +385,7 @@ def refresh(self: Comparison):
     rule, thr = self.state
     _show_threshold(self)
     v, ref = self.view.value, self.reference.value
-    self.headline.value = _compare_headline_html({lab: headline_numbers(r, rule, thr) for lab, r in self.reports.items()}, ref)
+    self.headline.value = compare_headline_html({lab: headline_numbers(r, rule, thr) for lab, r in self.reports.items()}, ref)
     label = rule_label(rule, None if thr is None else snap(thr)[1])
     dfs = {lab: self._groups[lab]['heatmap' if v == 'diff' else v](r.changed(rule, thr).to_numpy(), label) for lab, r in self.reports.items()}
     if v in ('layer', 'kind'): pngs, self._shown = [_cmp_png(self, v, MAIN_W, 3.0, draw_sparsity, dfs)], [v]
@@ -469,7 +441,7 @@ class MaskComparison:
     def refresh(self):
         v = self.view.value
         self.figure.value = self._png[v]
-        self.table.value = f"<div style='{_PANE}'>{overlap_table_html(self.by[v], self.labels).replace('<td>', f'<td {_CELL}>').replace('<th>', f'<th {_CELL}>')}</div>"
+        self.table.value = f"<div style='{_PANE}'>{overlap_table_html(self.by[v], self.labels).replace('<td>', f'<td {CELL_STYLE}>').replace('<th>', f'<th {CELL_STYLE}>')}</div>"
 
     def __repr__(self): return f"MaskComparison of {self.labels[0]} ({self.masks[0].label}) and {self.labels[1]} ({self.masks[1].label}): view {self.view.value}"
 

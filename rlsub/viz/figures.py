@@ -23,11 +23,11 @@ from ..measure.rules import RULE_OPS
 from .groups import group_label
 
 # %% auto 0
-__all__ = ['MAIN_W', 'SIDE_W', 'STEP_KEYS', 'figure_axes', 'fast_png', 'kind_order', 'seaborn_cmap', 'draw_sparsity',
-           'plot_sparsity', 'plot_by_layer', 'plot_by_kind', 'difference_span', 'draw_heatmap', 'plot_heatmap',
-           'sparsity_difference', 'plot_difference', 'group_at', 'mark_groups', 'group_point', 'group_step',
-           'hover_text', 'zoom_limits', 'zoom_to', 'zoomed', 'pan_limits', 'hist_span', 'draw_hist', 'plot_hist',
-           'draw_curve', 'plot_curve', 'plot_changes', 'plot_overlap']
+__all__ = ['MAIN_W', 'SIDE_W', 'STEP_KEYS', 'figure_axes', 'restyle', 'fast_png', 'thin_ticks', 'kind_order', 'seaborn_cmap',
+           'draw_sparsity', 'plot_sparsity', 'plot_by_layer', 'plot_by_kind', 'difference_span', 'draw_heatmap',
+           'plot_heatmap', 'sparsity_difference', 'plot_difference', 'group_at', 'mark_groups', 'group_point',
+           'group_step', 'hover_text', 'hist_span', 'draw_hist', 'plot_hist', 'draw_curve', 'plot_curve',
+           'plot_changes', 'plot_overlap']
 
 # %% ../../nbs/viz/21_figures.ipynb 7
 def figure_axes(w: float = 7.0, h: float = 3.2, dpi: int = 72, **kw) -> tuple[Figure, object]:
@@ -40,7 +40,7 @@ def _dynamic(fig: Figure, *artists):
     for a in artists: a.set_animated(True)
     fig._rlsub_dynamic, fig._rlsub_bg = list(artists), None
 
-def _restyle(fig: Figure): fig._rlsub_bg = None   # something besides the dynamic artists changed: draw everything next time
+def restyle(fig: Figure): fig._rlsub_bg = None   # something besides the dynamic artists changed: draw everything next time
 
 def _static(fig: Figure) -> Figure:
     "A figure for files and notebooks, not the dashboard: its dynamic artists drawn like the rest (savefig skips animated ones)."
@@ -88,7 +88,7 @@ def _pickable(fig: Figure, ax, x=None, y=None):   # x, y: (name, values) of the 
     if hasattr(fig, '_rlsub_dynamic'):                 # drawn at each update: the band before the dots, the outline after the cells
         box.set_animated(True); fig._rlsub_dynamic.insert(0 if band else len(fig._rlsub_dynamic), box)
 
-def _ticks(labels: list[str], most: int = 16) -> list[int]:
+def thin_ticks(labels: list[str], most: int = 16) -> list[int]:
     "Positions to label among `labels`: every 1st, 2nd, 5th, 10th... layer so at most `most` show, and always the non-numbers ('—')."
     n_num = sum(l.isdigit() for l in labels)
     step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 10**9) if n_num / s <= most)
@@ -131,7 +131,7 @@ def draw_sparsity(fig, ax, dfs: dict[str, pd.DataFrame]):
     texts = ([ax.annotate('', (xi, 1), xytext=(0, 4), textcoords='offset points', ha='center', va='bottom', fontsize='x-small', color=PALETTE[i])
               for i, d in enumerate(dots.values()) for xi in d.get_xdata()] if len(groups) * n <= _MAX_VALUES else [])
     labels = [group_label(g) for g in groups]
-    ticks = _ticks(labels)
+    ticks = thin_ticks(labels)
     ax.set_xticks(ticks, [labels[i] for i in ticks]); ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_xlabel('layer (—: tensors outside the layers)' if groups.name == 'layer' else (groups.name or ''))
     ax.set_ylabel('sparsity (share unchanged)'); ax.yaxis.set_major_formatter(PctFormatter())
@@ -152,7 +152,7 @@ def draw_sparsity(fig, ax, dfs: dict[str, pd.DataFrame]):
         bottom = _lowest(lo if floor is None else min(lo, floor))
         top = 1 + (1 - bottom) * (0.14 if texts else 0.04)            # room for the printed values above the top dots
         for t, v in zip(texts, np.concatenate(vals)): t.xy = (t.xy[0], v); t.set_text('' if v != v else f"{v:.1%}")
-        if ax.get_ylim() != (bottom, top): ax.set_ylim(bottom, top); _restyle(fig)
+        if ax.get_ylim() != (bottom, top): ax.set_ylim(bottom, top); restyle(fig)
         name = next(iter(dfs.values())).columns.name
         title.set_text(f"Sparsity by {groups.name}" + (f" · {relabel(name)}" if name else ''))
     update(dfs)
@@ -200,7 +200,7 @@ def draw_heatmap(fig, ax, df: pd.DataFrame,
     ax.grid(False)
     ax.set_xticks(np.arange(len(kinds)), kinds, **(dict(rotation=40, ha='right', rotation_mode='anchor') if len(kinds) > 7 else {}))
     labels = [group_label(v) for v in layers]
-    ticks = _ticks(labels)
+    ticks = thin_ticks(labels)
     ax.set_yticks(ticks, [labels[i] for i in ticks])
     ax.set_xlabel('kind'); ax.set_ylabel('layer (—: outside the layers)')
     fig.colorbar(im, ax=ax, label='sparsity difference (points)' if diff else 'sparsity (share unchanged)', format=_PP if diff else PctFormatter(), fraction=0.05, pad=0.02)
@@ -220,7 +220,7 @@ def draw_heatmap(fig, ax, df: pd.DataFrame,
         seen = np.isfinite(grid).any()
         if diff: lim = (-(s := difference_span(np.nanmax(np.abs(grid)) if seen else 0.0) if floor is None else floor), s)
         else: lim = (min(_lowest((np.nanmin(grid) if seen else 1.0) if floor is None else floor), 1 - 1e-4), 1.0)
-        if im.get_clim() != lim: im.set_clim(*lim); _restyle(fig)
+        if im.get_clim() != lim: im.set_clim(*lim); restyle(fig)
         for t, x in zip(texts, v):                                    # light text on the dark (more changed, or most different) cells
             dark = abs(x) / lim[1] > 0.6 if diff else (x - lim[0]) / (lim[1] - lim[0]) < 0.55
             t.set_text('' if x != x else f"{x * 100:+.1f}" if diff else fmt_pct(x)); t.set_color('white' if dark else 'black')
@@ -331,87 +331,6 @@ def hover_text(fig: Figure, x: float, y: float) -> str:   # x, y: fractions of t
     return f"{where}: {', '.join(vals)}"
 
 # %% ../../nbs/viz/21_figures.ipynb 30
-def _zoom_axes(fig: Figure) -> tuple:
-    "(axes, groups along x or None, groups along y or None, zoom x?, zoom y?) of a dashboard figure: groups zoom where they lie, values both ways."
-    if hasattr(fig, '_rlsub_pick'):
-        ax, gx, gy = fig._rlsub_pick
-        return ax, gx, gy, gx is not None, gy is not None
-    return fig.axes[0], None, None, True, True
-
-def _data_box(ax, fig: Figure, box) -> tuple[np.ndarray, np.ndarray]:
-    "Two corners (figure fractions from the top left) in data coordinates."
-    px = np.array([[x * fig.bbox.width, (1 - y) * fig.bbox.height] for x, y in (box[:2], box[2:])])
-    return ax.transData.inverted().transform(px)
-
-def _oriented(lim: tuple, lo: float, hi: float) -> tuple[float, float]:
-    "(lo, hi) in the direction `lim` runs (a heatmap's layers run down: its y axis is inverted)."
-    return (hi, lo) if lim[0] > lim[1] else (lo, hi)
-
-def zoom_limits(fig: Figure, box) -> tuple | None:   # box: (x0, y0, x1, y1), two corners of a dragged box in figure fractions from the top left
-    "The (xlim, ylim) that show what `box` covers (None for an axis that does not zoom); whole groups on a figure of groups; None if it covers nothing."
-    ax, gx, gy, zx, zy = _zoom_axes(fig)
-    corners = _data_box(ax, fig, box)
-    home = getattr(fig, '_rlsub_home', None) or (ax.get_xlim(), ax.get_ylim())
-    out = []
-    for i, (on, g, lim) in enumerate(((zx, gx, ax.get_xlim()), (zy, gy, ax.get_ylim()))):
-        if not on: out.append(None); continue
-        a, b = sorted(corners[:, i])
-        if g is not None:                                   # whole groups: from the one under the box's first edge to the one under its last
-            n = len(g[1])
-            a, b = min(max(math.floor(a + 0.5), 0), n - 1) - 0.5, min(max(math.floor(b + 0.5), 0), n - 1) + 0.5
-        else:                                               # values: what the box covers, inside what the figure showed
-            lo, hi = sorted(home[i])
-            a, b = max(a, lo), min(b, hi)
-            if not a < b: return None
-        out.append(_oriented(lim, float(a), float(b)))
-    return tuple(out)
-
-def _retick(ax, axis: str, g, lim):
-    "Label the groups in view on an axis whose labels `_ticks` thins (a layer axis): every 1st, 2nd, 5th... of those in view."
-    labels = [group_label(v) for v in g[1]]
-    if len(_ticks(labels)) == len(labels): return           # every group labelled already (kinds): nothing to change
-    i0, i1 = max(math.ceil(min(lim)), 0), min(math.floor(max(lim)), len(labels) - 1)
-    pos = [i0 + i for i in _ticks(labels[i0:i1 + 1])]
-    (ax.set_xticks if axis == 'x' else ax.set_yticks)(pos, [labels[i] for i in pos])
-
-def zoom_to(fig: Figure, lims: tuple | None):   # lims: from zoom_limits or pan_limits; None: the figure as drawn
-    "Show `lims` (xlim, ylim; None keeps an axis) on the dashboard figure `fig`, or its whole extent again."
-    ax, gx, gy, zx, zy = _zoom_axes(fig)
-    home = getattr(fig, '_rlsub_home', None)
-    if lims is None:
-        if home is None: return
-        lims, fig._rlsub_home = (home[0] if zx else None, home[1] if zy else None), None
-    elif home is None: fig._rlsub_home = ax.get_xlim(), ax.get_ylim()
-    for axis, g, lim in (('x', gx, lims[0]), ('y', gy, lims[1])):
-        if lim is None: continue
-        (ax.set_xlim if axis == 'x' else ax.set_ylim)(*lim)
-        if g is not None: _retick(ax, axis, g, lim)
-    _restyle(fig)
-
-def zoomed(fig: Figure) -> bool: return getattr(fig, '_rlsub_home', None) is not None
-
-def pan_limits(fig: Figure, drag) -> tuple | None:   # drag: (x0, y0, x1, y1), where a drag started and ended, figure fractions from the top left
-    "The limits of a zoomed `fig` moved with a drag (whole groups on a figure of groups), kept inside its extent; None when not zoomed."
-    if not zoomed(fig): return None
-    ax, gx, gy, zx, zy = _zoom_axes(fig)
-    p = np.array([[x * fig.bbox.width, (1 - y) * fig.bbox.height] for x, y in (drag[:2], drag[2:])])
-    out = []
-    for i, (on, g, lim, home) in enumerate(((zx, gx, ax.get_xlim(), fig._rlsub_home[0]), (zy, gy, ax.get_ylim(), fig._rlsub_home[1]))):
-        if not on: out.append(None); continue
-        d = p[1, i] - p[0, i]                                # display pixels the content follows the pointer
-        ends = ax.transData.transform(np.array([[lim[0], lim[0]], [lim[1], lim[1]]]))[:, i] - d
-        new = ax.transData.inverted().transform(np.stack([ends, ends], axis=1))[:, i]
-        if g is not None: new = lim[0] + round(new[0] - lim[0]), lim[1] + round(new[0] - lim[0])
-        lo, hi = sorted(home)
-        shift = max(lo - min(new), 0) if min(new) < lo else -max(max(new) - hi, 0)
-        if ax.get_xscale() == 'log' and i == 0 or ax.get_yscale() == 'log' and i == 1:
-            f = lo / min(new) if min(new) < lo else hi / max(new) if max(new) > hi else 1.0
-            new = (new[0] * f, new[1] * f)
-        else: new = (new[0] + shift, new[1] + shift)
-        out.append(tuple(float(v) for v in new))
-    return tuple(out)
-
-# %% ../../nbs/viz/21_figures.ipynb 33
 _X0 = 10 ** -10.5                                          # where the bins with no log position start
 _EDGES = np.concatenate([[10 ** -11, _X0], LADDER[1:], [10.0]])   # 104 plotting edges for the 103 bins
 _XLABEL = {'abs': '|Δ| (log scale)', 'rel': '|Δ| / max(|w|, |ŵ|) (log scale)'}
@@ -452,7 +371,7 @@ def draw_hist(fig, ax, df: pd.DataFrame, threshold: float | None, span: tuple | 
         st.set_data(np.where(c > 0, c, 0.5), _EDGES)
         lo, hi, top = span or hist_span(c, rule)
         if getattr(fig, '_rlsub_home', None) is None and (ax.get_ylim() != (0.5, top) or ax.get_xlim() != (lo, hi) or ax.get_xlabel() != _XLABEL[rule]):   # new axes (not while zoomed): the cached background is stale
-            ax.set_ylim(0.5, top); ax.set_xlim(lo, hi); ax.set_xlabel(_XLABEL[rule]); _restyle(fig)
+            ax.set_ylim(0.5, top); ax.set_xlim(lo, hi); ax.set_xlabel(_XLABEL[rule]); restyle(fig)
         line.set_visible(threshold is not None and lo <= _xpos(threshold) <= hi)   # off the axis: the title says how many are above
         if threshold is not None: line.set_xdata([_xpos(threshold)] * 2)
         name = df.columns.name.rsplit(' (', 1)[0] if df.columns.name else ''
@@ -468,7 +387,7 @@ def plot_hist(df: pd.DataFrame, threshold: float | None = None) -> Figure:
         draw_hist(fig, ax, df, threshold)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 36
+# %% ../../nbs/viz/21_figures.ipynb 33
 def draw_curve(fig, ax, curve: pd.DataFrame, rule: str | None, threshold: float | None):
     x = np.array([_xpos(v) for v in curve.index])
     for i, r in enumerate(('abs', 'rel')): ax.step(x, curve[r], where='post', label=f"{r}: {RULE_OPS[r]} > t", color=PALETTE[i])
@@ -500,7 +419,7 @@ def plot_curve(curve: pd.DataFrame, rule: str | None = None, threshold: float | 
         draw_curve(fig, ax, curve, rule, threshold)
     return _static(fig)
 
-# %% ../../nbs/viz/21_figures.ipynb 39
+# %% ../../nbs/viz/21_figures.ipynb 36
 def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:   # w, h: inches
     "The block picture of a `TensorChanges` (rows down, columns across), the share changed per row on the right and per column below."
     with figure_style():
@@ -523,7 +442,7 @@ def plot_changes(tc: TensorChanges, w: float = 6.0, h: float = 4.4) -> Figure:  
         right.set_xlim(0, (float(tc.rows.max()) or 1.0) * 1.05); below.set_ylim(0, (float(tc.cols.max()) or 1.0) * 1.05)   # shares from 0
     return fig
 
-# %% ../../nbs/viz/21_figures.ipynb 41
+# %% ../../nbs/viz/21_figures.ipynb 38
 def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figure:   # labels: short names of the two masks
     "o₁ and o₂ by group (bars from 0) against their chance levels, from `overlap(a, b, by='layer' or 'kind')`."
     if df.index.name == 'kind': df = df.loc[kind_order(df.index)]
@@ -535,7 +454,7 @@ def plot_overlap(df: pd.DataFrame, labels: tuple[str, str] = ('A', 'B')) -> Figu
             ax.bar(x + (i - 0.5) * 0.4, df[o], 0.4, color=PALETTE[i], label=lab)
             ax.scatter(x + (i - 0.5) * 0.4, df[ch], marker='_', s=120, color='black', zorder=3, label='chance' if i else None)
         names = [group_label(g) for g in df.index]
-        ticks = _ticks(names)
+        ticks = thin_ticks(names)
         ax.set_xticks(ticks, [names[i] for i in ticks], **(dict(rotation=40, ha='right', rotation_mode='anchor') if df.index.name == 'kind' and len(ticks) > 7 else {}))   # many kinds: slanted, as in the heatmap
         ax.set_xlim(-0.6, len(df) - 0.4)
         ax.set_xlabel('layer (—: tensors outside the layers)' if df.index.name == 'layer' else (df.index.name or ''))

@@ -14,8 +14,8 @@ from ..measure.rules import relabel
 from ..core import fmt_pct, fmt_shape
 
 # %% auto 0
-__all__ = ['VIEW_KEYS', 'SORTS', 'group_label', 'Grouper', 'headline_numbers', 'tensor_table', 'headline_html',
-           'tensor_table_html', 'tensor_hist']
+__all__ = ['VIEW_KEYS', 'SORTS', 'CELL_STYLE', 'group_label', 'Grouper', 'headline_numbers', 'tensor_table', 'headline_html',
+           'tensor_table_html', 'compare_headline_html', 'report_labels', 'tensor_hist']
 
 # %% ../../nbs/viz/20_groups.ipynb 6
 VIEW_KEYS = {'layer': ['layer'], 'kind': ['kind'], 'heatmap': ['layer', 'kind']}
@@ -78,7 +78,30 @@ def tensor_table_html(df: pd.DataFrame, max_rows: int = 1000,
     return (f"<div style='{box}'><table style='font-size:0.8em;text-align:right;white-space:nowrap'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
-# %% ../../nbs/viz/20_groups.ipynb 15
+# %% ../../nbs/viz/20_groups.ipynb 13
+CELL_STYLE = "style='padding:1px 0 1px 1.2em'"   # a compact table (the widget's own line height is 28 px) whose columns do not run together
+
+def compare_headline_html(hs: dict[str, dict], ref: str | None = None) -> str:   # ref: the report the others are compared with (a '− ref' row)
+    "Several reports' headline numbers (`headline_numbers`, by label) as one compact table, with their differences from `ref`."
+    rows = [('sparsity', lambda h: f"<b>{fmt_pct(h['sparsity'], 2)}</b>"), ('density', lambda h: fmt_pct(h['density'], 2)),
+            ('changed', lambda h: f"{h['changed']:,}"), ('parameters', lambda h: f"{h['params']:,}")]
+    if ref is not None and len(hs) > 1:
+        rows.append((f"− {html.escape(ref)}", lambda h: '—' if h is hs[ref] else f"{(h['sparsity'] - hs[ref]['sparsity']) * 100:+.2f} points"))
+    head = ''.join(f"<th {CELL_STYLE}>{html.escape(k)}</th>" for k in hs)
+    body = ''.join(f"<tr><th style='text-align:left;padding:1px 0'>{r}</th>" + ''.join(f"<td {CELL_STYLE}>{f(h)}</td>" for h in hs.values()) + '</tr>' for r, f in rows)
+    lab = html.escape(next(iter(hs.values()))['label'])
+    return (f"<table style='text-align:right;line-height:1.35;border-collapse:collapse'><thead><tr><th style='text-align:left;padding:1px 0;"
+            f"font-weight:normal;color:var(--jp-ui-font-color2, #666)'>{lab}</th>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def report_labels(n: int, labels=None) -> tuple[str, ...]:
+    "One short distinct label per report: the given ones, else A, B, C, ..."
+    labels = tuple(labels) if labels is not None else tuple(chr(65 + i) if i < 26 else f"#{i + 1}" for i in range(n))
+    if len(labels) != n: raise RlsubError(f"{len(labels)} label{'s' * (len(labels) != 1)} for {n} reports; give one label per report")
+    if len(set(labels)) != n: raise RlsubError(f"labels must differ, got {', '.join(map(str, labels))}")
+    return labels
+
+# %% ../../nbs/viz/20_groups.ipynb 16
 def tensor_hist(report: DeltaReport, name: str, rule: str = 'abs') -> pd.DataFrame:
     "The ladder histogram of tensor `name` under 'abs' (|Δ|) or 'rel' (|Δ|/max(|w|,|ŵ|)): one row per bin with bounds lo < value ≤ hi and count."
     if rule not in ('abs', 'rel'): raise RlsubError(f"histograms exist for rules abs and rel, got {rule!r}")
