@@ -18,13 +18,15 @@ from .demo import demo_size, binomial_se, grpo_run, agreement, absorbed, load_ou
 from ..train.zoo import load_policy, default_task
 from ..train.sampling import outcomes as held_out
 from .attribution import AttributionTracker
-import math, shutil, tempfile, time
+import math, re, shutil, tempfile, time
 import numpy as np
 from ..checkpoints import MATRIX_KINDS
 from ..train.lora import LoRA
+from ..train.loop import save_policy
 
 # %% auto 0
-__all__ = ['control_masks', 'update_sparsity', 'controls_table', 'run_controls', 'EarlyMaskTrial', 'early_mask_trial']
+__all__ = ['control_masks', 'update_sparsity', 'controls_table', 'run_controls', 'EarlyMaskTrial', 'early_mask_trial',
+           'ControlsTrial', 'controls_trial']
 
 # %% ../../nbs/experiments/52_controls.ipynb 6
 def control_masks(like: SubnetMask,                     # the RL mask
@@ -160,3 +162,105 @@ def early_mask_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small'
     base = load_outcomes(work, 'base')
     outs['base'] = {d: np.stack([base[d]] * seeds) for d in ('fp32', 'bf16')}   # greedy: the base answers the same for every seed
     return EarlyMaskTrial(model, sz, k, outs, pd.DataFrame(rows).set_index('seed'), time.perf_counter() - t0)
+
+# %% ../../nbs/experiments/52_controls.ipynb 22
+_CONTROL = re.compile(r'subnet|random|random-(\d+(?:\.\d+)?)pct|lora-r([1-9]\d*)')
+
+def _check_controls(controls) -> tuple:
+    "`controls` as a tuple of valid run names, or a one-line error naming the bad one."
+    controls = (controls,) if isinstance(controls, str) else tuple(controls)
+    if not controls: raise RlsubError("controls is empty; name at least one, e.g. ('random-1pct', 'lora-r1')")
+    for c in controls:
+        m = _CONTROL.fullmatch(c) if isinstance(c, str) else None
+        if not m or (m[1] and not 0 < float(m[1]) <= 100): raise RlsubError(f"unknown control {c!r}; use 'subnet', 'random', 'random-<p>pct' with 0 < p ≤ 100 (e.g. 'random-1pct') or 'lora-r<rank>' (e.g. 'lora-r1')")
+    if len(set(controls)) < len(controls): raise RlsubError(f"controls repeat a name: {list(controls)}")
+    return controls
+
+def _control_args(name: str, rl: SubnetMask, lr: float, seed: int, lora_lr_scale: float) -> tuple[dict, str]:
+    "grpo_run's keyword arguments for control `name` (the full run's bf16 mask `rl`, the recipe's `lr`), and what it trains."
+    m = _CONTROL.fullmatch(name)
+    if name == 'subnet': return dict(mask=rl), f'the RL mask ({rl.density:.2%})'
+    if name == 'random': return dict(mask=random_mask(rl, seed=seed)), f"random, the RL mask's density per tensor ({rl.density:.2%})"
+    if m[1]: return dict(mask=random_mask(rl, float(m[1]) / 100, seed=seed)), f'random, {m[1]} % of every tensor'
+    ad = LoRA(rank=int(m[2]), seed=seed)
+    return dict(adapter=ad, lr=lr * lora_lr_scale), f'LoRA r={ad.rank}, alpha {ad.alpha:g}, lr {lr * lora_lr_scale:g}'
+
+@dataclass
+class ControlsTrial:
+    "Random-mask and LoRA controls against the full GRPO run over seeds: outcomes, each run's update sparsity, and the claims with verdicts (`table`)."
+    model: str
+    size: DemoSize
+    controls: tuple         # the control runs' names
+    outcomes: dict          # {'base', 'full', *controls} -> {'fp32', 'bf16'} -> [seeds, questions] held-out outcomes
+    runs: pd.DataFrame      # one row per (seed, run): what it trained, lr, unchanged in bf16 (all parameters, weight matrices), training seconds
+    seconds: float
+    margin: float = 0.05    # 'matches': control − full above −margin (as `claims_table`'s `margin`)
+
+    @property
+    def seeds(self) -> int: return self.outcomes['full']['bf16'].shape[0]
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        "One row per run: what it trained, held-out accuracy as trained and stored in bf16, unchanged weight-matrix entries in bf16 (mean [95 % interval] over seeds)."
+        rows = []
+        for r in ('base', 'full', *self.controls):
+            acc = {d: across_seeds(self.outcomes[r][d].mean(axis=1), bounds=(0, 1)).fmt() for d in ('fp32', 'bf16')}
+            x = self.runs.xs(r, level='run') if r != 'base' else None
+            rows.append({'run': r, 'trained': '—' if x is None else x.trained.iloc[0], 'accuracy, as trained': acc['fp32'], 'accuracy, stored in bf16': acc['bf16'],
+                         'unchanged matrix entries (bf16)': '100%' if x is None else across_seeds(x['unchanged (matrices)'], bounds=(0, 1)).fmt()})
+        return pd.DataFrame(rows).set_index('run')
+
+    @property
+    def table(self) -> pd.DataFrame:
+        "One claim a row: what was measured (with its interval and n), the verdict, the rule."
+        o, same, above = self.outcomes, Rule('>', -self.margin, points=True), Rule('>', 0, self.margin, points=True)
+        rows = []
+        for c in self.controls:
+            for d, how in (('fp32', 'as trained'), ('bf16', 'stored in bf16')):
+                e = paired_difference(o[c][d], o['full'][d])
+                rows.append((f"{c} matches the full run, {how} ({c} − full)", e, same))
+            rows.append((f"…{c} learns at all, as trained ({c} − base)", paired_difference(o[c]['fp32'], o['base']['fp32']), above))
+        for r in ('full', *self.controls):
+            rows.append((f"storing the {r} run in bf16 costs held-out accuracy (as trained − stored)", paired_difference(o[r]['fp32'], o[r]['bf16']), above))
+        return pd.DataFrame([dict(claim=c, measured=e.fmt(points=True), verdict=r.judge(e), rule=str(r)) for c, e, r in rows])
+
+    def __repr__(self):
+        return (f"ControlsTrial({self.model}, {self.seeds} seeds, {self.size.steps} steps, controls {', '.join(self.controls)}, {self.seconds:.0f} s)\n"
+                + self.summary.to_string() + '\n' + self.table.drop(columns='rule').to_string(index=False))
+
+def controls_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small',
+                   seeds: int = 3,                               # seeds 0, 1, …: each a full run and every control
+                   controls=('random-1pct', 'lora-r1'),          # 'subnet', 'random', 'random-<p>pct', 'lora-r<rank>'
+                   lora_lr_scale: float = 10,                    # LoRA's lr = this × the size's lr (LoRA Without Regret: ~10×)
+                   device='cpu', workdir=None,                   # workdir: a new or empty folder where outcomes are kept (None: a temporary one)
+                   progress=False, log=print) -> ControlsTrial:
+    "Over `seeds` seeds: the full GRPO run and each control from the same base, seed and data; paired verdicts by the demo's rule."
+    sz, dev, controls = demo_size(model, size), resolve_device(device), _check_controls(controls)
+    if not (isinstance(seeds, int) and seeds >= 1): raise RlsubError(f"seeds must be a whole number ≥ 1, got {seeds!r}")
+    work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix='rlsub-controls-'))
+    if work.exists() and (not work.is_dir() or any(work.iterdir())): raise RlsubError(f"workdir {work} is not a new or empty folder; name a new one")
+    work.mkdir(parents=True, exist_ok=True)
+    log, t0 = log or (lambda *a, **kw: None), time.perf_counter()
+    pol, tok = load_policy(model, device=dev, dtype=torch.float32)
+    task = default_task(model, tok)
+    fp32 = held_out(pol, tok, task, sz.eval_n)
+    save_outcomes(work, 'base', fp32, held_out(round_weights(pol), tok, task, sz.eval_n))
+    save_policy(pol, tok, work / 'base-bf16', 'bf16')               # what every run's update sparsity is measured against
+    del pol
+    rows = []
+    def run(name, i, trained, **kw):
+        s, _, _ = grpo_run(f'{name}-{i}', work, model, sz, dev, seed=i, progress=progress, log=log, **kw)
+        rows.append({'seed': i, 'run': name, 'trained': trained, 'lr': kw.get('lr', sz.lr), **update_sparsity(work, f'{name}-{i}'), 'seconds': s['seconds']})
+    for i in range(seeds):
+        run('full', i, 'all parameters')
+        rl = SubnetMask.from_pair(work / 'base-bf16', work / f'full-{i}-bf16', 'abs', 1e-5, device=str(dev))
+        for c in controls:
+            kw, trained = _control_args(c, rl, sz.lr, i, lora_lr_scale)
+            run(c, i, trained, **kw)
+            for d in ('bf16', 'fp32'): shutil.rmtree(work / f'{c}-{i}-{d}', ignore_errors=True)   # the weights: 0.8 GB a run on SmolLM2; the outcomes stay
+        for d in ('bf16', 'fp32'): shutil.rmtree(work / f'full-{i}-{d}', ignore_errors=True)
+    shutil.rmtree(work / 'base-bf16', ignore_errors=True)
+    outs = {r: {d: np.stack([load_outcomes(work, f'{r}-{i}')[d] for i in range(seeds)]) for d in ('fp32', 'bf16')} for r in ('full', *controls)}
+    base = load_outcomes(work, 'base')
+    outs['base'] = {d: np.stack([base[d]] * seeds) for d in ('fp32', 'bf16')}   # greedy: the base answers the same for every seed
+    return ControlsTrial(model, sz, controls, outs, pd.DataFrame(rows).set_index(['seed', 'run']), time.perf_counter() - t0)
