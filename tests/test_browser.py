@@ -60,6 +60,12 @@ MASKS = """\
 mask = SubnetMask.from_pair(Path('pair') / 'base', Path('pair') / 'tuned')
 masks = explore(mask, random_mask(mask, seed=1))"""
 
+PAGE_VIEW = """\
+from rlsub.viz.page import page_view
+pv = page_view(report, 'abs', 1e-5, view='kind')
+pv.observe(lambda change: Path('page-view-state.json').write_text(json.dumps(pv.state)), 'link')   # what the reader chose, for the test to read
+pv"""
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -268,7 +274,7 @@ GEOMETRY_JS = """(out) => {
   return {out: box(out), window: {width: innerWidth, height: innerHeight}, notebook: box(nb), parts, sideways};
 }"""
 _ROWS = {'explorer': [('rlsub-main', 'rlsub-side'), ('rlsub-rule', 'rlsub-view')],    # boxes that must share a row (not wrap below)
-         'comparison': [('rlsub-heatmap', 'rlsub-heatmap'), ('rlsub-rule', 'rlsub-readout')], 'masks': []}   # masks: the table goes below the figure
+         'comparison': [('rlsub-heatmap', 'rlsub-heatmap'), ('rlsub-rule', 'rlsub-readout')], 'masks': [], 'page-view': []}   # masks: the table goes below the figure
 
 
 def fits(page, out, kind: str, state: str, folder: Path) -> dict:
@@ -426,11 +432,32 @@ def compare_by_hand(page, folder: Path):
             fits(page, out, kind, f'view {view}', folder)
 
 
+def page_view_by_hand(page, root: Path, folder: Path):
+    "The page's engine in a notebook output (page_view): it draws, the reader's clicks reach the kernel's `state`, and it fits the window."
+    out = page.locator('.jp-OutputArea-output', has=page.locator('.rlsub-page-view')).first
+    out.wait_for(state='attached', timeout=RUN_ALL_S * 1000)
+    out.scroll_into_view_if_needed()
+    out.locator('#rl-groups tbody tr').first.wait_for(timeout=UPDATE_S * 1000)
+    fits(page, out, 'page-view', 'by kind', folder)
+    state = root / 'page-view-state.json'
+    for view, rule in (('heatmap', 'rel'), ('tensors', 'abs')):
+        out.locator(f'#rl-views button[data-view="{view}"]').click()
+        out.locator(f'#rl-rules button[data-rule="{rule}"]').click()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < UPDATE_S:
+            st = json.loads(state.read_text()) if state.exists() else {}
+            if (st.get('view'), st.get('rule')) == (view, rule): break
+            time.sleep(0.1)
+        else: pytest.fail(f'the kernel\'s page_view state did not follow the clicks to {view}, {rule}: {st}')
+        assert out.locator('rect.rl-cell' if view == 'heatmap' else '#rl-tensors tbody tr').count() > 0
+        fits(page, out, 'page-view', view, folder)
+
+
 def test_explorer_in_jupyterlab(chromium_page, lab, tmp_path):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
     url, root, log = lab
     page = chromium_page
-    _write_notebook(root / 'explore.ipynb', [SETUP, EXPLORE, COMPARE, MASKS])
+    _write_notebook(root / 'explore.ipynb', [SETUP, EXPLORE, COMPARE, MASKS, PAGE_VIEW])
     shot, whole = tmp_path / 'explorer.png', tmp_path / 'page.png'
     try:
         page.goto(f'{url}/lab/tree/explore.ipynb', timeout=60_000)
@@ -477,6 +504,7 @@ def test_explorer_in_jupyterlab(chromium_page, lab, tmp_path):
         assert not error.count(), _outputs(page)
         steer_by_hand(page, dash, dash.want, error, tmp_path)
         compare_by_hand(page, tmp_path)
+        page_view_by_hand(page, root, tmp_path)
         ms = sorted(click_to_image(page, dash))
         median = ms[len(ms) // 2]
         print(f"click on a view button to its figure on screen: median {median:.0f} ms, {ms[0]:.0f}–{ms[-1]:.0f} ms over {len(ms)} clicks")

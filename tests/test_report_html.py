@@ -522,3 +522,79 @@ def test_sort_and_axis_titles(browser, reports, tmp_path):
     again, *_ = _open(browser, page.url)                                  # the link keeps the order
     assert again.locator('#rl-tensors tbody tr').evaluate_all('rs => rs.map(r => r.dataset.name)') == list(tensor_table(rep, 'abs', 1e-5, 'size').name)
     assert refused == [] and errors == [], (refused, errors)
+
+
+# ---- the same engine in a notebook: page_view's anywidget module, driven with a stand-in for anywidget's model ----
+WIDGET_HOST = """<html><head><style>{css}</style></head><body data-jp-theme-light='{light}'>
+<div class='out' id='o1'></div><div class='out' id='o2'></div>
+<script type='module'>
+import widget from './esm.js';
+function fakeModel(data, link) {{        // what anywidget hands `render`: get, set, save_changes, on/off 'change:<name>'
+  const v = {{data, link}}, cbs = {{}}, m = {{saved: []}};
+  m.get = k => v[k];
+  m.set = (k, x) => {{ v[k] = x; }};
+  m.save_changes = () => m.saved.push(v.link);
+  m.on = (ev, f) => {{ (cbs[ev] = cbs[ev] || []).push(f); }};
+  m.off = (ev, f) => {{ cbs[ev] = (cbs[ev] || []).filter(g => g !== f); }};
+  m.fromKernel = x => {{ v.link = x; (cbs['change:link'] || []).forEach(f => f()); }};   // Python setting `link`
+  return m;
+}}
+window.models = {models};
+for (const [i, [data, link]] of window.models.entries()) {{
+  window.models[i] = fakeModel(data, link);
+  widget.render({{model: window.models[i], el: document.getElementById('o' + (i + 1))}});
+}}
+document.body.dataset.ready = '1';
+</script></body></html>"""
+
+
+def _widget_page(browser, pvs, light='true'):
+    "A document with page_view widgets rendered by their own module (served from memory; every other request refused): (page, errors)."
+    import json
+    from rlsub.viz.page import _CSS
+    models = json.dumps([[pv.data, pv.link] for pv in pvs])
+    files = {'/host.html': ('text/html', WIDGET_HOST.format(css=_CSS, light=light, models=models)), '/esm.js': ('text/javascript', pvs[0]._esm)}
+    page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+    errors = []
+    page.on('pageerror', lambda e: errors.append(str(e)))
+    page.route('**/*', lambda route: route.fulfill(status=200, content_type=files[urlsplit(route.request.url).path][0], body=files[urlsplit(route.request.url).path][1])
+               if route.request.url.startswith('http://nb.test/') else route.abort())
+    page.goto('http://nb.test/host.html')
+    page.wait_for_selector('body[data-ready="1"]', timeout=30_000)
+    return page, errors
+
+
+def test_page_view_is_the_page_engine_in_a_notebook(browser, reports):
+    "page_view's module draws the page's views inside its output: two views in one document stay apart, the reader's moves reach `link` (read back by Python), Python's moves redraw it, JupyterLab's theme is followed."
+    from rlsub.viz.page import page_view, _link_state
+    scanned = reports['scanned']
+    pvs = [page_view(scanned, 'abs', 1e-5, view='heatmap'), page_view(reports, 'exact', view='kind')]
+    page, errors = _widget_page(browser, pvs, light='false')
+    o1, o2 = page.locator('#o1'), page.locator('#o2')
+    assert o1.locator('#rl-headline').inner_text() == headline_text(scanned, 'abs', 1e-5)
+    assert o1.locator('rect.rl-cell').evaluate_all('rs => rs.map(r => r.dataset.tip)') == _cells(scanned, 'abs', 1e-5)
+    assert o1.locator('#rl-colourbar').count() == 1 and o2.locator('#rl-reports tbody tr').count() == 3
+    assert page.evaluate("getComputedStyle(document.getElementById('o1')).backgroundColor") != 'rgb(255, 255, 255)'   # JupyterLab's dark theme
+    assert page.evaluate("document.getElementById('o1').dataset.theme") == 'dark'
+    # the reader in the second view: its controls, not the first's
+    t0 = time.perf_counter()
+    o2.locator('#rl-rules button[data-rule="rel"]').click()
+    o2.locator('#rl-views button[data-view="tensors"]').click()
+    o2.locator('#rl-search').fill('mlp')
+    ms = (time.perf_counter() - t0) * 1000 / 3
+    link = page.evaluate('models[1].get("link")')
+    # each view tells only of its own moves; the link Python opened the first with is the one the engine writes (nothing sent back)
+    assert page.evaluate('models[1].saved.length') == 3 and page.evaluate('models[0].saved.length') == 0
+    st = _link_state(link, pvs[1]._data)
+    assert (st['rule'], st['view'], st['search'], st['report']) == ('rel', 'tensors', 'mlp', 'scanned'), link
+    assert o2.locator('#rl-tensors tbody tr').evaluate_all('rs => rs.map(r => r.dataset.name)') == [r[0] for r in _tensor_rows(scanned, 'rel', 1e-3, 'mlp')]
+    assert o1.locator('#rl-headline').inner_text() == headline_text(scanned, 'abs', 1e-5)               # the first view did not move
+    # Python moves the first view: it redraws there
+    pvs[0].show(rule='rel', threshold=1e-4, view='kind', tensor='model.layers.1.mlp.up_proj.weight')
+    page.evaluate('l => models[0].fromKernel(l)', pvs[0].link)
+    assert o1.locator('#rl-headline').inner_text() == headline_text(scanned, 'rel', 1e-4)
+    assert o1.locator('#rl-groups tbody tr').evaluate_all('rs => rs.map(r => [...r.children].map(c => c.textContent))') == _group_rows(scanned, 'rel', 1e-4, 'kind')
+    assert o1.locator('#rl-hist h3').inner_text() == 'model.layers.1.mlp.up_proj.weight'
+    assert page.evaluate('models[0].get("link")') == pvs[0].link                                      # no echo back: the state is the one Python set
+    assert ms < 150, f"{ms:.0f} ms a click"
+    assert errors == [], errors

@@ -1,7 +1,29 @@
-(() => {
-"use strict";
-const D = JSON.parse(document.getElementById('rl-data').textContent);
-const $ = id => document.getElementById(id), SVGNS = 'http://www.w3.org/2000/svg';
+// rlsub's report engine: every view of one or more reports drawn from their histograms (plain JavaScript, inline SVG, no library).
+// One engine for the offline page (rlsub.viz.page.report_page: mounted over the page's own address) and the notebook
+// (rlsub.viz.page.page_view: an anywidget whose `link` trait holds the same state the page keeps in its address).
+const RLSUB_BODY = `
+<div class="bar">
+ <label>report <select id="rl-report"></select></label>
+ <span>rule <span id="rl-rules"></span></span>
+ <label>threshold <input id="rl-threshold" type="range" min="0" step="1"> <b id="rl-readout"></b></label>
+ <span>view <span id="rl-views"></span></span>
+</div>
+<div id="rl-headline"></div>
+<div id="rl-reports"></div>
+<div class="cols">
+ <div id="rl-main"></div>
+ <div id="rl-side"><label>tensor <input id="rl-tensor" placeholder="type part of a name, e.g. layers.3.mlp"></label><datalist></datalist>
+  <div id="rl-hist"></div></div>
+</div>`;
+let rlsubMounted = 0;                         // datalists need ids unique in the document: one per mounted view
+function rlsubMount(root,                     // the element to draw into (its ids are looked up inside it: several views may share a document)
+                    D,                        // rlsub.viz.page's data: reports, ladder, labels, the state to open in
+                    opts) {                   // {own: the page is this document (it keeps its address and its theme), link: a state to open in ('#rule=…'), onState(link): told of each new state}
+opts = opts || {};
+root.insertAdjacentHTML('beforeend', RLSUB_BODY);
+const $ = id => root.querySelector('#' + id), SVGNS = 'http://www.w3.org/2000/svg';
+const namesList = root.querySelector('datalist');
+namesList.id = 'rl-names-' + (++rlsubMounted); $('rl-tensor').setAttribute('list', namesList.id);
 function el(tag, attrs, ...kids) {            // an element (an SVG one for 'svg:...'); names only ever go in as text
   const e = tag.startsWith('svg:') ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -33,7 +55,8 @@ function jupyterTheme() {                     // this document's body (the page 
   }
   return null;
 }
-function applyTheme() { document.documentElement.dataset.theme = jupyterTheme() || (darkMedia && darkMedia.matches ? 'dark' : 'light'); }
+const themed = opts.own ? [document.documentElement, document.body] : [root];   // where the theme's colours are set
+function applyTheme() { const t = jupyterTheme() || (darkMedia && darkMedia.matches ? 'dark' : 'light'); for (const e of themed) e.dataset.theme = t; }
 applyTheme();
 if (darkMedia) darkMedia.addEventListener('change', applyTheme);
 for (const w of new Set([window, window.parent])) {
@@ -74,7 +97,7 @@ const byKind = (a, b) => KR.get(a) - KR.get(b);
 const layerText = (R, i) => R.layer[i] === null ? '—' : String(R.layer[i]);
 
 // the view in the page's address: #rule=abs&threshold=1e-5&view=heatmap&report=…&tensor=…; a link reopens the same view
-const OWN = document.body.classList.contains('rlsub-page');   // only a page of its own writes its address (never a notebook's)
+const OWN = !!opts.own;                      // only a page of its own writes its address (a notebook's view tells opts.onState instead)
 function ladderStep(s) {                      // the ladder step of a threshold as written ('1e-5'), or of any number: the step at or below it (rules.snap)
   const j = D.ladder_text.indexOf(s), x = Number(s);
   if (j >= 0) return j;
@@ -156,10 +179,11 @@ function unzoomButton() {
 }
 let written = null;
 function writeState() {
-  if (!OWN) return;
   const h = stateText();
   if (h === written) return;
   written = h;
+  if (opts.onState) opts.onState(h);
+  if (!OWN) return;
   try { history.replaceState(history.state, '', h); }
   catch (e) { try { location.replace(h); } catch (e2) { /* an address that cannot change (about:srcdoc) */ } }
 }
@@ -205,14 +229,14 @@ function cellKeys(ev) {
 }
 function afterKey() {                         // the chosen thing redrew the page: keep the keyboard where it was, or on the new view's tab stop
   if (document.activeElement && document.activeElement !== document.body) return;
-  const stop = document.querySelector('#rl-main [data-nav][tabindex="0"]');
+  const stop = root.querySelector('#rl-main [data-nav][tabindex="0"]');
   if (stop) stop.focus();
 }
 function tabStop(items, chosen) { items.forEach((e, i) => { e.tabIndex = (chosen ? e === chosen : i === 0) ? 0 : -1; }); }
 
 function drawControls() {
-  document.querySelectorAll('#rl-rules button').forEach(b => { b.classList.toggle('on', b.dataset.rule === S.rule); b.setAttribute('aria-pressed', b.dataset.rule === S.rule); });
-  document.querySelectorAll('#rl-views button').forEach(b => { b.classList.toggle('on', b.dataset.view === S.view); b.setAttribute('aria-pressed', b.dataset.view === S.view); });
+  root.querySelectorAll('#rl-rules button').forEach(b => { b.classList.toggle('on', b.dataset.rule === S.rule); b.setAttribute('aria-pressed', b.dataset.rule === S.rule); });
+  root.querySelectorAll('#rl-views button').forEach(b => { b.classList.toggle('on', b.dataset.view === S.view); b.setAttribute('aria-pressed', b.dataset.view === S.view); });
   const th = $('rl-threshold');
   th.disabled = S.rule === 'exact'; th.value = S.j;
   $('rl-readout').textContent = S.rule === 'exact' ? '—' : D.ladder_text[S.j];
@@ -438,7 +462,7 @@ function draw() {
   $('rl-tensor').value = S.tensor;
   drawHist();
   if (nav && !was.isConnected) {              // the focused row or cell was redrawn: focus its new self, the keyboard stays where it was
-    const now = [...document.querySelectorAll('[data-nav]')].find(e => e.getAttribute('data-nav') === nav);
+    const now = [...root.querySelectorAll('[data-nav]')].find(e => e.getAttribute('data-nav') === nav);
     if (now) { now.parentNode.querySelectorAll('[data-nav]').forEach(e => { e.tabIndex = e === now ? 0 : -1; }); now.focus(); }
   }
   writeState();
@@ -451,14 +475,19 @@ $('rl-views').append(...[['layer', 'by layer'], ['kind', 'by kind'], ['heatmap',
 $('rl-threshold').max = L - 1;
 $('rl-threshold').addEventListener('input', e => { S.j = +e.target.value; draw(); });
 const pick = $('rl-report');
-function fillNames() { $('rl-names').replaceChildren(...rep().names.map(n => el('option', {value: n}))); }
+function fillNames() { namesList.replaceChildren(...rep().names.map(n => el('option', {value: n}))); }
 if (D.reports.length > 1) { D.reports.forEach((R, i) => pick.append(el('option', {value: i, text: R.label}))); pick.addEventListener('change', e => { S.report = +e.target.value; fillNames(); draw(); }); }
 else pick.parentElement.style.display = 'none';
 $('rl-tensor').addEventListener('input', e => { if (rep().names.includes(e.target.value)) { S.tensor = e.target.value; draw(); } });
 if (OWN && location.hash.length > 1) readState(location.hash);
-window.addEventListener('hashchange', () => { if (OWN && location.hash !== written) { readState(location.hash); fillNames(); draw(); } });   // a link pasted into this tab
+else if (opts.link) readState(opts.link);
+if (OWN) window.addEventListener('hashchange', () => { if (location.hash !== written) { readState(location.hash); fillNames(); draw(); } });   // a link pasted into this tab
 fillNames();
 draw();
 window.rlsubFormat = {pct, pp, int};    // the number formats, for tests
-document.body.dataset.ready = '1';
-})();
+(OWN ? document.body : root).dataset.ready = '1';
+return {
+  show(link) { if (link !== written) { readState(link || ''); fillNames(); draw(); } },   // open the state `link` names (what it leaves out: as first opened)
+  link: () => stateText(),
+};
+}

@@ -5,22 +5,22 @@
 # %% ../../nbs/viz/22_page.ipynb 2
 from __future__ import annotations
 from importlib.resources import files
-import base64, html, json, math
+import base64, functools, html, json, math
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from ..core import RlsubError, fmt_pct, fmt_shape, fmt_threshold
 from ..checkpoints import MATRIX_KINDS
 from ..measure.report import DeltaReport
-from ..measure.rules import DEFAULT_THRESHOLD, LADDER, rule_text, snap
+from ..measure.rules import DEFAULT_THRESHOLD, LADDER, RULES, rule_text, snap
 from ..outputs import write_atomic
 from .groups import Grouper, VIEW_KEYS, group_label, headline_html, headline_numbers, tensor_table, tensor_table_html
 from .figures import kind_order, plot_curve, plot_heatmap, plot_sparsity
-from ..style import DISPLAY_DPI, img_tag
+from ..style import DISPLAY_DPI, img_tag, png
 
 # %% auto 0
 __all__ = ['report_data', 'headline_text', 'report_html', 'snapshot_html', 'overlap_html', 'overlap_table_html', 'report_page',
-           'save_report']
+           'save_report', 'page_view']
 
 # %% ../../nbs/viz/22_page.ipynb 6
 def _view(table: pd.DataFrame, keys: list[str]) -> dict:
@@ -137,27 +137,14 @@ def overlap_table_html(df: pd.DataFrame, names: tuple[str, str]) -> str:   # df:
     return out.to_html(border=0)
 
 # %% ../../nbs/viz/22_page.ipynb 27
-_JS = (files('rlsub.viz') / 'page.js').read_text()     # the page's script: plain JavaScript, no library (rlsub/viz/page.js)
+_JS = (files('rlsub.viz') / 'page.js').read_text()     # the report engine: plain JavaScript, no library (rlsub/viz/page.js)
 
 # %% ../../nbs/viz/22_page.ipynb 28
-_CSS = (files('rlsub.viz') / 'page.css').read_text()   # its style sheet (rlsub/viz/page.css): a light and a dark theme
+_CSS = (files('rlsub.viz') / 'page.css').read_text()   # its style sheet (rlsub/viz/page.css): a light and a dark theme, every rule inside .rl-app
 
-_BODY = """
-<div class="bar">
- <label>report <select id="rl-report"></select></label>
- <span>rule <span id="rl-rules"></span></span>
- <label>threshold <input id="rl-threshold" type="range" min="0" step="1"> <b id="rl-readout"></b></label>
- <span>view <span id="rl-views"></span></span>
-</div>
-<div id="rl-headline"></div>
-<div id="rl-reports"></div>
-<div class="cols">
- <div id="rl-main"></div>
- <div id="rl-side"><label>tensor <input id="rl-tensor" list="rl-names" placeholder="type part of a name, e.g. layers.3.mlp"></label><datalist id="rl-names"></datalist>
-  <div id="rl-hist"></div></div>
-</div>
-<noscript>This report needs JavaScript (nothing is fetched: the data is in this file).</noscript>
-"""
+# where the engine lays out its controls and views (the layout itself is RLSUB_BODY in page.js), and the script that mounts it over the page
+_VIEW = "<div class='rl-view'></div><noscript>This report needs JavaScript (nothing is fetched: the data is in this file).</noscript>"
+_MOUNT = ("(() => {\n'use strict';\n" + _JS + "\nrlsubMount(document.querySelector('.rl-view'), JSON.parse(document.getElementById('rl-data').textContent), {own: true});\n})();")
 
 # %% ../../nbs/viz/22_page.ipynb 29
 def _sources(reports: dict[str, DeltaReport]) -> str:
@@ -186,8 +173,8 @@ def report_page(reports,                     # a DeltaReport, a list of them, or
     doc = lambda s: f"<div class='rl-doc'>{s}</div>" if s else ''
     extra = _printable(next(iter(reports.values())), rule, threshold) if printable else ''
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body class='rlsub-page'><h1>{html.escape(title)}</h1>{doc(before)}{_sources(reports)}{_BODY}{doc(after)}{extra}"
-            f"<script type='application/json' id='rl-data'>{data}</script><script>{_JS}</script></body></html>\n")
+            f"<style>{_CSS}</style></head><body class='rlsub-page rl-app'><h1>{html.escape(title)}</h1>{doc(before)}{_sources(reports)}{_VIEW}{doc(after)}{extra}"
+            f"<script type='application/json' id='rl-data'>{data}</script><script>{_MOUNT}</script></body></html>\n")
 
 def save_report(reports, path, rule: str = 'exact', threshold: float | None = None, view: str = 'layer',
                 title: str | None = None, printable: bool = True) -> Path:   # title: default 'rlsub report: <file name>'
@@ -196,3 +183,109 @@ def save_report(reports, path, rule: str = 'exact', threshold: float | None = No
     page = report_page(reports, rule, threshold, view, title or f"rlsub report: {path.stem}", printable)
     write_atomic(path, page.encode())
     return path
+
+# %% ../../nbs/viz/22_page.ipynb 37
+_WIDGET_ESM = _JS + """
+function render({ model, el }) {                 // anywidget: the engine drawn into this output, its state kept in the model's `link`
+  el.classList.add('rl-app', 'rlsub-page-view');
+  const tell = link => { if (link !== model.get('link')) { model.set('link', link); model.save_changes(); } };
+  const app = rlsubMount(el, JSON.parse(model.get('data')), {link: model.get('link'), onState: tell});
+  const follow = () => app.show(model.get('link'));
+  model.on('change:link', follow);
+  return () => model.off('change:link', follow);
+}
+export default { render };
+"""
+_VIEWS = ('layer', 'kind', 'heatmap', 'tensors')
+
+def _link_state(link: str, data: dict) -> dict:
+    "The state a link names, as the engine reads it (what it leaves out or names wrongly: as the view opened)."
+    from urllib.parse import parse_qs
+    q = {k: v[-1] for k, v in parse_qs(link.lstrip('#'), keep_blank_values=True).items()}
+    st, labels = data['state'], [r['label'] for r in data['reports']]
+    rule = q.get('rule') if q.get('rule') in RULES else st['rule']
+    j = data['ladder_text'].index(q['threshold']) if q.get('threshold') in data['ladder_text'] else st['j'] if rule == st['rule'] else data['defaults'].get(rule, st['j'])
+    out = dict(rule=rule, threshold=None if rule == 'exact' else float(data['ladder'][j]), view=q.get('view') if q.get('view') in _VIEWS else st['view'],
+               report=q.get('report') if q.get('report') in labels else labels[0])
+    rep = data['reports'][labels.index(out['report'])]
+    out['tensor'] = q.get('tensor') if q.get('tensor') in rep['names'] else None
+    return out | {k: q[k] for k in ('search', 'sort', 'layer', 'kind', 'zoom', 'diff') if k in q}
+
+def _state_link(st: dict, data: dict) -> str:
+    "The link the engine writes for state `st` (a dict as `_link_state` gives)."
+    from urllib.parse import urlencode
+    q = {'rule': st['rule']}
+    if st['rule'] != 'exact': q['threshold'] = fmt_threshold(float(st['threshold']))
+    q['view'] = st['view']
+    if len(data['reports']) > 1: q['report'] = st['report']
+    if st.get('tensor'): q['tensor'] = st['tensor']
+    return '#' + urlencode(q)
+
+@functools.cache
+def _page_widget():
+    "The notebook's view of the report engine: an anywidget class, built on first use (importing rlsub loads no widget library)."
+    import anywidget, traitlets
+    class PageView(anywidget.AnyWidget):
+        "The offline page's engine in a notebook output: `data` as the page carries it, `link` the view's state as the page's address writes it."
+        _esm, _css = _WIDGET_ESM, _CSS
+        data = traitlets.Unicode('').tag(sync=True)
+        link = traitlets.Unicode('').tag(sync=True)
+
+        @property
+        def state(self) -> dict:
+            "What the reader sees: rule, threshold (None under exact), view, report, tensor (None when none is chosen), and the search, sort, cut or zoom where set."
+            return _link_state(self.link, self._data)
+
+        def show(self, **kw):
+            "Move the view: any of rule, threshold (snapped to the ladder), view, report, tensor (a full name; None: none)."
+            bad = set(kw) - {'rule', 'threshold', 'view', 'report', 'tensor'}
+            if bad: raise RlsubError(f"show takes rule, threshold, view, report and tensor, got {', '.join(sorted(bad))}")
+            st = {**self.state, **kw}
+            if st['rule'] not in RULES: raise RlsubError(f"rule must be one of {', '.join(RULES)}, got {st['rule']!r}")
+            if st['view'] not in _VIEWS: raise RlsubError(f"view must be one of {', '.join(_VIEWS)}, got {st['view']!r}")
+            labels = [r['label'] for r in self._data['reports']]
+            if st['report'] not in labels: raise RlsubError(f"no report {st['report']!r} here; the reports are {', '.join(map(repr, labels))}")
+            if st['rule'] == 'exact': st['threshold'] = None
+            else:
+                if 'rule' in kw and 'threshold' not in kw and kw['rule'] != self.state['rule']: st['threshold'] = self._data['ladder'][self._data['defaults'][st['rule']]]
+                st['threshold'] = float(snap(st['threshold'] if st['threshold'] is not None else DEFAULT_THRESHOLD[st['rule']])[1])
+            names = self._data['reports'][labels.index(st['report'])]['names']
+            if st.get('tensor') and st['tensor'] not in names:
+                near = [n for n in names if st['tensor'] in n]
+                raise RlsubError(f"no tensor {st['tensor']!r} in report {st['report']!r}" + (f"; did you mean {near[0]!r}?" if near else "; give its full name, as the tensor table's tooltip shows it"))
+            self.link = _state_link(st, self._data)
+            return self
+
+        def _repr_mimebundle_(self, **kw):
+            "The widget (a live kernel shows it) and its snapshot as HTML (what a viewer without a kernel shows), in one output."
+            b = super()._repr_mimebundle_(**kw)                      # anywidget gives (data, metadata); ipywidgets a dict
+            data, meta = b if isinstance(b, tuple) else (b, {})
+            return {**data, 'text/plain': repr(self), 'text/html': _page_snapshot(self._reports, self.state)}, meta
+
+        def __repr__(self):
+            st = self.state
+            return (f"page_view of {len(self._reports)} report{'s' if len(self._reports) > 1 else ''}: {st['rule']}" + (f" at {fmt_threshold(st['threshold'])}" if st['threshold'] is not None else '')
+                    + f", view {st['view']}" + (f", report {st['report']}" if len(self._reports) > 1 else '') + (f", tensor {st['tensor']}" if st['tensor'] else ''))
+    return PageView
+
+def _page_snapshot(reports: dict[str, DeltaReport], st: dict) -> str:
+    "The view `st` of one of `reports` as static HTML: headline, the view's figure, its table."
+    r, rule, thr = reports[st['report']], st['rule'], st['threshold']
+    head = headline_html(headline_numbers(r, rule, thr))
+    if st['view'] == 'tensors': return snapshot_html(head, [], tensor_table_html(tensor_table(r, rule, thr, st.get('sort', 'model order') if st.get('sort') in ('model order', 'sparsity', 'size') else 'model order')))
+    by = ['layer', 'kind'] if st['view'] == 'heatmap' else st['view']
+    df = r.sparsity(rule, thr, by=by)
+    fig = plot_heatmap(df) if st['view'] == 'heatmap' else plot_sparsity(df)
+    return snapshot_html(head, [(png(fig), fig.get_size_inches()[0])], df)
+
+def page_view(reports,                     # a DeltaReport, a list of them, or {name: report}
+              rule: str = 'exact', threshold: float | None = None,   # the state it opens in (threshold: snapped to the ladder)
+              view: str = 'layer',         # 'layer', 'kind', 'heatmap' or 'tensors'
+              tensor: str | None = None):  # a tensor to open with its histogram (a full name)
+    "The offline page's controls and views in a notebook output, drawn in the browser by the page's own engine; its `state` follows the reader."
+    reports = _as_reports(reports)
+    data = _page_data(reports, rule, threshold, view)
+    w = _page_widget()(data=json.dumps(data, ensure_ascii=False, separators=(',', ':')))
+    w._data, w._reports = data, reports
+    w.link = _state_link(_link_state('', data), data)
+    return w.show(tensor=tensor) if tensor else w
