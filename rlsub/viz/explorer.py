@@ -26,8 +26,8 @@ from ..measure.rules import rule_text
 from .figures import MAIN_W, SIDE_W
 from ..outputs import check_outputs
 from .groups import headline_html, tensor_table_html
-from .page import overlap_html, overlap_table_html, save_report, snapshot_html
-from .widgets import clickables, flex, image, on_click, rule_buttons, threshold_slider, widgets
+from .page import overlap_html, overlap_table_html, page_view, save_report, snapshot_html
+from .widgets import cell_number, clickables, flex, image, on_click, rule_buttons, threshold_slider, widgets
 
 # %% auto 0
 __all__ = ['Explorer', 'matching', 'Comparison', 'MaskComparison', 'explore']
@@ -458,15 +458,10 @@ def _snapshot(self) -> tuple:
     if isinstance(self, Comparison): return self.headline.value, [(im.value, MAIN_W) for im in self.images if im.layout.display != 'none']
     return self.headline.value, [(self.figure.value, MAIN_W)], overlap_table_html(self.by[self.view.value], self.labels)   # the whole table, not its scrolling pane
 
-def _cell():
-    "The number of the cell IPython is running (None outside IPython)."
-    from IPython import get_ipython
-    return getattr(get_ipython(), 'execution_count', None)
-
 @patch
 def _repr_mimebundle_(self: Explorer | Comparison | MaskComparison, include=None, exclude=None):
     "The widget (a live kernel shows it) and, in the same output, its snapshot as HTML (what a viewer without a kernel shows)."
-    if getattr(self, '_shown_in', None) is not None and self._shown_in == _cell():   # `explore(...)` ending a cell has shown it already
+    if getattr(self, '_shown_in', None) is not None and self._shown_in == cell_number():   # `explore(...)` ending a cell has shown it already
         self._shown_in = None
         return {'text/plain': repr(self)}
     return {**self.widget._repr_mimebundle_(), 'text/plain': repr(self), 'text/html': snapshot_html(*_snapshot(self))}
@@ -474,18 +469,23 @@ def _repr_mimebundle_(self: Explorer | Comparison | MaskComparison, include=None
 # %% ../../nbs/viz/23_explorer.ipynb 40
 def explore(*objs,                      # a DeltaReport (or a saved report's path); two or more of them; or two SubnetMasks
             labels=None, show: bool = True,
-            base=None, tuned=None):     # the checkpoints, for tensor pictures, when the report's own paths do not reach them
+            base=None, tuned=None,      # the checkpoints, for tensor pictures, when the report's own paths do not reach them
+            engine: str = 'kernel'):    # 'kernel': drawn in Python (tensor pictures, masks); 'browser': the offline page's engine (`page_view`), reports only
     "Display a dashboard over a `DeltaReport` (or a saved report's path), several reports compared, or two `SubnetMask`s and their overlap; return it."
+    if engine not in ('kernel', 'browser'): raise RlsubError(f"engine must be 'kernel' or 'browser', got {engine!r}")
     where = None
     if len(objs) == 1 and isinstance(objs[0], (str, Path)) and Path(objs[0]).is_file():
         objs, where = (DeltaReport.load(objs[0]),), Path(objs[0]).parent     # its checkpoint paths may be relative to the report's folder
     elif len(objs) > 1: objs = tuple(DeltaReport.load(o) if isinstance(o, (str, Path)) and Path(o).is_file() else o for o in objs)
-    if len(objs) == 1 and isinstance(objs[0], DeltaReport): ex = Explorer(objs[0], base=base, tuned=tuned, where=where)
+    if engine == 'browser' and objs and all(isinstance(o, DeltaReport) for o in objs):
+        ex = page_view(objs[0] if len(objs) == 1 else dict(zip(report_labels(len(objs), labels), objs)))
+    elif engine == 'browser': raise RlsubError(f"the browser engine shows reports only, got {' and '.join(type(o).__name__ for o in objs) or 'nothing'}; use engine='kernel' for masks")
+    elif len(objs) == 1 and isinstance(objs[0], DeltaReport): ex = Explorer(objs[0], base=base, tuned=tuned, where=where)
     elif len(objs) > 1 and all(isinstance(o, DeltaReport) for o in objs): ex = Comparison(*objs, labels=labels)
     elif len(objs) == 2 and all(isinstance(o, SubnetMask) for o in objs): ex = MaskComparison(*objs, labels)
     else: raise RlsubError(f"explore takes a DeltaReport (or a report file), several DeltaReports or two SubnetMasks, got {' and '.join(type(o).__name__ for o in objs) or 'nothing'}")
     if show:
         from IPython.display import display
         display(ex)
-        ex._shown_in = _cell()            # displayed: when this call ends its cell, IPython shows the result as one line, not twice
+        ex._shown_in = cell_number()            # displayed: when this call ends its cell, IPython shows the result as one line, not twice
     return ex

@@ -17,6 +17,7 @@ from ..outputs import write_atomic
 from .groups import Grouper, VIEW_KEYS, group_label, headline_html, headline_numbers, tensor_table, tensor_table_html
 from .figures import kind_order, plot_curve, plot_heatmap, plot_sparsity
 from ..style import DISPLAY_DPI, img_tag, png
+from .widgets import cell_number
 
 # %% auto 0
 __all__ = ['report_data', 'headline_text', 'report_html', 'snapshot_html', 'overlap_html', 'overlap_table_html', 'report_page',
@@ -258,6 +259,9 @@ def _page_widget():
 
         def _repr_mimebundle_(self, **kw):
             "The widget (a live kernel shows it) and its snapshot as HTML (what a viewer without a kernel shows), in one output."
+            if getattr(self, '_shown_in', None) is not None and self._shown_in == cell_number():   # `explore(..., engine='browser')` ending a cell has shown it already
+                self._shown_in = None
+                return {'text/plain': repr(self)}, {}
             b = super()._repr_mimebundle_(**kw)                      # anywidget gives (data, metadata); ipywidgets a dict
             data, meta = b if isinstance(b, tuple) else (b, {})
             return {**data, 'text/plain': repr(self), 'text/html': _page_snapshot(self._reports, self.state)}, meta

@@ -11,7 +11,7 @@ from ..measure.rules import DEFAULT_THRESHOLD, LADDER, RULES
 from ..style import DISPLAY_DPI
 
 # %% auto 0
-__all__ = ['widgets', 'image', 'flex', 'threshold_slider', 'rule_buttons', 'clickables', 'on_click']
+__all__ = ['widgets', 'image', 'flex', 'threshold_slider', 'rule_buttons', 'clickables', 'on_click', 'cell_number']
 
 # %% ../../nbs/viz/22b_widgets.ipynb 4
 def widgets():
@@ -69,3 +69,8 @@ def clickables():
 def on_click(w, fn):
     "Call `fn(**message)` for each click (or key) `w` sends from the browser: {'x', 'y'} or {'key'} from an image, {'name'} from a table."
     w.on_msg(lambda _, content, buffers: fn(**content))
+
+def cell_number():
+    "The number of the cell IPython is running (None outside IPython): a dashboard that a call ending its cell displayed is not shown twice."
+    from IPython import get_ipython
+    return getattr(get_ipython(), 'execution_count', None)
