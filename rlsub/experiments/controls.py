@@ -131,7 +131,7 @@ class EarlyMaskTrial:
 def early_mask_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small',
                      seeds: int = 3,                 # seeds 0, 1, …: each a full run and an early-mask run
                      k: int | None = None,           # the step whose bf16 mask is trained on (None: a fifth of the run, at least 1)
-                     device='cpu', workdir=None,     # workdir: where outcomes are kept (None: a temporary folder)
+                     device='cpu', workdir=None,     # workdir: where outcomes are kept (None: a temporary folder, removed at the end)
                      progress=False, log=print) -> EarlyMaskTrial:
     "Over `seeds` seeds: the full GRPO run, tracked, and subnet-only GRPO on its bf16 mask after `k` steps; paired verdicts by the demo's rule."
     sz, dev = demo_size(model, size), resolve_device(device)
@@ -161,6 +161,7 @@ def early_mask_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small'
     outs = {r: {d: np.stack([load_outcomes(work, f'{r}-{i}')[d] for i in range(seeds)]) for d in ('fp32', 'bf16')} for r in ('full', 'early')}
     base = load_outcomes(work, 'base')
     outs['base'] = {d: np.stack([base[d]] * seeds) for d in ('fp32', 'bf16')}   # greedy: the base answers the same for every seed
+    if workdir is None: shutil.rmtree(work, ignore_errors=True)                  # a folder of our own: its outcomes are in the result
     return EarlyMaskTrial(model, sz, k, outs, pd.DataFrame(rows).set_index('seed'), time.perf_counter() - t0)
 
 # %% ../../nbs/experiments/52_controls.ipynb 22
@@ -232,7 +233,7 @@ def controls_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small',
                    seeds: int = 3,                               # seeds 0, 1, …: each a full run and every control
                    controls=('random-1pct', 'lora-r1'),          # 'subnet', 'random', 'random-<p>pct', 'lora-r<rank>'
                    lora_lr_scale: float = 10,                    # LoRA's lr = this × the size's lr (LoRA Without Regret: ~10×)
-                   device='cpu', workdir=None,                   # workdir: a new or empty folder where outcomes are kept (None: a temporary one)
+                   device='cpu', workdir=None,                   # workdir: a new or empty folder where outcomes are kept (None: a temporary one, removed at the end)
                    progress=False, log=print) -> ControlsTrial:
     "Over `seeds` seeds: the full GRPO run and each control from the same base, seed and data; paired verdicts by the demo's rule."
     sz, dev, controls = demo_size(model, size), resolve_device(device), _check_controls(controls)
@@ -263,4 +264,5 @@ def controls_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small',
     outs = {r: {d: np.stack([load_outcomes(work, f'{r}-{i}')[d] for i in range(seeds)]) for d in ('fp32', 'bf16')} for r in ('full', *controls)}
     base = load_outcomes(work, 'base')
     outs['base'] = {d: np.stack([base[d]] * seeds) for d in ('fp32', 'bf16')}   # greedy: the base answers the same for every seed
+    if workdir is None: shutil.rmtree(work, ignore_errors=True)                  # a folder of our own: its outcomes are in the result
     return ControlsTrial(model, sz, controls, outs, pd.DataFrame(rows).set_index(['seed', 'run']), time.perf_counter() - t0)
