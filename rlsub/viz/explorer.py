@@ -19,7 +19,7 @@ from ..outputs import write_atomic
 from ..style import DISPLAY_DPI, WIDGET_DPI, figure_style
 from .figures import draw_curve, draw_heatmap, draw_hist, hist_span, draw_sparsity, figure_axes, mark_groups, fast_png, difference_span, group_at, group_point, group_step, hover_text, plot_changes, plot_overlap, sparsity_difference
 from .groups import group_label, compare_headline_html, report_labels, CELL_STYLE
-from .zoom import pan_limits, zoom_image, zoom_limits, zoom_to, zoomed
+from .zoom import message_limits, show_limits, zoom_image, zoomed
 from .groups import Grouper, SORTS, VIEW_KEYS, headline_numbers, tensor_hist, tensor_table
 from ..core import fmt_pct, fmt_threshold
 from ..measure.rules import rule_text
@@ -409,14 +409,10 @@ def _cmp_zoom(self: Comparison, k: int, zoom: list | None = None, pan: list | No
     if k >= len(self._shown) or self._shown[k] is None: return
     fig = self._figs[self._shown[k]][0]
     if hover is not None: self.images[k].tip = hover_text(fig, *hover) if len(hover) == 2 else ''; return
-    if zoom is None and pan is None: return
-    lims = zoom_limits(fig, zoom) if zoom else pan_limits(fig, pan) if pan else None
-    if lims is None and (zoom or pan): return
+    lims = message_limits(fig, zoom, pan)
+    if lims is False: return
     for key, im in zip(self._shown, self.images):
-        if key is None: continue
-        f = self._figs[key][0]
-        zoom_to(f, lims)
-        with im.hold_sync(): im.value, im.zoomed = fast_png(f), zoomed(f)
+        if key is not None: show_limits(im, self._figs[key][0], lims)
 
 # %% ../../nbs/viz/23_explorer.ipynb 34
 class MaskComparison:

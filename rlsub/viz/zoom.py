@@ -11,7 +11,7 @@ from .groups import group_label
 from .figures import fast_png, restyle, thin_ticks
 
 # %% auto 0
-__all__ = ['zoom_limits', 'zoom_to', 'zoomed', 'pan_limits', 'zoom_image']
+__all__ = ['zoom_limits', 'zoom_to', 'zoomed', 'pan_limits', 'message_limits', 'show_limits', 'zoom_image']
 
 # %% ../../nbs/viz/21c_zoom.ipynb 5
 def _zoom_axes(fig: Figure) -> tuple:
@@ -94,11 +94,20 @@ def pan_limits(fig: Figure, drag) -> tuple | None:   # drag: (x0, y0, x1, y1), w
         out.append(tuple(float(v) for v in new))
     return tuple(out)
 
-def zoom_image(im, fig: Figure, zoom: list | None, pan: list | None) -> bool:   # im: a ClickImage showing `fig`; zoom, pan: as its messages carry them
-    "Apply a zoom (a dragged box; [] for the whole figure) or a pan (a Shift-drag) from the browser to `fig` and show it in `im`; False when there was nothing to do."
+def message_limits(fig: Figure, zoom: list | None, pan: list | None):   # zoom, pan: as a ClickImage's messages carry them
+    "The limits a zoom (a dragged box; [] for the whole figure) or a pan (a Shift-drag) from the browser asks of `fig`: None for the whole figure, False when it asks nothing."
     if zoom is None and pan is None: return False
     lims = zoom_limits(fig, zoom) if zoom else pan_limits(fig, pan) if pan else None
-    if lims is None and (zoom or pan): return False                  # a box over nothing, or a pan with nothing to move
+    return False if lims is None and (zoom or pan) else lims         # a box over nothing, or a pan with nothing to move: nothing
+
+def show_limits(im, fig: Figure, lims):   # im: a ClickImage showing `fig`; lims: as `message_limits` gives them
+    "Redraw `fig` at `lims` (None: whole) and show it in `im`."
     zoom_to(fig, lims)
     with im.hold_sync(): im.value, im.zoomed, im.tip = fast_png(fig), zoomed(fig), ''
+
+def zoom_image(im, fig: Figure, zoom: list | None, pan: list | None) -> bool:
+    "Apply a zoom or a pan from the browser to `fig` and show it in `im`; False when there was nothing to do."
+    lims = message_limits(fig, zoom, pan)
+    if lims is False: return False
+    show_limits(im, fig, lims)
     return True
