@@ -150,14 +150,12 @@ def early_mask_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small'
     rows = []
     for i in range(seeds):
         tr = AttributionTracker(predict_at=(), predictors=(), mask_steps=(k,), step_to_step=False)   # only the masks: no predictor copies
-        grpo_run(f'full-{i}', work, model, sz, dev, seed=i, callbacks=[tr], progress=progress, log=log)
+        grpo_run(f'full-{i}', work, model, sz, dev, seed=i, callbacks=[tr], progress=progress, log=log, keep=())   # the masks come from the tracker: no weights saved
         early, final = tr.mask(k, 'bf16'), tr.mask(None, 'bf16')
-        grpo_run(f'early-{i}', work, model, sz, dev, seed=i, mask=early, progress=progress, log=log)
+        grpo_run(f'early-{i}', work, model, sz, dev, seed=i, mask=early, progress=progress, log=log, keep=())
         both = (early & final).count
         rows.append({'seed': i, 'early density': early.density, 'final density': final.density,
                      'precision': both / early.count if early.count else math.nan, 'recall': both / final.count if final.count else math.nan})
-        for name in (f'full-{i}', f'early-{i}'):
-            for d in ('bf16', 'fp32'): shutil.rmtree(work / f'{name}-{d}', ignore_errors=True)   # the weights: 0.8 GB a run on SmolLM2; the outcomes stay
     outs = {r: {d: np.stack([load_outcomes(work, f'{r}-{i}')[d] for i in range(seeds)]) for d in ('fp32', 'bf16')} for r in ('full', 'early')}
     base = load_outcomes(work, 'base')
     outs['base'] = {d: np.stack([base[d]] * seeds) for d in ('fp32', 'bf16')}   # greedy: the base answers the same for every seed
@@ -250,7 +248,7 @@ def controls_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small',
     del pol
     rows = []
     def run(name, i, trained, **kw):
-        s, _, _ = grpo_run(f'{name}-{i}', work, model, sz, dev, seed=i, progress=progress, log=log, **kw)
+        s, _, _ = grpo_run(f'{name}-{i}', work, model, sz, dev, seed=i, progress=progress, log=log, keep=('bf16',), **kw)   # bf16 only: what update_sparsity reads
         rows.append({'seed': i, 'run': name, 'trained': trained, 'lr': kw.get('lr', sz.lr), **update_sparsity(work, f'{name}-{i}'), 'seconds': s['seconds']})
     for i in range(seeds):
         run('full', i, 'all parameters')
@@ -258,8 +256,8 @@ def controls_trial(model: str = 'smollm2-135m', size: str | DemoSize = 'small',
         for c in controls:
             kw, trained = _control_args(c, rl, sz.lr, i, lora_lr_scale)
             run(c, i, trained, **kw)
-            for d in ('bf16', 'fp32'): shutil.rmtree(work / f'{c}-{i}-{d}', ignore_errors=True)   # the weights: 0.8 GB a run on SmolLM2; the outcomes stay
-        for d in ('bf16', 'fp32'): shutil.rmtree(work / f'full-{i}-{d}', ignore_errors=True)
+            shutil.rmtree(work / f'{c}-{i}-bf16', ignore_errors=True)   # the weights (0.27 GB a run on SmolLM2); the outcomes stay
+        shutil.rmtree(work / f'full-{i}-bf16', ignore_errors=True)
     shutil.rmtree(work / 'base-bf16', ignore_errors=True)
     outs = {r: {d: np.stack([load_outcomes(work, f'{r}-{i}')[d] for i in range(seeds)]) for d in ('fp32', 'bf16')} for r in ('full', *controls)}
     base = load_outcomes(work, 'base')

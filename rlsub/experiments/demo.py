@@ -106,8 +106,9 @@ def grpo_run(name, work, model, size, dev, seed, mask=None, progress=None, log=p
          adapter=None,      # policy -> (model to train, function giving back the plain trained policy), e.g. LoRA (rlsub.train.lora.LoRA)
          lr=None,           # None: the size's learning rate
          callbacks=(),      # more train_grpo callbacks (the full run's AttributionTracker)
-         cache: str = 'dynamic'):   # the KV cache of rollouts and evaluations (GRPOConfig.cache): 'static' for a compiled, CUDA-graphed decode on a GPU
-    "One GRPO run from the base; its summary, history and tracker; final weights saved in bf16 and fp32, held-out outcomes beside them."
+         cache: str = 'dynamic',    # the KV cache of rollouts and evaluations (GRPOConfig.cache): 'static' for a compiled, CUDA-graphed decode on a GPU
+         keep=('bf16', 'fp32')):    # the final weights to save, `<name>-<dtype>` in `work` (a trial that reads none: ())
+    "One GRPO run from the base; its summary, history and tracker; final weights saved in bf16 and fp32 (`keep`), held-out outcomes beside them."
     pol, tok, task = _base(model, dev)
     train, finish = adapter(pol) if adapter else (pol, None)
     cfg = size.config(seed, dev, lr=lr, cache=cache)
@@ -117,7 +118,7 @@ def grpo_run(name, work, model, size, dev, seed, mask=None, progress=None, log=p
     hist = train_grpo(train, tok, task, cfg, mask=mask, callbacks=[tr, *callbacks], progress=progress)
     if finish: pol = finish()
     secs = time.perf_counter() - t0
-    for d in ('bf16', 'fp32'): save_policy(pol, tok, work / f'{name}-{d}', d)
+    for d in keep: save_policy(pol, tok, work / f'{name}-{d}', d)
     acc = _evaluate(name, work, pol, tok, task, size.eval_n, cache)
     log(f"[{name}] held-out accuracy {_acc(acc)} as trained (fp32), {_acc(acc, 'accuracy_bf16')} stored in bf16 ({secs:.0f} s)")
     return dict(run=name, seed=seed, **acc, seconds=secs), hist, tr
