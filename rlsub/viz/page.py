@@ -14,7 +14,7 @@ from ..checkpoints import MATRIX_KINDS
 from ..measure.report import DeltaReport
 from ..measure.rules import DEFAULT_THRESHOLD, LADDER, RULES, rule_text, snap
 from ..outputs import write_atomic
-from .groups import Grouper, VIEW_KEYS, group_label, headline_html, headline_numbers, tensor_table, tensor_table_html
+from .groups import Grouper, SORTS, VIEW_KEYS, group_label, headline_html, headline_numbers, tensor_table, tensor_table_html
 from .figures import kind_order, plot_curve, plot_heatmap, plot_sparsity
 from ..style import DISPLAY_DPI, img_tag, png
 from .widgets import cell_number
@@ -42,6 +42,8 @@ def report_data(report: DeltaReport, label: str = 'report') -> dict:   # label: 
                 views={v: _view(t, keys) for v, keys in VIEW_KEYS.items()})
 
 # %% ../../nbs/viz/22_page.ipynb 11
+_VIEWS = ('layer', 'kind', 'heatmap', 'tensors')   # the page's views, as the engine names them
+
 def _as_reports(reports) -> dict[str, DeltaReport]:
     "{label: report} from one report, a list or tuple (labelled A, B, C, ...) or a dict."
     if isinstance(reports, DeltaReport): reports = {'report': reports}
@@ -52,7 +54,7 @@ def _as_reports(reports) -> dict[str, DeltaReport]:
 
 def _page_data(reports: dict[str, DeltaReport], rule: str, threshold, view: str) -> dict:
     "Everything the page's script reads: reports, ladder, labels as Python writes them, the state to open in."
-    if view not in ('layer', 'kind', 'heatmap', 'tensors'): raise RlsubError(f"view must be layer, kind, heatmap or tensors, got {view!r}")
+    if view not in _VIEWS: raise RlsubError(f"view must be layer, kind, heatmap or tensors, got {view!r}")
     next(iter(reports.values())).sparsity(rule, threshold)                 # the report's own checks of rule and threshold
     j = snap(DEFAULT_THRESHOLD[rule] if threshold is None else threshold)[0] if rule != 'exact' else snap(DEFAULT_THRESHOLD['abs'])[0]
     return dict(ladder=LADDER.tolist(), ladder_text=[fmt_threshold(float(v)) for v in LADDER],
@@ -197,7 +199,6 @@ function render({ model, el }) {                 // anywidget: the engine drawn 
 }
 export default { render };
 """
-_VIEWS = ('layer', 'kind', 'heatmap', 'tensors')
 
 def _link_state(link: str, data: dict) -> dict:
     "The state a link names, as the engine reads it (what it leaves out or names wrongly: as the view opened)."
@@ -276,7 +277,7 @@ def _page_snapshot(reports: dict[str, DeltaReport], st: dict) -> str:
     "The view `st` of one of `reports` as static HTML: headline, the view's figure, its table."
     r, rule, thr = reports[st['report']], st['rule'], st['threshold']
     head = headline_html(headline_numbers(r, rule, thr))
-    if st['view'] == 'tensors': return snapshot_html(head, [], tensor_table_html(tensor_table(r, rule, thr, st.get('sort', 'model order') if st.get('sort') in ('model order', 'sparsity', 'size') else 'model order')))
+    if st['view'] == 'tensors': return snapshot_html(head, [], tensor_table_html(tensor_table(r, rule, thr, st['sort'] if st.get('sort') in SORTS else 'model order')))
     by = ['layer', 'kind'] if st['view'] == 'heatmap' else st['view']
     df = r.sparsity(rule, thr, by=by)
     fig = plot_heatmap(df) if st['view'] == 'heatmap' else plot_sparsity(df)
